@@ -1,0 +1,3 @@
+module github.com/scr-go/scr
+
+go 1.26
