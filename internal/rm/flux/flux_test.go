@@ -1,0 +1,121 @@
+package flux_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/scr-go/scr/internal/rm"
+	"github.com/scr-go/scr/internal/rm/flux"
+	"github.com/scr-go/scr/internal/rm/rmtest"
+)
+
+var now = time.Unix(1795613000, 0)
+
+const (
+	cmdJobID    = "flux getattr jobid"
+	cmdInstance = "flux hostlist instance"
+	cmdOffline  = "flux resource status -s offline -no {nodelist}"
+	cmdDrain    = "flux resource status -s torpid,drain,exclude -no {nodelist}"
+	cmdTimeleft = "flux job timeleft"
+)
+
+func td(name string) string { return filepath.Join("testdata", name) }
+
+// situation builds the replies for one captured situation. jobidSit and
+// timeleftSit name the situation whose capture answers those commands when
+// the situation itself has none (see testdata/README.md).
+func situation(sit, jobidSit, timeleftSit string) map[string]rmtest.Reply {
+	r := map[string]rmtest.Reply{
+		cmdInstance: {File: td("hostlist-instance." + sit + ".txt")},
+		cmdOffline:  {File: td("resource-status-s-offline-no-nodelist." + sit + ".txt")},
+		cmdDrain:    {File: td("resource-status-s-torpid-drain-exclude-no-nodelist." + sit + ".txt")},
+		cmdTimeleft: {File: td("job-timeleft." + timeleftSit + ".txt")},
+	}
+	if jobidSit == "healthy" { // system instance: rc 1, "No such file or directory"
+		r[cmdJobID] = rmtest.Reply{ExitCode: 1, Stderr: "flux-getattr: jobid: No such file or directory"}
+	} else {
+		r[cmdJobID] = rmtest.Reply{File: td("getattr-jobid." + jobidSit + ".txt")}
+	}
+	return r
+}
+
+func newFlux(env map[string]string, replies map[string]rmtest.Reply) func(context.Context) (rm.Manager, error) {
+	return func(ctx context.Context) (rm.Manager, error) {
+		rp := &rmtest.Replay{Replies: replies}
+		return flux.New(ctx, rm.Config{Env: rm.MapEnv(env), Run: rp.Runner(), Now: func() time.Time { return now }})
+	}
+}
+
+func TestConformance(t *testing.T) {
+	nested := map[string]string{"FLUX_URI": "local:///var/tmp/flux-Don9tv/local-0", "FLUX_ENCLOSING_ID": "ƒVaSC5xK"}
+	system := map[string]string{"FLUX_URI": "local:///home/user/scrtest/n0/run/local"}
+	job := map[string]string{"FLUX_URI": "local:///home/user/scrtest/n1/run/local", "FLUX_JOB_ID": "ƒ3VPu3vw"}
+	all := []string{"fnode0", "fnode1", "fnode2"}
+
+	jobReplies := situation("healthy", "healthy", "healthy")
+	jobReplies["flux hostlist ƒ3VPu3vw"] = rmtest.Reply{File: td("hostlist-jobid.healthy-job-running.txt")}
+	jobReplies["flux job timeleft ƒ3VPu3vw"] = rmtest.Reply{File: td("job-timeleft-jobid.healthy-job-running.txt")}
+
+	rmtest.Run(t, []rmtest.Case{
+		{Name: "nested-healthy", New: newFlux(nested, situation("nested-healthy", "nested-healthy", "nested-healthy")),
+			JobID: "ƒVaSC5xK", Nodes: all, End: now.Unix() + 3596},
+		// Before the nested instance noticed the loss, Flux knows nothing:
+		// an empty answer is the truth, and nodecheck's ping must catch it.
+		{Name: "nested-after-poweroff-not-yet-seen", New: newFlux(nested, situation("nested-after-poweroff", "nested-healthy", "nested-healthy")),
+			JobID: "ƒVaSC5xK", Nodes: all, End: now.Unix() + 3596},
+		// flux resource list -s down is empty here (observation 2); the
+		// status query must still see fnode2.
+		{Name: "nested-after-poweroff-detected", New: newFlux(nested, situation("nested-after-poweroff-detected", "nested-after-poweroff-detected", "nested-after-poweroff-detected")),
+			JobID: "ƒVaSC5xK", Nodes: all, Down: []string{"fnode2"}, End: now.Unix() + 3554},
+		{Name: "system-healthy-no-job", New: newFlux(system, situation("healthy", "healthy", "healthy")),
+			JobID: "", Nodes: all, End: -1},
+		{Name: "system-after-poweroff", New: newFlux(system, situation("after-poweroff", "healthy", "healthy")),
+			JobID: "", Nodes: all, Down: []string{"fnode2"}, End: -1},
+		{Name: "system-after-poweroff-fnode1-drained", New: newFlux(system, situation("after-poweroff-fnode1-drained", "healthy", "healthy")),
+			JobID: "", Nodes: all, Down: []string{"fnode1", "fnode2"}, End: -1},
+		{Name: "system-job-running", New: newFlux(job, jobReplies),
+			JobID: "ƒ3VPu3vw", Nodes: []string{"fnode1", "fnode2"}, End: now.Unix() + 1798},
+	})
+}
+
+func TestDownReasonsNameTheState(t *testing.T) {
+	m, _ := newFlux(map[string]string{"FLUX_URI": "x"}, situation("after-poweroff-fnode1-drained", "healthy", "healthy"))(context.Background())
+	down, err := m.DownNodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if down["fnode2"] != "flux: offline (broker lost or not started)" || down["fnode1"] != "flux: torpid, drained or excluded" {
+		t.Fatalf("reasons: %q", down)
+	}
+}
+
+func TestTransportRanksFromInstance(t *testing.T) {
+	env := map[string]string{"FLUX_URI": "x", "FLUX_JOB_ID": "ƒ3VPu3vw"}
+	r := situation("healthy", "healthy", "healthy")
+	m, _ := newFlux(env, r)(context.Background())
+	tr, err := m.Transport(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tr.Command("fnode2", []string{"hostname"})
+	if err != nil || c.Path != "flux" || len(c.Args) != 4 || c.Args[2] != "2" {
+		t.Fatalf("command %+v, %v", c, err)
+	}
+}
+
+func TestHungFluxIsBounded(t *testing.T) {
+	r := situation("healthy", "healthy", "healthy")
+	r[cmdOffline] = rmtest.Reply{Block: true}
+	m, _ := newFlux(map[string]string{"FLUX_URI": "x"}, r)(context.Background())
+	rmtest.CheckBounded(t, m)
+}
+
+func TestDetect(t *testing.T) {
+	rp := &rmtest.Replay{Replies: situation("nested-healthy", "nested-healthy", "nested-healthy")}
+	m, err := rm.Detect(context.Background(), rm.Config{Env: rm.MapEnv(map[string]string{"FLUX_URI": "x", "SLURM_JOB_ID": "7"}), Run: rp.Runner()})
+	if err != nil || m.Name() != "flux" || m.JobID() != "ƒVaSC5xK" {
+		t.Fatalf("Detect: %v %v", m, err)
+	}
+}
