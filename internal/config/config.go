@@ -1,0 +1,457 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/scr-go/scr/internal/prefix"
+)
+
+// DefaultSystemFile is the system config file used when SCR_CONFIG_FILE is
+// not set.
+const DefaultSystemFile = "/etc/scr/scr.conf"
+
+// Options says where Load finds its inputs. The zero value reads the real
+// environment, the working directory and the default system file.
+type Options struct {
+	// Env looks up environment variables; nil means os.LookupEnv.
+	Env Lookup
+	// Dir is the directory used as prefix when SCR_PREFIX is not set in the
+	// environment; "" means the working directory.
+	Dir string
+	// SystemFile overrides SCR_CONFIG_FILE and DefaultSystemFile.
+	SystemFile string
+	// NoAppFile skips <prefix>/.scr/app.conf. The library sets it: its API
+	// values come from Set in this run, not from a previous run's file.
+	NoAppFile bool
+}
+
+// Config holds the layers of configuration of one rank or one command, in
+// SCR's precedence: environment > user file > API (Set / app.conf) >
+// system file > defaults. It is not safe for concurrent use; each rank has
+// its own.
+type Config struct {
+	env        Lookup
+	opts       Options
+	prefixDir  string // where the user file and app.conf were looked for
+	userFile   string
+	user       []Entry
+	appFile    string
+	app        []Entry // from app.conf, then Set calls in order
+	systemFile string
+	system     []Entry
+}
+
+// Load reads the configuration files. A missing user, system or app file is
+// no error; an unreadable or malformed one is, naming the file and line.
+func Load(opts Options) (*Config, error) {
+	c := &Config{env: opts.Env, opts: opts}
+	if c.env == nil {
+		c.env = os.LookupEnv
+	}
+	if err := c.locatePrefix(); err != nil {
+		return nil, err
+	}
+	c.systemFile = opts.SystemFile
+	if c.systemFile == "" {
+		if v, ok := c.env("SCR_CONFIG_FILE"); ok && v != "" {
+			c.systemFile = v
+		} else {
+			c.systemFile = DefaultSystemFile
+		}
+	}
+	var err error
+	if c.system, err = readFile(c.systemFile, SourceSystemFile, c.env); err != nil {
+		return nil, err
+	}
+	if err := c.loadUser(); err != nil {
+		return nil, err
+	}
+	if !opts.NoAppFile {
+		c.appFile = prefix.AppConfPath(c.prefixDir)
+		b, ok, err := prefix.ReadAppConf(c.prefixDir)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			if c.app, err = Parse(bytes.NewReader(b), c.appFile, SourceApp, c.env); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return c, nil
+}
+
+// locatePrefix finds the prefix used to locate .scrconf and app.conf:
+// SCR_PREFIX from the environment, else a value set through the API, else
+// Options.Dir, else the working directory.
+func (c *Config) locatePrefix() error {
+	if v, ok := c.env("SCR_PREFIX"); ok && v != "" {
+		p, err := ExpandEnv(v, c.env)
+		if err != nil {
+			return &ParamError{Name: "SCR_PREFIX", Value: v, Origin: Origin{Kind: SourceEnv}, Reason: err.Error()}
+		}
+		c.prefixDir = p
+		return nil
+	}
+	if v, o, ok := c.lookupEntries(c.app, "SCR_PREFIX"); ok {
+		_ = o
+		c.prefixDir = v
+		return nil
+	}
+	if c.opts.Dir != "" {
+		c.prefixDir = c.opts.Dir
+		return nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("config: no SCR_PREFIX and cannot get the working directory: %w", err)
+	}
+	c.prefixDir = wd
+	return nil
+}
+
+func (c *Config) loadUser() error {
+	c.userFile = filepath.Join(c.prefixDir, ".scrconf")
+	if v, ok := c.env("SCR_CONF_FILE"); ok && v != "" {
+		c.userFile = v
+	} else if v, _, ok := c.lookupEntries(c.app, "SCR_CONF_FILE"); ok {
+		c.userFile = v
+	}
+	var err error
+	c.user, err = readFile(c.userFile, SourceUserFile, c.env)
+	return err
+}
+
+func readFile(path string, kind SourceKind, env Lookup) ([]Entry, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config: open %s: %w", path, err)
+	}
+	defer f.Close()
+	return Parse(f, path, kind, env)
+}
+
+// PrefixDir is the prefix directory the configuration was located from
+// (SCR_PREFIX in the environment, else Options.Dir, else the working dir).
+func (c *Config) PrefixDir() string { return c.prefixDir }
+
+// UserFile and SystemFile are the paths looked at (they may not exist).
+func (c *Config) UserFile() string   { return c.userFile }
+func (c *Config) SystemFile() string { return c.systemFile }
+
+// Value is a parameter's raw value and where it came from.
+type Value struct {
+	Raw    string
+	Origin Origin
+}
+
+// lookupEntries returns the last simple entry with key in entries.
+func (c *Config) lookupEntries(es []Entry, key string) (string, Origin, bool) {
+	for i := len(es) - 1; i >= 0; i-- {
+		if es[i].Key == key && len(es[i].Children) == 0 {
+			return es[i].Value, es[i].Origin, true
+		}
+	}
+	return "", Origin{}, false
+}
+
+// Get returns the value of a simple parameter in precedence order, and
+// whether any layer (or a default) has it. Environment values are expanded
+// ($VAR); an expansion error is returned as a *ParamError. An empty
+// environment variable counts as unset.
+func (c *Config) Get(name string) (Value, bool, error) {
+	name = strings.ToUpper(name)
+	if v, ok := c.env(name); ok && v != "" {
+		x, err := ExpandEnv(v, c.env)
+		if err != nil {
+			return Value{}, false, &ParamError{Name: name, Value: v, Origin: Origin{Kind: SourceEnv}, Reason: err.Error()}
+		}
+		return Value{x, Origin{Kind: SourceEnv}}, true, nil
+	}
+	for _, layer := range [][]Entry{c.user, c.app, c.system} {
+		if v, o, ok := c.lookupEntries(layer, name); ok {
+			return Value{v, o}, true, nil
+		}
+	}
+	if d, ok := defaults[name]; ok && d != "" {
+		return Value{d, Origin{Kind: SourceDefault}}, true, nil
+	}
+	return Value{}, false, nil
+}
+
+// String returns the value of name, or "" if unset anywhere.
+func (c *Config) String(name string) (string, error) {
+	v, _, err := c.Get(name)
+	return v.Raw, err
+}
+
+// ParamError is a parameter whose value is wrong, with where it came from.
+type ParamError struct {
+	Name   string
+	Value  string
+	Origin Origin
+	Reason string
+}
+
+func (e *ParamError) Error() string {
+	return fmt.Sprintf("config: %s=%q (from %s): %s", e.Name, e.Value, e.Origin, e.Reason)
+}
+
+// typed reads name and converts it with conv; unset yields zero, false.
+func typed[T any](c *Config, name string, conv func(string) (T, error)) (T, bool, error) {
+	var zero T
+	v, ok, err := c.Get(name)
+	if err != nil || !ok {
+		return zero, false, err
+	}
+	x, err := conv(v.Raw)
+	if err != nil {
+		return zero, true, &ParamError{Name: strings.ToUpper(name), Value: v.Raw, Origin: v.Origin, Reason: err.Error()}
+	}
+	return x, true, nil
+}
+
+// Int returns name as an integer (0 if unset).
+func (c *Config) Int(name string) (int64, error) {
+	x, _, err := typed(c, name, ParseInt)
+	return x, err
+}
+
+// Bool returns name as a boolean (false if unset).
+func (c *Config) Bool(name string) (bool, error) {
+	x, _, err := typed(c, name, ParseBool)
+	return x, err
+}
+
+// Float returns name as a float (0 if unset).
+func (c *Config) Float(name string) (float64, error) {
+	x, _, err := typed(c, name, ParseFloat)
+	return x, err
+}
+
+// Bytes returns name as a byte count (0 if unset); see ParseBytes.
+func (c *Config) Bytes(name string) (int64, error) {
+	x, _, err := typed(c, name, ParseBytes)
+	return x, err
+}
+
+// Duration returns name as a duration (0 if unset); see ParseDuration.
+func (c *Config) Duration(name string) (time.Duration, error) {
+	x, _, err := typed(c, name, ParseDuration)
+	return x, err
+}
+
+// ParseInt accepts a decimal integer.
+func ParseInt(s string) (int64, error) {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("not an integer")
+	}
+	return n, nil
+}
+
+// ParseBool accepts 1/0, true/false, yes/no, on/off (any case).
+func ParseBool(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "1", "true", "yes", "on", "y":
+		return true, nil
+	case "0", "false", "no", "off", "n":
+		return false, nil
+	}
+	return false, fmt.Errorf("not a boolean (use 1 or 0)")
+}
+
+// ParseFloat accepts a decimal number.
+func ParseFloat(s string) (float64, error) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil {
+		return 0, fmt.Errorf("not a number")
+	}
+	return f, nil
+}
+
+// ParseBytes accepts a byte count with an optional binary suffix, as SCR
+// does: 4096, 64KB, 1MB, 1MiB, 2G, 1TB (K, M, G, T, P = powers of 1024).
+func ParseBytes(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	mult := int64(1)
+	for i, suf := range []string{"K", "M", "G", "T", "P"} {
+		m := int64(1) << (10 * (i + 1))
+		for _, form := range []string{suf + "IB", suf + "B", suf} {
+			if strings.HasSuffix(t, form) {
+				t, mult = strings.TrimSpace(strings.TrimSuffix(t, form)), m
+				goto num
+			}
+		}
+	}
+	t = strings.TrimSuffix(t, "B")
+num:
+	if t == "" {
+		return 0, fmt.Errorf("not a byte count (like 1MiB or 4096)")
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("not a byte count (like 1MiB or 4096)")
+	}
+	v := f * float64(mult)
+	if v > float64(1<<62) {
+		return 0, fmt.Errorf("byte count too large")
+	}
+	return int64(v), nil
+}
+
+// ParseDuration accepts a number of seconds (possibly fractional, like SCR's
+// *_SECONDS parameters) or a Go duration such as 1m30s or 500ms.
+func ParseDuration(s string) (time.Duration, error) {
+	t := strings.TrimSpace(s)
+	if f, err := strconv.ParseFloat(t, 64); err == nil {
+		if f > float64(1<<62)/1e9 || f < -float64(1<<62)/1e9 {
+			return 0, fmt.Errorf("duration too large")
+		}
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(t)
+	if err != nil {
+		return 0, fmt.Errorf("not a duration (seconds, or like 1m30s)")
+	}
+	return d, nil
+}
+
+// Entries returns the descriptor entries for key (STORE, CKPT, GROUPS,
+// CACHEDIR, CNTLDIR). They come from the highest-precedence layer that has
+// any; within it, lines with the same parent value are merged (later
+// children override earlier ones), in first-seen order.
+func (c *Config) Entries(key string) []Entry {
+	key = strings.ToUpper(key)
+	for _, layer := range [][]Entry{c.user, c.app, c.system} {
+		var out []Entry
+		pos := map[string]int{}
+		for _, e := range layer {
+			if e.Key != key {
+				continue
+			}
+			if !descriptorKeys[key] && len(e.Children) == 0 {
+				continue
+			}
+			if i, ok := pos[e.Value]; ok {
+				out[i].Children = append(out[i].Children, e.Children...)
+				continue
+			}
+			pos[e.Value] = len(out)
+			e.Children = append([]KV(nil), e.Children...)
+			out = append(out, e)
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return nil
+}
+
+// Set applies an API configuration string (SCR_Config): "KEY=VALUE" sets,
+// "KEY=" unsets a value set earlier through the API (never env or file
+// values), and a multi-item string like "CKPT=0 TYPE=XOR SET_SIZE=16"
+// merges children into that descriptor. Setting SCR_PREFIX or SCR_CONF_FILE
+// reloads the user config file.
+func (c *Config) Set(s string) error {
+	if strings.ContainsAny(s, "\n\r") {
+		return fmt.Errorf("config: Set(%q): a setting is one line", s)
+	}
+	if k, ok := strings.CutSuffix(strings.TrimSpace(s), "="); ok && !strings.ContainsAny(k, " \t=") {
+		c.Unset(strings.TrimSpace(k))
+		return nil
+	}
+	kvs, err := ParseLine(s, c.env)
+	if err != nil {
+		var se *SyntaxError
+		if errors.As(err, &se) {
+			return fmt.Errorf("config: Set(%q): column %d: %s", s, se.Col, se.Reason)
+		}
+		return fmt.Errorf("config: Set(%q): %w", s, err)
+	}
+	if len(kvs) == 0 {
+		return fmt.Errorf("config: Set(%q): no KEY=VALUE given", s)
+	}
+	e := Entry{KV: kvs[0], Children: kvs[1:], Origin: Origin{Kind: SourceApp}}
+	if len(e.Children) > 0 && !descriptorKeys[e.Key] {
+		return fmt.Errorf("config: Set(%q): %s does not take sub-keys (only STORE, CKPT, GROUPS, CACHEDIR, CNTLDIR do)", s, e.Key)
+	}
+	c.app = append(c.app, e)
+	if e.Key == "SCR_PREFIX" || e.Key == "SCR_CONF_FILE" {
+		if err := c.locatePrefix(); err != nil {
+			return err
+		}
+		return c.loadUser()
+	}
+	return nil
+}
+
+// Unset removes every value of key set through the API.
+func (c *Config) Unset(key string) {
+	key = strings.ToUpper(key)
+	out := c.app[:0]
+	for _, e := range c.app {
+		if e.Key != key {
+			out = append(out, e)
+		}
+	}
+	c.app = out
+}
+
+// Query returns the value of a simple parameter ("SCR_FLUSH") or of a
+// descriptor child ("CKPT=0 TYPE"), as SCR_Config("KEY") would, and whether
+// it is set.
+func (c *Config) Query(q string) (string, bool, error) {
+	f := strings.Fields(q)
+	switch {
+	case len(f) == 1 && !strings.Contains(f[0], "="):
+		v, ok, err := c.Get(f[0])
+		return v.Raw, ok, err
+	case len(f) == 2 && strings.Count(f[0], "=") == 1 && !strings.Contains(f[1], "="):
+		k, val, _ := strings.Cut(f[0], "=")
+		for _, e := range c.Entries(k) {
+			if e.Value == val {
+				v, ok := e.Child(strings.ToUpper(f[1]))
+				return v, ok, nil
+			}
+		}
+		return "", false, nil
+	}
+	return "", false, fmt.Errorf("config: query %q: want KEY or PARENT=VALUE CHILD", q)
+}
+
+// AppEntries returns the values set through the API (and app.conf).
+func (c *Config) AppEntries() []Entry { return append([]Entry(nil), c.app...) }
+
+// SaveApp writes the API-set values to <prefix>/.scr/app.conf so that the
+// commands (scr_run, scr_postrun, scr_index) see them. An empty set removes
+// nothing and writes an empty file.
+func (c *Config) SaveApp() error {
+	// One line per simple key (the last value wins), descriptors as set.
+	last := map[string]int{}
+	for i, e := range c.app {
+		if !descriptorKeys[e.Key] {
+			last[e.Key] = i
+		}
+	}
+	var out []Entry
+	for i, e := range c.app {
+		if descriptorKeys[e.Key] || last[e.Key] == i {
+			out = append(out, e)
+		}
+	}
+	if err := prefix.WriteAppConf(c.prefixDir, []byte(Format(out))); err != nil {
+		return fmt.Errorf("config: save API values: %w", err)
+	}
+	return nil
+}
