@@ -1,0 +1,98 @@
+package slurm_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/scr-go/scr/internal/rm"
+	"github.com/scr-go/scr/internal/rm/rmtest"
+	"github.com/scr-go/scr/internal/rm/slurm"
+)
+
+const sinfo = "sinfo -h -o %N|%T|%E -n n[1-8]"
+
+func newSlurm(sinfoFile, scontrolFile string) func(context.Context) (rm.Manager, error) {
+	return func(ctx context.Context) (rm.Manager, error) {
+		rp := &rmtest.Replay{Replies: map[string]rmtest.Reply{
+			sinfo:                             {File: filepath.Join("testdata", sinfoFile)},
+			"scontrol --oneliner show job 42": {File: filepath.Join("testdata", scontrolFile)},
+		}}
+		env := rm.MapEnv(map[string]string{"SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "n[1-8]"})
+		return slurm.New(rm.Config{Env: env, Run: rp.Runner()})
+	}
+}
+
+func TestConformance(t *testing.T) {
+	nodes := rmNodes()
+	end := time.Date(2026, 11, 25, 14, 0, 0, 0, time.Local).Unix()
+	rmtest.Run(t, []rmtest.Case{
+		{Name: "healthy", New: newSlurm("sinfo-healthy.txt", "scontrol-show-job-limit.txt"), JobID: "42", Nodes: nodes, End: end},
+		{Name: "one-down-one-drained", New: newSlurm("sinfo-one-down-one-drained.txt", "scontrol-show-job-limit.txt"),
+			JobID: "42", Nodes: nodes, Down: []string{"n3", "n4"}, End: end},
+		// SCR's bug: "n[2-4]" was taken as one node name. Every node of the
+		// range is down; n9 is not ours and must not appear.
+		{Name: "range-down", New: newSlurm("sinfo-range-down.txt", "scontrol-show-job-unlimited.txt"),
+			JobID: "42", Nodes: nodes, Down: []string{"n2", "n3", "n4"}, End: -1},
+		{Name: "draining-is-not-down", New: newSlurm("sinfo-draining.txt", "scontrol-show-job-limit.txt"),
+			JobID: "42", Nodes: nodes, Down: []string{"n8"}, End: end},
+	})
+}
+
+func rmNodes() []string { return []string{"n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"} }
+
+func TestReasons(t *testing.T) {
+	m, _ := newSlurm("sinfo-one-down-one-drained.txt", "scontrol-show-job-limit.txt")(context.Background())
+	down, err := m.DownNodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if down["n3"] != "slurm: down*: Not responding" || down["n4"] != "slurm: drained: ssd firmware check failed" {
+		t.Fatalf("reasons %q", down)
+	}
+}
+
+func TestParseSinfoTable(t *testing.T) {
+	tests := []struct {
+		line string
+		down bool
+	}{
+		{"n1|idle|none", false},
+		{"n1|allocated|none", false},
+		{"n1|mixed*|none", true},
+		{"n1|down|x", true},
+		{"n1|draining|x", false},
+		{"n1|drained*|x", true},
+		{"n1|idle+drain|x", false},
+		{"n1|idle~|none", true},
+		{"n1|powered_down~|none", true},
+		{"n1|fail|x", true},
+		{"n1|allocated+failing|x", true},
+	}
+	for _, tt := range tests {
+		d, err := slurm.ParseSinfo([]byte(tt.line + "\n"))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.line, err)
+		}
+		if _, got := d["n1"]; got != tt.down {
+			t.Errorf("%q: down=%v, want %v", tt.line, got, tt.down)
+		}
+	}
+	if _, err := slurm.ParseSinfo([]byte("garbage\n")); err == nil {
+		t.Errorf("garbage line accepted")
+	}
+}
+
+func TestNoNodeList(t *testing.T) {
+	m, _ := slurm.New(rm.Config{Env: rm.MapEnv(map[string]string{"SLURM_JOB_ID": "42"})})
+	if _, err := m.Nodes(context.Background()); err == nil {
+		t.Fatal("no error without SLURM_JOB_NODELIST")
+	}
+}
+
+func TestHungSlurmctldIsBounded(t *testing.T) {
+	rp := &rmtest.Replay{Replies: map[string]rmtest.Reply{sinfo: {Block: true}}}
+	m, _ := slurm.New(rm.Config{Env: rm.MapEnv(map[string]string{"SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "n[1-8]"}), Run: rp.Runner()})
+	rmtest.CheckBounded(t, m)
+}
