@@ -1,0 +1,392 @@
+package jobrun
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scr-go/scr/internal/launch"
+	"github.com/scr-go/scr/internal/prefix"
+)
+
+// scripted is how one fake step behaves.
+type scripted struct {
+	started  bool     // the "ranks" report in (a started event of this run)
+	nodes    []string // nodes field of the started event
+	peerLost bool     // after starting, a rank reports a lost peer
+	ckpts    int      // checkpoint events after starting
+	hang     bool     // never ends on its own
+	exit     int      // exit code when it ends on its own
+}
+
+type fakeStep struct {
+	done     chan struct{}
+	once     sync.Once
+	code     int
+	killed   chan struct{}
+	killOnce sync.Once
+}
+
+func (s *fakeStep) Done() <-chan struct{} { return s.done }
+func (s *fakeStep) ExitCode() int         { <-s.done; return s.code }
+func (s *fakeStep) Kill(context.Context) error {
+	s.killOnce.Do(func() { close(s.killed) })
+	return nil
+}
+func (s *fakeStep) end(code int) {
+	s.once.Do(func() { s.code = code; close(s.done) })
+}
+
+// fakeLauncher starts scripted steps and records the commands.
+type fakeLauncher struct {
+	t       *testing.T
+	prefix  string
+	scripts []scripted
+	mu      sync.Mutex
+	cmds    []launch.Command
+	wg      sync.WaitGroup
+}
+
+func (f *fakeLauncher) start(ctx context.Context, a launch.Adapter, c launch.Command, o launch.StartOptions) (Step, error) {
+	f.mu.Lock()
+	i := len(f.cmds)
+	f.cmds = append(f.cmds, c)
+	f.mu.Unlock()
+	if i >= len(f.scripts) {
+		f.t.Fatalf("attempt %d not scripted", i+1)
+	}
+	sc := f.scripts[i]
+	run := 0
+	for _, kv := range o.Env {
+		if v, ok := strings.CutPrefix(kv, "SCR_RUN_ID="); ok {
+			run, _ = strconv.Atoi(v)
+		}
+	}
+	st := &fakeStep{done: make(chan struct{}), killed: make(chan struct{})}
+	f.wg.Add(1)
+	go func() { // the "ranks"; ends with the step
+		defer f.wg.Done()
+		app := func(ev string, fields map[string]any) {
+			if err := prefix.AppendTimeline(f.prefix, prefix.Event{Source: "library", Event: ev, Run: run, Fields: fields}); err != nil {
+				f.t.Error(err)
+			}
+		}
+		if sc.started {
+			fields := map[string]any{"ranks": 4}
+			if sc.nodes != nil {
+				fields["nodes"] = sc.nodes
+			}
+			app("started", fields)
+		}
+		for k := 0; k < sc.ckpts; k++ {
+			app("checkpoint", map[string]any{"dataset": k + 1})
+		}
+		if sc.peerLost {
+			app("peer_lost", map[string]any{"rank": 0, "host": "n1", "lost_rank": 1, "lost_host": "n2", "reason": "heartbeat timeout"})
+		}
+		if sc.hang || sc.peerLost {
+			<-st.killed
+			st.end(137)
+			return
+		}
+		select {
+		case <-st.killed:
+			st.end(137)
+		default:
+			st.end(sc.exit)
+		}
+	}()
+	return st, nil
+}
+
+// downScript reports nodes down from the given call on.
+type downScript struct {
+	mu    sync.Mutex
+	calls int
+	after map[string]int // node -> first call (1-based) that reports it down
+}
+
+func (d *downScript) DownNodes(ctx context.Context, nodes []string, sticky map[string]string) (map[string]string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls++
+	out := map[string]string{}
+	for k, v := range sticky {
+		out[k] = v
+	}
+	for _, n := range nodes {
+		if c, ok := d.after[n]; ok && d.calls >= c {
+			out[n] = "Failed to ping"
+		}
+	}
+	return out, nil
+}
+
+type haltFunc func() HaltState
+
+func (h haltFunc) Check(context.Context) (HaltState, error) { return h(), nil }
+
+func baseOptions(t *testing.T, f *fakeLauncher) (Options, *bytes.Buffer) {
+	var log bytes.Buffer
+	return Options{
+		Prefix: f.prefix, JobID: "77", Nodes: []string{"n1", "n2", "n3", "n4"},
+		Adapter: launch.Srun{}, Args: []string{"-N", "3", "./app"},
+		Log: &syncWriter{w: &log}, Down: &downScript{}, Start: f.start,
+		LaunchTimeout: 5 * time.Second, WatchInterval: 10 * time.Millisecond, Poll: 5 * time.Millisecond,
+		KillTimeout: 5 * time.Second, Env: []string{},
+	}, &log
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func newFake(t *testing.T, scripts ...scripted) *fakeLauncher {
+	f := &fakeLauncher{t: t, prefix: t.TempDir(), scripts: scripts}
+	t.Cleanup(f.wg.Wait)
+	return f
+}
+
+func events(t *testing.T, dir string, source string) []string {
+	t.Helper()
+	evs, err := prefix.ReadTimeline(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range evs {
+		if e.Source == source {
+			out = append(out, e.Event)
+		}
+	}
+	return out
+}
+
+func run(t *testing.T, o Options) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return res
+}
+
+func TestRunOnceSucceeds(t *testing.T) {
+	f := newFake(t, scripted{started: true, exit: 0})
+	o, log := baseOptions(t, f)
+	var post []string
+	o.Postrun = func(_ context.Context, healthy []string, _ map[string]string) error { post = healthy; return nil }
+	res := run(t, o)
+	if res.Attempts != 1 || res.Runs != 1 || res.LastExit != 0 || !res.Success() {
+		t.Fatalf("result %+v", res)
+	}
+	if got := strings.Join(events(t, f.prefix, "scr_run"), ","); got != "launch,step_exit,halt,postrun" {
+		t.Fatalf("timeline %s", got)
+	}
+	if len(post) != 4 {
+		t.Fatalf("postrun nodes %v", post)
+	}
+	if !strings.Contains(log.String(), "scr_run: ") || !strings.Contains(log.String(), "launch attempt 1 on 4 of 4 nodes") {
+		t.Fatalf("log:\n%s", log.String())
+	}
+}
+
+func TestNodeFailureMidRunKillsAndRelaunchesOnSpare(t *testing.T) {
+	f := newFake(t,
+		scripted{started: true, nodes: []string{"n1", "n2", "n3"}, hang: true},
+		scripted{started: true, exit: 0})
+	o, log := baseOptions(t, f)
+	o.Runs = 3
+	// Call 1 is the pre-launch check; n2 fails from the first watch check on.
+	o.Down = &downScript{after: map[string]int{"n2": 2}}
+	res := run(t, o)
+	if res.Attempts != 2 || res.Runs != 2 || res.LastExit != 0 {
+		t.Fatalf("result %+v\n%s", res, log)
+	}
+	if res.Down["n2"] != "Failed to ping" {
+		t.Fatalf("down %v", res.Down)
+	}
+	if a := strings.Join(f.cmds[1].Argv, " "); !strings.Contains(a, "--exclude=n2") || !strings.Contains(a, "--job-name=scr.77.2") {
+		t.Fatalf("relaunch argv %s", a)
+	}
+	if strings.Contains(strings.Join(f.cmds[0].Argv, " "), "--exclude") {
+		t.Fatalf("first launch excluded something: %q", f.cmds[0].Argv)
+	}
+	got := strings.Join(events(t, f.prefix, "scr_run"), ",")
+	if got != "launch,node_down,step_kill,step_exit,launch,step_exit,halt" {
+		t.Fatalf("timeline %s", got)
+	}
+	if !strings.Contains(log.String(), "node failure detected: n2: Failed to ping") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
+
+func TestFailureOfASpareDoesNotKillTheStep(t *testing.T) {
+	f := newFake(t, scripted{started: true, nodes: []string{"n1", "n2", "n3"}, ckpts: 1, exit: 0})
+	o, _ := baseOptions(t, f)
+	o.Down = &downScript{after: map[string]int{"n4": 2}}
+	res := run(t, o)
+	if res.LastExit != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	for _, e := range events(t, f.prefix, "scr_run") {
+		if e == "step_kill" {
+			t.Fatal("step killed for a spare node")
+		}
+	}
+}
+
+func TestPeerLostKillsAtOnce(t *testing.T) {
+	f := newFake(t, scripted{started: true, peerLost: true}, scripted{started: true, exit: 0})
+	o, log := baseOptions(t, f)
+	o.Runs = 2
+	o.WatchInterval = time.Hour // only the timeline can trigger the kill
+	res := run(t, o)
+	if res.Attempts != 2 || res.LastExit != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	if !strings.Contains(log.String(), "killing the step: peer lost: rank 0 on n1 lost rank 1 on n2: heartbeat timeout") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
+
+func TestUnconfirmedLaunchIsKilledAndRetriedWithoutUsingARun(t *testing.T) {
+	f := newFake(t, scripted{hang: true}, scripted{started: true, exit: 0})
+	o, log := baseOptions(t, f)
+	o.Runs = 1
+	o.LaunchTimeout = 50 * time.Millisecond
+	res := run(t, o)
+	if res.Attempts != 2 || res.Runs != 1 || res.LastExit != 0 {
+		t.Fatalf("result %+v\n%s", res, log)
+	}
+	if !strings.Contains(log.String(), "launch not confirmed: no `started` event from run 1") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
+
+func TestLaunchesThatNeverStartGiveUp(t *testing.T) {
+	f := newFake(t, scripted{hang: true}, scripted{exit: 1}, scripted{hang: true})
+	o, _ := baseOptions(t, f)
+	o.Runs = -1
+	o.LaunchTimeout = 30 * time.Millisecond
+	res := run(t, o)
+	if res.Attempts != 3 || res.Runs != 0 || !strings.Contains(res.Reason, "3 launches in a row") || res.Success() {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestRunsRunOut(t *testing.T) {
+	f := newFake(t, scripted{started: true, exit: 75}, scripted{started: true, exit: 75})
+	o, _ := baseOptions(t, f)
+	o.Runs = 2
+	res := run(t, o)
+	if res.Attempts != 2 || res.LastExit != 75 || !strings.Contains(res.Reason, "no runs left") || res.Success() {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestTooFewNodesStopsBeforeLaunch(t *testing.T) {
+	f := newFake(t)
+	o, _ := baseOptions(t, f)
+	o.Down = &downScript{after: map[string]int{"n1": 1, "n3": 1}}
+	res := run(t, o)
+	if res.Attempts != 0 || !strings.Contains(res.Reason, "too few healthy nodes: 2 of 4, need 3") {
+		t.Fatalf("result %+v", res)
+	}
+	if got := strings.Join(events(t, f.prefix, "scr_run"), ","); got != "node_down,node_down,halt" {
+		t.Fatalf("timeline %s", got)
+	}
+}
+
+func TestHaltFileStopsAndImmediateKills(t *testing.T) {
+	f := newFake(t, scripted{started: true, hang: true})
+	o, log := baseOptions(t, f)
+	o.Runs = 5
+	var mu sync.Mutex
+	calls := 0
+	o.Halt = haltFunc(func() HaltState {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls == 1 {
+			return HaltState{}
+		}
+		return HaltState{Halt: true, Reason: "JOB_HALTED", Immediate: true}
+	})
+	res := run(t, o)
+	if res.Attempts != 1 || !res.Halted || !strings.Contains(res.Reason, "JOB_HALTED") {
+		t.Fatalf("result %+v", res)
+	}
+	if !strings.Contains(log.String(), "killing the step: scr_halt --immediate") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
+
+func TestWatchdogKillsAStepWithoutProgress(t *testing.T) {
+	f := newFake(t, scripted{started: true, ckpts: 2, hang: true})
+	o, log := baseOptions(t, f)
+	o.Watchdog = &Watchdog{Timeout: 100 * time.Millisecond}
+	res := run(t, o)
+	if res.LastExit != 137 {
+		t.Fatalf("result %+v", res)
+	}
+	if !strings.Contains(log.String(), "watchdog: no checkpoint progress") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
+
+func TestInterruptKillsTheStepAndStillRunsPostrun(t *testing.T) {
+	f := newFake(t, scripted{started: true, hang: true})
+	o, _ := baseOptions(t, f)
+	post := false
+	o.Postrun = func(ctx context.Context, _ []string, _ map[string]string) error {
+		post = ctx.Err() == nil
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once the run has started.
+		prefix.WaitTimeline(context.Background(), f.prefix, 0, time.Millisecond, func(e prefix.Event) bool { return e.Event == "started" })
+		cancel()
+	}()
+	res, err := Run(ctx, o)
+	if err == nil || res.LastExit != 137 || !post {
+		t.Fatalf("res %+v err %v post %v", res, err, post)
+	}
+}
+
+func TestStepsOfOtherRunsAreIgnored(t *testing.T) {
+	// A leftover rank of run 7 reports peer_lost; run 1 must not be killed.
+	f := newFake(t, scripted{started: true, ckpts: 3, exit: 0})
+	o, _ := baseOptions(t, f)
+	if err := prefix.AppendTimeline(f.prefix, prefix.Event{Source: "comm", Event: "peer_lost", Run: 7}); err != nil {
+		t.Fatal(err)
+	}
+	res := run(t, o)
+	if res.LastExit != 0 {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestOptionsErrors(t *testing.T) {
+	_, err := Run(context.Background(), Options{Adapter: launch.Srun{}, Down: &downScript{}, Prefix: "/x"})
+	if err == nil || !strings.Contains(err.Error(), "SCR_NODELIST") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestMain(m *testing.M) { os.Exit(m.Run()) }

@@ -1,0 +1,209 @@
+package jobrun
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/scr-go/scr/internal/launch"
+	"github.com/scr-go/scr/internal/prefix"
+)
+
+// watch follows one running step until it ends.
+type watch struct {
+	r       *runner
+	run     int
+	step    Step
+	off     int64 // timeline offset where this run's events start
+	cmd     launch.Command
+	healthy []string
+}
+
+// progressEvents reset the watchdog.
+var progressEvents = map[string]bool{"started": true, "checkpoint": true, "flush": true, "restart": true, "rebuilt": true}
+
+func (w *watch) loop(ctx context.Context) attemptOutcome {
+	o := w.r.o
+	confirmed := o.LaunchTimeout < 0
+	var confirmC <-chan time.Time
+	if !confirmed {
+		t := time.NewTimer(o.LaunchTimeout)
+		defer t.Stop()
+		confirmC = t.C
+	}
+	poll := time.NewTicker(o.Poll)
+	defer poll.Stop()
+	nodeTick := time.NewTicker(o.WatchInterval)
+	defer nodeTick.Stop()
+
+	// Node checks run in their own goroutine (a ping can take a second),
+	// at most one at a time. Stop: checkCtx is cancelled and the goroutine
+	// waited for when the watch returns.
+	var checks sync.WaitGroup
+	checkCtx, cancelChecks := context.WithCancel(ctx)
+	defer checks.Wait()
+	defer cancelChecks()
+	checkDone := make(chan map[string]string, 1)
+	checking := false
+
+	stepNodes := w.cmd.Nodes
+	if len(stepNodes) == 0 {
+		stepNodes = w.healthy
+	}
+	lastProgress := o.Now()
+	haltEvery := max(o.Poll, time.Second)
+	lastHalt := time.Time{}
+	killed := false
+	unconfirmed := false
+	var killWait <-chan time.Time
+
+	kill := func(reason string) {
+		if killed {
+			return
+		}
+		killed = true
+		w.r.logf(w.run, "step_kill", map[string]any{"reason": reason}, "killing the step: %s", reason)
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.KillTimeout)
+		err := w.step.Kill(kctx)
+		cancel()
+		if err != nil {
+			w.r.logf(w.run, "", nil, "warning: step kill: %v", err)
+		}
+		killWait = time.After(o.KillTimeout)
+	}
+
+	ending := false
+	// readEvents consumes this run's new timeline events.
+	readEvents := func() {
+		evs, next, err := prefix.ReadTimelineFrom(o.Prefix, w.off)
+		if err != nil {
+			w.r.logf(w.run, "", nil, "warning: reading the timeline: %v", err)
+		}
+		w.off = next
+		for _, ev := range evs {
+			if ev.Run != w.run || ev.Source == "scr_run" {
+				continue
+			}
+			if progressEvents[ev.Event] {
+				lastProgress = o.Now()
+			}
+			switch ev.Event {
+			case "started":
+				if !confirmed {
+					confirmed = true
+					if ns := stringList(ev.Fields["nodes"]); len(ns) > 0 {
+						stepNodes = ns
+					}
+					w.r.logf(w.run, "", nil, "run %d started (%v ranks on %s nodes)", w.run, ev.Fields["ranks"], nodesText(ev.Fields["nodes"]))
+				}
+			case "peer_lost":
+				if ending {
+					continue // the step is over anyway
+				}
+				kill(fmt.Sprintf("peer lost: rank %v on %v lost rank %v on %v: %v",
+					ev.Fields["rank"], ev.Fields["host"], ev.Fields["lost_rank"], ev.Fields["lost_host"], ev.Fields["reason"]))
+			}
+		}
+	}
+
+	for {
+		select {
+		case <-w.step.Done():
+			if !killed {
+				ending = true
+				readEvents() // the ranks may have reported in just before the end
+			}
+			code := w.step.ExitCode()
+			if !confirmed && !killed && code != 0 {
+				// Ended on its own before the ranks reported in: a
+				// failed launch, not a run (retried, bounded).
+				unconfirmed = true
+			}
+			how := "ended"
+			if killed {
+				how = "ended after the kill"
+			}
+			w.r.logf(w.run, "step_exit", map[string]any{"status": code}, "step of attempt %d %s with exit code %d", w.run, how, code)
+			return attemptOutcome{exit: code, unconfirmed: unconfirmed}
+		case <-killWait:
+			w.r.logf(w.run, "step_exit", map[string]any{"status": -1},
+				"step of attempt %d still running %s after SIGKILL; moving on (check for a stuck launcher process)", w.run, o.KillTimeout)
+			return attemptOutcome{exit: -1, unconfirmed: unconfirmed}
+		case <-ctx.Done():
+			kill("scr_run interrupted: " + ctx.Err().Error())
+		case <-confirmC:
+			if !confirmed {
+				unconfirmed = true
+				kill(fmt.Sprintf("launch not confirmed: no `started` event from run %d within %s (SCR_LAUNCH_TIMEOUT)", w.run, o.LaunchTimeout))
+			}
+		case <-nodeTick.C:
+			if !checking && !killed {
+				checking = true
+				checks.Add(1)
+				go func() {
+					defer checks.Done()
+					checkDone <- w.r.checkNodes(checkCtx, stepNodes, w.run)
+				}()
+			}
+		case fresh := <-checkDone:
+			checking = false
+			for _, n := range stepNodes {
+				if why, ok := fresh[n]; ok {
+					kill(fmt.Sprintf("node failure: %s: %s", n, why))
+					break
+				}
+			}
+		case <-poll.C:
+			if killed {
+				continue
+			}
+			readEvents()
+			if killed {
+				continue
+			}
+			now := o.Now()
+			if o.Halt != nil && now.Sub(lastHalt) >= haltEvery {
+				lastHalt = now
+				if h, err := o.Halt.Check(ctx); err == nil && h.Halt && h.Immediate {
+					kill("scr_halt --immediate: " + h.Reason)
+					continue
+				}
+			}
+			if wd := o.Watchdog; wd != nil && wd.Timeout > 0 {
+				limit := wd.Timeout
+				if wd.TimeoutPFS > 0 && wd.Flushing != nil && wd.Flushing() {
+					limit = wd.TimeoutPFS
+				}
+				if idle := now.Sub(lastProgress); idle > limit {
+					kill(fmt.Sprintf("watchdog: no checkpoint progress for %s (SCR_WATCHDOG_TIMEOUT %s)", idle.Round(time.Second), limit))
+				}
+			}
+		}
+	}
+}
+
+// stringList reads a JSON list of strings (a started event's nodes).
+func stringList(v any) []string {
+	l, ok := v.([]any)
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(l))
+	for _, x := range l {
+		s, ok := x.(string)
+		if !ok {
+			return nil
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func nodesText(v any) string {
+	if l := stringList(v); l != nil {
+		return fmt.Sprintf("%d (%s)", len(l), strings.Join(l, ","))
+	}
+	return fmt.Sprint(v)
+}
