@@ -1,0 +1,128 @@
+package scr
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors. Every error a Handle returns wraps at most one of them,
+// so callers can branch with errors.Is.
+var (
+	// ErrDisabled: SCR_ENABLE=0; the call did nothing.
+	ErrDisabled = errors.New("scr: disabled (SCR_ENABLE=0)")
+	// ErrState: the call is not allowed in the handle's current state.
+	ErrState = errors.New("scr: call out of order")
+	// ErrPath: a routed file is outside the prefix, or its name is unusable.
+	ErrPath = errors.New("scr: bad file path")
+	// ErrDuplicate: two files with one name in a dataset.
+	ErrDuplicate = errors.New("scr: duplicate file in dataset")
+	// ErrInvalid: a dataset was not valid on every rank and was discarded.
+	ErrInvalid = errors.New("scr: dataset invalid")
+	// ErrMismatch: ranks passed different arguments to a collective call.
+	ErrMismatch = errors.New("scr: ranks disagree on arguments")
+	// ErrNoCheckpoint: no checkpoint is available to restart from.
+	ErrNoCheckpoint = errors.New("scr: no checkpoint to restart from")
+	// ErrNotFound: a dataset name is unknown.
+	ErrNotFound = errors.New("scr: no such dataset")
+	// ErrConfig: a parameter has a bad value.
+	ErrConfig = errors.New("scr: bad configuration")
+)
+
+// StateError says which call was made in which state.
+type StateError struct {
+	Call  string // e.g. "Complete"
+	State string // e.g. "idle"
+	Hint  string // what to call first
+}
+
+func (e *StateError) Error() string {
+	s := fmt.Sprintf("scr: %s called in state %s", e.Call, e.State)
+	if e.Hint != "" {
+		s += ": " + e.Hint
+	}
+	return s
+}
+
+func (e *StateError) Unwrap() error { return ErrState }
+
+// PathError says which routed file was rejected and why.
+type PathError struct {
+	Rank   int
+	Path   string
+	Prefix string
+	Reason string
+}
+
+func (e *PathError) Error() string {
+	return fmt.Sprintf("scr: rank %d: file %q: %s (prefix %s)", e.Rank, e.Path, e.Reason, e.Prefix)
+}
+
+func (e *PathError) Unwrap() error { return ErrPath }
+
+// DuplicateError says which file was registered by which ranks.
+type DuplicateError struct {
+	Dataset string
+	Path    string // path relative to the prefix
+	Ranks   []int
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("scr: dataset %s: file %s routed by ranks %v; every file of a dataset needs one writer and a unique name", e.Dataset, e.Path, e.Ranks)
+}
+
+func (e *DuplicateError) Unwrap() error { return ErrDuplicate }
+
+// InvalidError says why a dataset was discarded at Complete.
+type InvalidError struct {
+	Dataset string
+	Ranks   []int    // ranks that reported invalid (capped)
+	Reasons []string // one per rank where known (capped)
+	Dup     *DuplicateError
+}
+
+func (e *InvalidError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "scr: dataset %s discarded", e.Dataset)
+	if len(e.Ranks) > 0 {
+		fmt.Fprintf(&b, ": invalid on ranks %v", e.Ranks)
+	}
+	for _, r := range e.Reasons {
+		b.WriteString("; " + r)
+	}
+	if e.Dup != nil {
+		b.WriteString("; " + e.Dup.Error())
+	}
+	return b.String()
+}
+
+func (e *InvalidError) Unwrap() []error {
+	if e.Dup != nil {
+		return []error{ErrInvalid, e.Dup}
+	}
+	return []error{ErrInvalid}
+}
+
+// MismatchError says which argument differed between ranks.
+type MismatchError struct {
+	Call   string
+	Rank   int    // a rank whose value differed from rank 0's
+	Detail string // what differed
+}
+
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("scr: %s: rank %d passed other arguments than rank 0 (%s); collective calls need identical arguments", e.Call, e.Rank, e.Detail)
+}
+
+func (e *MismatchError) Unwrap() error { return ErrMismatch }
+
+// ConfigError names the parameter with a bad value.
+type ConfigError struct {
+	Key, Value, Want string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("scr: parameter %s=%q: want %s", e.Key, e.Value, e.Want)
+}
+
+func (e *ConfigError) Unwrap() error { return ErrConfig }

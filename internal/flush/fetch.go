@@ -1,0 +1,161 @@
+package flush
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/scr-go/scr/comm"
+	"github.com/scr-go/scr/internal/cache"
+	"github.com/scr-go/scr/internal/prefix"
+)
+
+// FetchOptions say where a fetch reads and writes.
+type FetchOptions struct {
+	Prefix  string
+	RankDir func(id int) string // this rank's directory of dataset id in the cache
+	Below   int64               // fetch only datasets with a smaller id; 0 = any
+	BufSize int
+	CRC     bool // record a CRC32C of each fetched file in the filemap
+}
+
+type fetchPick struct {
+	ID      int64           `json:"id"`
+	Summary *prefix.Summary `json:"summary,omitempty"`
+	Err     string          `json:"err,omitempty"`
+}
+
+// Fetch copies the newest checkpoint of the prefix that can be restarted
+// from (CURRENT, else the newest complete one never marked failed) into
+// this rank's cache directory and writes its filemap (collective). A
+// checkpoint that cannot be fetched on some rank is marked failed in the
+// index and the next older one is tried. It returns nil when there is
+// nothing to fetch, and the number of the dataset ids tried.
+func Fetch(ctx context.Context, c comm.Comm, o FetchOptions) (*cache.Dataset, error) {
+	below := o.Below
+	for {
+		var pick fetchPick
+		if c.Rank() == 0 {
+			pick = choose(ctx, o.Prefix, below)
+		}
+		b, _ := json.Marshal(pick)
+		b, err := c.Bcast(ctx, 0, b)
+		if err != nil {
+			return nil, fmt.Errorf("fetch: rank %d: %w", c.Rank(), err)
+		}
+		if err := json.Unmarshal(b, &pick); err != nil {
+			return nil, fmt.Errorf("fetch: rank %d: %w", c.Rank(), err)
+		}
+		if pick.Err != "" {
+			return nil, fmt.Errorf("fetch: %s", pick.Err)
+		}
+		if pick.ID == 0 {
+			return nil, nil
+		}
+		s := pick.Summary
+		ds := FromPrefix(s.Dataset, s.Ranks)
+		ds.Complete = true
+		if s.Ranks != c.Size() {
+			// Not the dataset's fault: try an older one, mark nothing.
+			below = pick.ID
+			continue
+		}
+		dir := o.RankDir(ds.ID)
+		lerr := fetchRank(ctx, o, s, c.Rank(), dir, ds)
+		err = agree(ctx, c, fmt.Sprintf("fetch dataset %d (%s)", ds.ID, ds.Name), lerr)
+		if err == nil {
+			return &ds, nil
+		}
+		os.RemoveAll(dir)
+		var merr error
+		if c.Rank() == 0 {
+			merr = prefix.UpdateIndex(ctx, o.Prefix, func(ix *prefix.Index) error {
+				return ix.MarkFailed(pick.ID, time.Now())
+			})
+		}
+		if aerr := agree(ctx, c, "fetch: mark failed dataset", merr); aerr != nil {
+			return nil, fmt.Errorf("%v; then: %w", err, aerr)
+		}
+		below = pick.ID
+	}
+}
+
+// choose is rank 0's pick of the dataset to fetch.
+func choose(ctx context.Context, prefixDir string, below int64) fetchPick {
+	ix, err := prefix.ReadIndex(prefixDir)
+	if err != nil {
+		return fetchPick{Err: err.Error()}
+	}
+	for {
+		e := ix.FetchCandidate(below)
+		if e == nil {
+			return fetchPick{}
+		}
+		s, err := prefix.ReadSummary(prefixDir, e.Dataset.ID)
+		if err == nil && !s.Complete {
+			err = fmt.Errorf("summary says incomplete")
+		}
+		if err != nil {
+			// Unusable: mark it so no later search picks it again.
+			prefix.UpdateIndex(ctx, prefixDir, func(ix *prefix.Index) error {
+				return ix.MarkFailed(e.Dataset.ID, time.Now())
+			})
+			below = e.Dataset.ID
+			continue
+		}
+		prefix.UpdateIndex(ctx, prefixDir, func(ix *prefix.Index) error {
+			return ix.MarkFetched(e.Dataset.ID, time.Now())
+		})
+		return fetchPick{ID: e.Dataset.ID, Summary: s}
+	}
+}
+
+// fetchRank copies one rank's files of a dataset into its cache directory.
+func fetchRank(ctx context.Context, o FetchOptions, s *prefix.Summary, rank int, dir string, ds cache.Dataset) error {
+	files, err := prefix.RankFiles(o.Prefix, s, rank)
+	if err != nil {
+		return err
+	}
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(cache.MetaDir(dir), cache.DirMode); err != nil {
+		return err
+	}
+	bs := o.BufSize
+	if bs <= 0 {
+		bs = 1 << 20
+	}
+	buf := make([]byte, bs)
+	fm := cache.Filemap{Rank: rank, Dataset: ds}
+	for _, pf := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel := filepath.FromSlash(pf.Path)
+		src := filepath.Join(o.Prefix, rel)
+		st, err := os.Stat(src)
+		if err != nil {
+			return err
+		}
+		if st.Size() != pf.Size {
+			return fmt.Errorf("%s has %d bytes, rank2file says %d", src, st.Size(), pf.Size)
+		}
+		meta := cache.File{Size: pf.Size, Mode: uint32(st.Mode().Perm()), ModTime: st.ModTime()}
+		dst := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(dst), cache.DirMode); err != nil {
+			return err
+		}
+		if err := copyFile(src, dst, meta, buf); err != nil {
+			return err
+		}
+		got, err := cache.Stat(dst, o.CRC)
+		if err != nil {
+			return err
+		}
+		got.Orig, got.Rel, got.Complete, got.ModTime, got.Mode = src, rel, true, meta.ModTime, meta.Mode
+		fm.Files = append(fm.Files, got)
+	}
+	return cache.WriteFilemap(dir, fm)
+}

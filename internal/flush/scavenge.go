@@ -1,0 +1,135 @@
+package flush
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/scr-go/scr/internal/cache"
+	"github.com/scr-go/scr/internal/prefix"
+)
+
+// RankResult is what Scavenge found for one rank directory.
+type RankResult struct {
+	Rank  int           `json:"rank"`
+	Files []prefix.File `json:"files,omitempty"` // copied to the prefix
+	Err   string        `json:"err,omitempty"`   // why the rank's files were not (all) copied
+}
+
+// ScavengeResult is what Scavenge did on one node.
+type ScavengeResult struct {
+	Dataset cache.Dataset `json:"dataset"`
+	Ranks   []RankResult  `json:"ranks"`
+}
+
+// Scavenge copies the valid cached files of dataset id held on one node to
+// their original paths under the prefix, for scr_postrun after the last
+// run. The node is given by its layout (cache.NewLayout with the node's
+// SCR_CNTL_BASE / SCR_CACHE_BASE, user and job id). For every rank
+// directory of the dataset with a readable filemap, every file is checked
+// against its metadata (size, CRC32C when recorded) and copied; a rank with
+// any bad file reports it in Err and contributes no file. Each rank's
+// filemap is copied to <prefix>/.scr/scr.dataset.<id>/scavenge/filemap.<r>.json.
+// Scavenge writes no summary or index: when every node is done, the
+// caller passes the per-rank files to CommitScavenged.
+func Scavenge(ctx context.Context, l cache.Layout, id int, prefixDir string) (ScavengeResult, error) {
+	var res ScavengeResult
+	ix, err := cache.ReadIndex(l.IndexPath())
+	if err != nil {
+		return res, err
+	}
+	e := ix.Datasets[id]
+	if e == nil {
+		return res, fmt.Errorf("scavenge: dataset %d is not in the cache index %s", id, l.IndexPath())
+	}
+	if !e.Dataset.Complete {
+		return res, fmt.Errorf("scavenge: dataset %d (%s) never completed on this node", id, e.Dataset.Name)
+	}
+	res.Dataset = e.Dataset
+	ents, err := os.ReadDir(l.DatasetDir(id))
+	if err != nil {
+		return res, fmt.Errorf("scavenge: %w", err)
+	}
+	buf := make([]byte, 1<<20)
+	for _, de := range ents {
+		r, err := strconv.Atoi(strings.TrimPrefix(de.Name(), "rank."))
+		if err != nil || !de.IsDir() || !strings.HasPrefix(de.Name(), "rank.") {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		rr := RankResult{Rank: r}
+		dir := cache.RankDir(l.DatasetDir(id), r)
+		fm, err := cache.ReadFilemap(dir)
+		if err == nil {
+			err = cache.Verify(dir, fm)
+		}
+		if err == nil && !e.Dataset.Bypass {
+			for _, f := range fm.Files {
+				if err = copyFile(filepath.Join(dir, f.Rel), filepath.Join(prefixDir, f.Rel), f, buf); err != nil {
+					break
+				}
+			}
+		}
+		if err == nil {
+			err = cache.WriteJSON(filepath.Join(prefix.DatasetDir(prefixDir, int64(id)), "scavenge", "filemap."+strconv.Itoa(r)+".json"), fm)
+		}
+		if err != nil {
+			rr.Err = err.Error()
+		} else {
+			for _, f := range fm.Files {
+				rr.Files = append(rr.Files, prefix.File{Path: filepath.ToSlash(f.Rel), Size: f.Size})
+			}
+		}
+		res.Ranks = append(res.Ranks, rr)
+	}
+	sort.Slice(res.Ranks, func(i, j int) bool { return res.Ranks[i].Rank < res.Ranks[j].Rank })
+	return res, nil
+}
+
+// ErrIncomplete is returned by CommitScavenged when some rank's files are
+// missing; the index entry is then written with complete=false.
+var ErrIncomplete = errors.New("scavenge: dataset incomplete")
+
+// CommitScavenged writes the rank2file map, summary and index entry of a
+// scavenged dataset from the results of every node. perRank[r] is nil for a
+// rank whose files were not recovered; the dataset is then recorded
+// incomplete (never chosen for a restart) and ErrIncomplete is returned.
+func CommitScavenged(ctx context.Context, prefixDir string, ds cache.Dataset, perRank [][]prefix.File, recovered []bool) error {
+	n := len(perRank)
+	for first := 0; first < n; first += ranksPerPart {
+		last := min(first+ranksPerPart, n)
+		p := &prefix.Rank2FilePart{First: first, Ranks: perRank[first:last]}
+		if err := prefix.WriteRank2FilePart(prefixDir, int64(ds.ID), first/ranksPerPart, p); err != nil {
+			return err
+		}
+	}
+	complete := len(recovered) == n
+	for _, ok := range recovered {
+		complete = complete && ok
+	}
+	pd := ToPrefix(ds)
+	pd.Complete = complete
+	if err := prefix.WriteSummary(prefixDir, &prefix.Summary{Dataset: pd, Complete: complete, Ranks: n, RanksPerPart: ranksPerPart}); err != nil {
+		return err
+	}
+	if complete {
+		return commitMeta(ctx, prefixDir, ds, n, timeNow())
+	}
+	err := prefix.UpdateIndex(ctx, prefixDir, func(ix *prefix.Index) error {
+		if _, err := ix.Put(pd); err != nil {
+			return err
+		}
+		return ix.MarkFlushed(pd.ID, false, timeNow())
+	})
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("dataset %d (%s): %w", ds.ID, ds.Name, ErrIncomplete)
+}

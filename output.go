@@ -1,0 +1,444 @@
+package scr
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/scr-go/scr/comm"
+	"github.com/scr-go/scr/internal/cache"
+	"github.com/scr-go/scr/internal/prefix"
+)
+
+// StartOutput opens a new dataset (collective): name (empty means
+// "scr.dataset.<id>") and flags must be identical on every rank. It evicts
+// older datasets so that at most SCR_CACHE_SIZE stay cached, never one
+// that is being flushed, and creates this rank's directory in the cache.
+// Then each rank calls Route for every file it writes, writes them, and
+// calls Complete.
+func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) error {
+	if !h.cfg.enable {
+		return ErrDisabled
+	}
+	if err := h.need("StartOutput", stateIdle, "call Complete (or CompleteRestart) before starting another dataset"); err != nil {
+		return err
+	}
+	if flags&^(Checkpoint|Output) != 0 || flags == 0 {
+		return fmt.Errorf("scr: StartOutput(%q): flags %d: want Checkpoint, Output or both: %w", name, flags, ErrConfig)
+	}
+	if err := h.sameArgs(ctx, "StartOutput", name, int(flags)); err != nil {
+		return err
+	}
+	h.outStart = time.Now()
+	if err := h.pollAsync(ctx, false); err != nil {
+		return err
+	}
+
+	// Ids: never reuse one seen in the cache or the prefix index.
+	id := h.dsID + 1
+	ckpt := 0
+	if flags&Checkpoint != 0 {
+		ckpt = h.ckptID + 1
+	}
+	if name == "" {
+		name = "scr.dataset." + strconv.Itoa(id)
+	}
+	ds := cache.Dataset{
+		ID: id, Name: name, Flags: cache.Flags(flags), CkptID: ckpt,
+		Created: h.outStart.UTC(), User: cache.UserName(h.set.lookup), JobID: cache.JobID(h.set.lookup),
+		Ranks: h.size, Scheme: h.scheme(), Bypass: h.cfg.bypass,
+	}
+	if err := h.bcastJSON(ctx, h.world, &ds); err != nil {
+		return h.commErr("StartOutput: share dataset record", err)
+	}
+
+	// A restart offered but not used is forgotten (as in SCR).
+	if h.loaded != nil && h.state == stateIdle {
+		h.loaded = nil
+	}
+	if err := h.evict(ctx, ds.Name); err != nil {
+		return err
+	}
+	dir := h.layout.RankDir(ds.ID, h.rank)
+	lerr := h.updateIndex(func(ix *cache.Index) {
+		ix.Datasets[ds.ID] = &cache.Entry{Dataset: ds, Path: h.layout.DatasetDir(ds.ID)}
+	})
+	if lerr == nil {
+		lerr = os.MkdirAll(cache.MetaDir(dir), cache.DirMode)
+	}
+	if err := h.agree(ctx, fmt.Sprintf("StartOutput(%s): create %s", ds.Name, dir), lerr); err != nil {
+		h.discard(ds.ID)
+		return err
+	}
+	h.dsID = id
+	if ckpt > 0 {
+		h.ckptID = ckpt
+	}
+	h.mu.Lock()
+	h.out = &outputPhase{ds: ds, dir: dir, files: map[string]*fileReg{}}
+	h.mu.Unlock()
+	h.state = stateOutput
+	return nil
+}
+
+// sameArgs checks that every rank passed rank 0's arguments.
+func (h *Handle) sameArgs(ctx context.Context, call, s string, n int) error {
+	mine := fmt.Sprintf("%d:%s", n, s)
+	root, err := h.world.Bcast(ctx, 0, []byte(mine))
+	if err != nil {
+		return h.commErr(call, err)
+	}
+	bad := h.size
+	if string(root) != mine {
+		bad = h.rank
+	}
+	v, err := h.world.Allreduce(ctx, comm.OpMin, []int64{int64(bad)})
+	if err != nil {
+		return h.commErr(call, err)
+	}
+	if int(v[0]) < h.size {
+		detail := "name or flags"
+		if bad == h.rank {
+			detail = fmt.Sprintf("%q, rank 0 %q", mine, root)
+		}
+		return &MismatchError{Call: call, Rank: int(v[0]), Detail: detail}
+	}
+	return nil
+}
+
+func (h *Handle) scheme() string {
+	if h.nodes <= 1 && h.cfg.copyType != "SINGLE" {
+		// All ranks on one node: nothing can survive the node, so a
+		// cross-node scheme only costs time (SCR does the same).
+		return "SINGLE"
+	}
+	return h.cfg.copyType
+}
+
+// evict deletes the oldest cached datasets until one more fits, waiting
+// for an async flush when only busy datasets could make room.
+func (h *Handle) evict(ctx context.Context, forName string) error {
+	ids := make([]int, 0, len(h.cached))
+	for id := range h.cached {
+		ids = append(ids, id)
+	}
+	plan, ok := cache.EvictionPlan(ids, h.cfg.cacheSize, h.flushing)
+	if !ok {
+		if err := h.waitAsync(ctx); err != nil {
+			return err
+		}
+		plan, _ = cache.EvictionPlan(ids, h.cfg.cacheSize, h.flushing)
+	}
+	for _, id := range plan {
+		if d := h.cached[id]; d.IsOutput() && !h.flushed[id] {
+			// An output not on the prefix yet must not vanish: flush it
+			// first (this happens only when an earlier flush failed).
+			if err := h.flushSync(ctx, d); err != nil {
+				return fmt.Errorf("scr: StartOutput(%s): output %s must reach the prefix before it is evicted: %w", forName, d.Name, err)
+			}
+		}
+	}
+	var lerr error
+	for _, id := range plan {
+		if err := h.discard(id); err != nil && lerr == nil {
+			lerr = err
+		}
+	}
+	return h.agree(ctx, "StartOutput: evict old datasets", lerr)
+}
+
+// discard removes a dataset from this node's cache and from the handle's
+// view. Every rank calls it for the same id; the node leader removes the
+// directory and the index entry.
+func (h *Handle) discard(id int) error {
+	delete(h.cached, id)
+	delete(h.flushed, id)
+	for i := 0; i < len(h.cands); i++ {
+		if h.cands[i].ID == id {
+			h.cands = append(h.cands[:i], h.cands[i+1:]...)
+			i--
+		}
+	}
+	if h.node == nil || h.node.Rank() != 0 {
+		return nil
+	}
+	err := h.updateIndex(func(ix *cache.Index) { delete(ix.Datasets, id) })
+	if rerr := os.RemoveAll(h.layout.DatasetDir(id)); rerr != nil && err == nil {
+		err = fmt.Errorf("remove %s: %w", h.layout.DatasetDir(id), rerr)
+	}
+	return err
+}
+
+// Route returns the path where this rank writes (during an output phase)
+// or reads (during a restart phase) the file name, which is a path under
+// the prefix (relative names are taken relative to the prefix). Route is
+// local, not collective, and may be called from several goroutines. Outside
+// a phase it returns a *StateError; with SCR disabled it returns name.
+func (h *Handle) Route(name string) (string, error) {
+	if !h.cfg.enable {
+		return name, nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch h.state {
+	case stateOutput:
+	case stateRestart:
+	default:
+		return "", &StateError{Call: "Route(" + name + ")", State: h.state.String(), Hint: "call StartOutput or StartRestart first"}
+	}
+	orig, rel, err := h.underPrefix(name)
+	if err != nil {
+		return "", err
+	}
+	if h.state == stateRestart {
+		return h.routeRestart(name, orig, rel)
+	}
+	o := h.out
+	if _, ok := o.files[rel]; !ok {
+		o.files[rel] = &fileReg{orig: orig, rel: rel}
+	}
+	path := filepath.Join(o.dir, rel)
+	mode := os.FileMode(cache.DirMode)
+	if o.ds.Bypass {
+		path, mode = orig, 0o755
+	}
+	if err := os.MkdirAll(filepath.Dir(path), mode); err != nil {
+		return "", &PathError{Rank: h.rank, Path: name, Prefix: h.prefix, Reason: "cannot create its directory: " + err.Error()}
+	}
+	return path, nil
+}
+
+// underPrefix resolves name to an absolute path and its path relative to
+// the prefix, rejecting names outside it.
+func (h *Handle) underPrefix(name string) (orig, rel string, err error) {
+	bad := func(why string) (string, string, error) {
+		return "", "", &PathError{Rank: h.rank, Path: name, Prefix: h.prefix, Reason: why}
+	}
+	if name == "" || strings.ContainsRune(name, 0) {
+		return bad("empty or contains NUL")
+	}
+	orig = name
+	if !filepath.IsAbs(orig) {
+		orig = filepath.Join(h.prefix, orig)
+	}
+	orig = filepath.Clean(orig)
+	rel, err = filepath.Rel(h.prefix, orig)
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return bad("outside the prefix (check for .. components)")
+	}
+	if first, _, _ := strings.Cut(rel, string(filepath.Separator)); first == ".scr" {
+		return bad("inside the prefix's .scr metadata directory")
+	}
+	return orig, rel, nil
+}
+
+// fileReport is what each rank sends rank 0 at Complete.
+type fileReport struct {
+	Valid  bool     `json:"v"`
+	Reason string   `json:"r,omitempty"`
+	Rels   []string `json:"f,omitempty"`
+	Bytes  int64    `json:"b"`
+}
+
+// verdict is rank 0's decision at Complete.
+type verdict struct {
+	OK      bool            `json:"ok"`
+	Ranks   []int           `json:"ranks,omitempty"`
+	Reasons []string        `json:"reasons,omitempty"`
+	Dup     *DuplicateError `json:"dup,omitempty"`
+	Files   int64           `json:"files"`
+	Bytes   int64           `json:"bytes"`
+}
+
+// Complete closes the dataset opened by StartOutput (collective). valid
+// says whether this rank wrote all its files correctly. Every rank's files
+// are checked; the dataset is kept only if every rank is valid and no file
+// was routed by two ranks, otherwise it is deleted and an *InvalidError is
+// returned on every rank. A kept dataset is protected with the redundancy
+// scheme, marked complete in the cache only after the encode finished, and
+// flushed to the prefix if due (outputs always; checkpoints every
+// SCR_FLUSH-th). The same result is returned on every rank.
+func (h *Handle) Complete(ctx context.Context, valid bool) error {
+	if !h.cfg.enable {
+		return ErrDisabled
+	}
+	if err := h.need("Complete", stateOutput, "call StartOutput first"); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	o := h.out
+	h.out = nil
+	h.state = stateIdle
+	h.mu.Unlock()
+	ds := o.ds
+
+	// Stat every file this rank routed.
+	rep := fileReport{Valid: valid}
+	if !valid {
+		rep.Reason = fmt.Sprintf("rank %d called Complete(false)", h.rank)
+	}
+	fm := cache.Filemap{Rank: h.rank}
+	rels := make([]string, 0, len(o.files))
+	for rel := range o.files {
+		rels = append(rels, rel)
+	}
+	sort.Strings(rels)
+	for _, rel := range rels {
+		f := o.files[rel]
+		path := filepath.Join(o.dir, rel)
+		if ds.Bypass {
+			path = f.orig
+		}
+		meta, err := cache.Stat(path, h.cfg.crcOnCopy && !ds.Bypass)
+		if err != nil {
+			if rep.Valid {
+				rep.Valid = false
+				rep.Reason = fmt.Sprintf("rank %d: file %s: %v", h.rank, rel, err)
+			}
+			continue
+		}
+		meta.Orig, meta.Rel, meta.Complete = f.orig, rel, valid
+		fm.Files = append(fm.Files, meta)
+		rep.Bytes += meta.Size
+	}
+	rep.Rels = rels
+
+	// Rank 0 decides.
+	b, _ := json.Marshal(rep)
+	all, err := h.world.Gather(ctx, 0, b)
+	if err != nil {
+		return h.commErr("Complete: gather file reports", err)
+	}
+	var v verdict
+	if h.rank == 0 {
+		v = decide(ds.Name, all)
+	}
+	if err := h.bcastJSON(ctx, h.world, &v); err != nil {
+		return h.commErr("Complete: share verdict", err)
+	}
+	if !v.OK {
+		lerr := h.discard(ds.ID)
+		if err := h.agree(ctx, "Complete: discard invalid dataset", lerr); err != nil {
+			return errors.Join(&InvalidError{Dataset: ds.Name, Ranks: v.Ranks, Reasons: v.Reasons, Dup: v.Dup}, err)
+		}
+		return &InvalidError{Dataset: ds.Name, Ranks: v.Ranks, Reasons: v.Reasons, Dup: v.Dup}
+	}
+	ds.Complete, ds.Files, ds.Bytes = true, v.Files, v.Bytes
+	fm.Dataset = ds
+
+	// Metadata, then redundancy, then the complete mark.
+	lerr := cache.WriteFilemap(o.dir, fm)
+	if err := h.agree(ctx, "Complete: write filemap", lerr); err != nil {
+		h.discard(ds.ID)
+		return err
+	}
+	protect := []string{cache.FilemapName}
+	if !ds.Bypass {
+		protect = append(rels, cache.FilemapName)
+	}
+	if err := h.encode(ctx, ds, o.dir, protect); err != nil {
+		h.discard(ds.ID)
+		h.agree(ctx, "Complete: discard", nil)
+		return err
+	}
+	lerr = h.updateIndex(func(ix *cache.Index) {
+		ix.Datasets[ds.ID] = &cache.Entry{Dataset: ds, Path: h.layout.DatasetDir(ds.ID)}
+	})
+	if err := h.agree(ctx, "Complete: mark dataset complete in the cache index", lerr); err != nil {
+		h.discard(ds.ID)
+		return err
+	}
+	h.cached[ds.ID] = ds
+	now := time.Now()
+	secs := now.Sub(h.outStart).Seconds()
+	if ds.IsCheckpoint() {
+		h.ckpts++
+		h.ckptCost += now.Sub(h.outStart)
+		h.lastCkptEnd = now
+		h.cands = append([]cache.Dataset{ds}, h.cands...)
+		h.sources[ds.ID] = "cache"
+		if h.rank == 0 {
+			h.timeline("checkpoint", map[string]any{"name": ds.Name, "dataset": ds.ID, "bytes": ds.Bytes, "seconds": secs})
+		}
+	}
+
+	// Flush if due.
+	var ferr error
+	due := ds.IsOutput() || ds.Bypass || (ds.IsCheckpoint() && h.cfg.flushEvery > 0 && ds.CkptID%h.cfg.flushEvery == 0)
+	if due {
+		if h.cfg.flushAsync && !ds.Bypass {
+			ferr = h.startAsync(ctx, ds)
+		} else {
+			ferr = h.flushSync(ctx, ds)
+		}
+	}
+	if ds.IsCheckpoint() && h.rank == 0 {
+		// One checkpoint less before a CheckpointsLeft halt.
+		prefix.UpdateHalt(ctx, h.prefix, func(hf *prefix.Halt, exists bool) error {
+			if !exists || hf.CheckpointsLeft == nil {
+				return errSkip
+			}
+			if *hf.CheckpointsLeft > 0 {
+				*hf.CheckpointsLeft--
+			}
+			return nil
+		})
+	}
+	return ferr
+}
+
+var errSkip = errors.New("nothing to change")
+
+// decide is rank 0's verdict on the reports of all ranks.
+func decide(name string, all [][]byte) verdict {
+	v := verdict{OK: true}
+	owner := map[string]int{}
+	const maxListed = 16
+	for r, b := range all {
+		var rep fileReport
+		if err := json.Unmarshal(b, &rep); err != nil {
+			rep = fileReport{Reason: fmt.Sprintf("rank %d: bad report: %v", r, err)}
+		}
+		if !rep.Valid {
+			v.OK = false
+			if len(v.Ranks) < maxListed {
+				v.Ranks = append(v.Ranks, r)
+				if rep.Reason != "" {
+					v.Reasons = append(v.Reasons, rep.Reason)
+				}
+			}
+		}
+		for _, rel := range rep.Rels {
+			if o, dup := owner[rel]; dup && v.Dup == nil {
+				v.OK = false
+				v.Dup = &DuplicateError{Dataset: name, Path: rel, Ranks: []int{o, r}}
+			}
+			owner[rel] = r
+		}
+		v.Files += int64(len(rep.Rels))
+		v.Bytes += rep.Bytes
+	}
+	return v
+}
+
+// encode applies the dataset's redundancy scheme (collective).
+func (h *Handle) encode(ctx context.Context, ds cache.Dataset, dir string, files []string) error {
+	cd, err := codecFor(ds.Scheme)
+	if err != nil {
+		return h.agree(ctx, "Complete: redundancy", err)
+	}
+	spec := h.spec(ds)
+	lerr := cd.Encode(ctx, h.world, spec, dir, files)
+	return h.agree(ctx, fmt.Sprintf("Complete(%s): %s encode", ds.Name, ds.Scheme), lerr)
+}
+
+func (h *Handle) spec(ds cache.Dataset) codecSpec {
+	return codecSpec{Scheme: ds.Scheme, SetSize: h.cfg.setSize, Failures: h.cfg.setFailures, BufSize: h.cfg.bufSize, Dataset: ds.ID}
+}

@@ -1,0 +1,561 @@
+package scr
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/scr-go/scr/comm"
+	"github.com/scr-go/scr/internal/cache"
+	"github.com/scr-go/scr/internal/prefix"
+)
+
+// nodeReport is what each rank tells every other rank at Init. Only node
+// leaders fill in the cache content.
+type nodeReport struct {
+	Node    string          `json:"node"`
+	Leader  bool            `json:"leader,omitempty"`
+	Entries []cache.Dataset `json:"entries,omitempty"` // complete datasets in the node's cache index
+	Held    map[int][]int   `json:"held,omitempty"`    // dataset id -> ranks whose directory the node holds
+}
+
+// prefixFacts is what rank 0 learns from the prefix index at Init.
+type prefixFacts struct {
+	MaxID   int    `json:"max_id"`
+	MaxCkpt int    `json:"max_ckpt"`
+	Flushed []int  `json:"flushed,omitempty"` // complete on the prefix
+	Err     string `json:"err,omitempty"`
+}
+
+// recover runs the restart part of Init (collective); see Init.
+func (h *Handle) recover(ctx context.Context) error {
+	// 1. The node leader reads its cache index and drops what is incomplete.
+	rep := nodeReport{Node: h.nodeName, Leader: h.node.Rank() == 0}
+	var lerr error
+	if rep.Leader {
+		rep.Entries, rep.Held, lerr = h.scanNode()
+	}
+	if err := h.agree(ctx, "Init: read the cache index", lerr); err != nil {
+		return err
+	}
+
+	// 2. Rank 0 reads the prefix index: ids already used, datasets flushed.
+	var pf prefixFacts
+	if h.rank == 0 {
+		pf = readPrefixFacts(h.prefix)
+	}
+	if err := h.bcastJSON(ctx, h.world, &pf); err != nil {
+		return h.commErr("Init: share prefix index", err)
+	}
+	if pf.Err != "" {
+		return fmt.Errorf("scr: Init: %s", pf.Err)
+	}
+	h.dsID, h.ckptID = pf.MaxID, pf.MaxCkpt
+	flushed := map[int]bool{}
+	for _, id := range pf.Flushed {
+		flushed[id] = true
+	}
+
+	// 3. Everybody learns what every node holds.
+	b, _ := json.Marshal(rep)
+	allb, err := h.world.Allgather(ctx, b)
+	if err != nil {
+		return h.commErr("Init: share cache contents", err)
+	}
+	reps := make([]nodeReport, len(allb))
+	for r, x := range allb {
+		if err := json.Unmarshal(x, &reps[r]); err != nil {
+			return fmt.Errorf("scr: Init: bad cache report from rank %d: %w", r, err)
+		}
+	}
+	known := map[int]cache.Dataset{}
+	for _, rp := range reps {
+		for _, d := range rp.Entries {
+			known[d.ID] = d
+			h.dsID = max(h.dsID, d.ID)
+			h.ckptID = max(h.ckptID, d.CkptID)
+		}
+	}
+	ids := make([]int, 0, len(known))
+	for id := range known {
+		ids = append(ids, id)
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(ids)))
+
+	if h.cfg.purge || !h.cfg.distribute {
+		for _, id := range ids {
+			h.discard(id)
+		}
+		return h.agree(ctx, "Init: purge cache", h.writeIndex(nil))
+	}
+
+	// 4. Bring back each dataset, newest first: migrate, verify, rebuild.
+	outputBound := int(^uint(0) >> 1) // checkpoints at or above a lost output are not offered
+	var kept []cache.Dataset
+	for _, id := range ids {
+		ds := known[id]
+		src, err := h.restore(ctx, ds, reps)
+		if err != nil {
+			if errors.Is(err, comm.ErrPeerLost) {
+				return err
+			}
+			h.discard(id)
+			if ds.IsOutput() && !flushed[id] {
+				outputBound = min(outputBound, id)
+			}
+			continue
+		}
+		kept = append(kept, ds)
+		h.cached[id] = ds
+		h.flushed[id] = flushed[id]
+		h.sources[id] = src
+	}
+
+	// 5. Offer the newest checkpoint below any lost output; drop newer data.
+	var cands []cache.Dataset
+	for _, ds := range kept {
+		if ds.IsCheckpoint() && ds.ID < outputBound {
+			cands = append(cands, ds)
+		}
+	}
+	if len(cands) > 0 {
+		newest := cands[0].ID
+		var keep []cache.Dataset
+		for _, ds := range kept {
+			if ds.ID > newest {
+				h.discard(ds.ID)
+				continue
+			}
+			keep = append(keep, ds)
+		}
+		kept = keep
+	}
+	h.cands = cands
+	return h.agree(ctx, "Init: write the cache index", h.writeIndex(kept))
+}
+
+// scanNode reads the node's cache index (leader only), deletes datasets
+// that never completed and lists the rank directories present.
+func (h *Handle) scanNode() ([]cache.Dataset, map[int][]int, error) {
+	ix, err := cache.ReadIndex(h.layout.IndexPath())
+	if err != nil {
+		// A damaged index loses this node's cache, not the job: its data
+		// comes back from redundancy on the other nodes.
+		ix = &cache.Index{Datasets: map[int]*cache.Entry{}}
+		os.RemoveAll(h.layout.CacheDir)
+		if err := h.layout.Create(); err != nil {
+			return nil, nil, err
+		}
+	}
+	var out []cache.Dataset
+	held := map[int][]int{}
+	for _, id := range ix.IDs() {
+		e := ix.Datasets[id]
+		if !e.Dataset.Complete || e.Dataset.ID != id {
+			os.RemoveAll(h.layout.DatasetDir(id))
+			continue
+		}
+		out = append(out, e.Dataset)
+		ents, _ := os.ReadDir(h.layout.DatasetDir(id))
+		for _, de := range ents {
+			var r int
+			if _, err := fmt.Sscanf(de.Name(), "rank.%d", &r); err == nil && de.IsDir() && de.Name() == fmt.Sprintf("rank.%d", r) {
+				held[id] = append(held[id], r)
+			}
+		}
+	}
+	return out, held, nil
+}
+
+// writeIndex makes the node's cache index list exactly the kept datasets
+// (node leader only).
+func (h *Handle) writeIndex(kept []cache.Dataset) error {
+	return h.updateIndex(func(ix *cache.Index) {
+		ix.Datasets = map[int]*cache.Entry{}
+		for _, d := range kept {
+			ix.Datasets[d.ID] = &cache.Entry{Dataset: d, Path: h.layout.DatasetDir(d.ID)}
+		}
+	})
+}
+
+func readPrefixFacts(dir string) prefixFacts {
+	var pf prefixFacts
+	ix, err := prefix.ReadIndex(dir)
+	if err != nil {
+		pf.Err = fmt.Sprintf("prefix index: %v (repair or remove it with scr_index)", err)
+		return pf
+	}
+	for _, e := range ix.Entries() {
+		pf.MaxID = max(pf.MaxID, int(e.Dataset.ID))
+		pf.MaxCkpt = max(pf.MaxCkpt, int(e.Dataset.CkptID))
+		if e.Complete {
+			pf.Flushed = append(pf.Flushed, int(e.Dataset.ID))
+		}
+	}
+	return pf
+}
+
+// restore brings one dataset back on every rank (collective) and says how:
+// "cache" (every rank had its files) or "cache-rebuild".
+func (h *Handle) restore(ctx context.Context, ds cache.Dataset, reps []nodeReport) (string, error) {
+	start := time.Now()
+	if ds.Ranks != h.size {
+		return "", fmt.Errorf("dataset %d was written by %d ranks, this run has %d", ds.ID, ds.Ranks, h.size)
+	}
+	dir := h.layout.RankDir(ds.ID, h.rank)
+	merr := h.migrate(ctx, ds, reps)
+	if errors.Is(merr, comm.ErrPeerLost) {
+		return "", merr
+	}
+	lost := merr != nil || !h.intact(ds, dir)
+	if lost {
+		os.RemoveAll(dir)
+		if err := os.MkdirAll(dir, cache.DirMode); err != nil {
+			lost = true
+		}
+	}
+	n, err := h.world.Allreduce(ctx, comm.OpSum, []int64{b2i(lost)})
+	if err != nil {
+		return "", h.commErr("Init: count lost ranks", err)
+	}
+	if n[0] == 0 {
+		return "cache", nil
+	}
+	cd, err := codecFor(ds.Scheme)
+	if err != nil {
+		return "", h.agree(ctx, "Init: redundancy", err)
+	}
+	rerr := cd.Rebuild(ctx, h.world, h.spec(ds), dir, lost)
+	if rerr == nil && lost && !h.intact(ds, dir) {
+		rerr = fmt.Errorf("dataset %d: rank %d: rebuilt files do not match their metadata", ds.ID, h.rank)
+	}
+	if err := h.agree(ctx, fmt.Sprintf("Init: rebuild dataset %d (%s)", ds.ID, ds.Scheme), rerr); err != nil {
+		return "", err
+	}
+	if h.rank == 0 {
+		h.timeline("rebuilt", map[string]any{"dataset": ds.ID, "name": ds.Name, "sets": n[0], "seconds": time.Since(start).Seconds()})
+	}
+	return "cache-rebuild", nil
+}
+
+// intact says whether this rank's directory holds its complete, matching
+// files for the dataset.
+func (h *Handle) intact(ds cache.Dataset, dir string) bool {
+	fm, err := cache.ReadFilemap(dir)
+	if err != nil || fm.Rank != h.rank || fm.Dataset.ID != ds.ID {
+		return false
+	}
+	if ds.Bypass {
+		return true
+	}
+	return cache.Verify(dir, fm) == nil
+}
+
+// Migration tags: far above what applications use.
+const tagMigrate = 0x5c0000
+
+type transfer struct{ src, dst int }
+
+// migrate moves rank directories to the node where each rank runs now. A
+// node leader whose node holds the directory of a rank running elsewhere
+// sends it; transfers run in one global order (by destination), so blocking
+// sends cannot deadlock.
+func (h *Handle) migrate(ctx context.Context, ds cache.Dataset, reps []nodeReport) error {
+	leaderOf := map[string]int{}
+	for r, rp := range reps {
+		if rp.Leader {
+			leaderOf[rp.Node] = r
+		}
+	}
+	holders := map[int][]int{} // rank -> leaders holding its directory
+	for r, rp := range reps {
+		if !rp.Leader {
+			continue
+		}
+		for _, x := range rp.Held[ds.ID] {
+			holders[x] = append(holders[x], r)
+		}
+	}
+	var plan []transfer
+	for dst := 0; dst < len(reps); dst++ {
+		here := false
+		for _, l := range holders[dst] {
+			if reps[l].Node == reps[dst].Node {
+				here = true
+			}
+		}
+		if !here && len(holders[dst]) > 0 {
+			plan = append(plan, transfer{src: holders[dst][0], dst: dst})
+		}
+	}
+	var lerr error
+	for _, t := range plan {
+		switch h.rank {
+		case t.src:
+			dir := h.layout.RankDir(ds.ID, t.dst)
+			if err := sendDir(ctx, h.world, t.dst, dir, h.cfg.bufSize); err != nil {
+				if errors.Is(err, comm.ErrPeerLost) {
+					return err
+				}
+				if lerr == nil {
+					lerr = err
+				}
+				continue
+			}
+			os.RemoveAll(dir) // the rank lives elsewhere now
+		case t.dst:
+			dir := h.layout.RankDir(ds.ID, h.rank)
+			os.RemoveAll(dir)
+			if err := recvDir(ctx, h.world, t.src, dir); err != nil {
+				if errors.Is(err, comm.ErrPeerLost) {
+					return err
+				}
+				return fmt.Errorf("receive dataset %d from rank %d: %w", ds.ID, t.src, err)
+			}
+		}
+	}
+	// Orphans nobody needs (ranks that moved and were served by another
+	// holder) go away with the next eviction of the dataset.
+	_ = lerr
+	return nil
+}
+
+type manifestFile struct {
+	Rel  string `json:"rel"`
+	Size int64  `json:"size"`
+	Mode uint32 `json:"mode"`
+}
+
+// sendDir sends every regular file below dir to rank dst: a manifest, then
+// each file's bytes in pieces. A read failure is sent as an abort so the
+// receiver does not wait.
+func sendDir(ctx context.Context, c comm.Comm, dst int, dir string, piece int) error {
+	var files []manifestFile
+	werr := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		files = append(files, manifestFile{Rel: rel, Size: info.Size(), Mode: uint32(info.Mode().Perm())})
+		return nil
+	})
+	if werr != nil {
+		c.Send(ctx, dst, tagMigrate, append([]byte{1}, werr.Error()...))
+		return werr
+	}
+	m, _ := json.Marshal(files)
+	if err := c.Send(ctx, dst, tagMigrate, append([]byte{0}, m...)); err != nil {
+		return err
+	}
+	buf := make([]byte, piece)
+	for _, f := range files {
+		fh, err := os.Open(filepath.Join(dir, f.Rel))
+		if err != nil {
+			c.Send(ctx, dst, tagMigrate, append([]byte{1}, err.Error()...))
+			return err
+		}
+		for left := f.Size; left > 0; {
+			n := min(int64(len(buf)), left)
+			if _, err := io.ReadFull(fh, buf[:n]); err != nil {
+				fh.Close()
+				c.Send(ctx, dst, tagMigrate, append([]byte{1}, err.Error()...))
+				return err
+			}
+			msg := make([]byte, 1+n)
+			copy(msg[1:], buf[:n])
+			if err := c.Send(ctx, dst, tagMigrate, msg); err != nil {
+				fh.Close()
+				return err
+			}
+			left -= n
+		}
+		fh.Close()
+	}
+	return nil
+}
+
+func recvMsg(ctx context.Context, c comm.Comm, src int) ([]byte, error) {
+	b, err := c.Recv(ctx, src, tagMigrate)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) == 0 {
+		return nil, errors.New("empty migration message")
+	}
+	if b[0] == 1 {
+		return nil, fmt.Errorf("sender failed: %s", b[1:])
+	}
+	return b[1:], nil
+}
+
+// recvDir receives what sendDir sends into dir.
+func recvDir(ctx context.Context, c comm.Comm, src int, dir string) error {
+	m, err := recvMsg(ctx, c, src)
+	if err != nil {
+		return err
+	}
+	var files []manifestFile
+	if err := json.Unmarshal(m, &files); err != nil {
+		return err
+	}
+	var ferr error
+	for _, f := range files {
+		p := filepath.Join(dir, filepath.Clean("/" + f.Rel)[1:])
+		var fh *os.File
+		if ferr == nil {
+			if ferr = os.MkdirAll(filepath.Dir(p), cache.DirMode); ferr == nil {
+				fh, ferr = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, os.FileMode(f.Mode)|0o600)
+			}
+		}
+		for got := int64(0); got < f.Size; {
+			b, err := recvMsg(ctx, c, src)
+			if err != nil {
+				if fh != nil {
+					fh.Close()
+				}
+				return err
+			}
+			if fh != nil && ferr == nil {
+				_, ferr = fh.Write(b)
+			}
+			got += int64(len(b))
+		}
+		if fh != nil {
+			if err := fh.Close(); ferr == nil {
+				ferr = err
+			}
+		}
+	}
+	return ferr
+}
+
+// HaveRestart says whether a checkpoint is available and returns its name
+// (collective). It offers the newest checkpoint that came back at Init; if
+// none, and SCR_FETCH is on, it fetches the newest complete, not failed
+// checkpoint from the prefix into the cache. No checkpoint is not an
+// error: ok is false and the application starts from scratch.
+func (h *Handle) HaveRestart(ctx context.Context) (name string, ok bool, err error) {
+	if !h.cfg.enable {
+		return "", false, ErrDisabled
+	}
+	if err := h.need("HaveRestart", stateIdle, "finish the current phase first"); err != nil {
+		return "", false, err
+	}
+	if h.loaded != nil {
+		return h.loaded.Name, true, nil
+	}
+	if len(h.cands) > 0 {
+		d := h.cands[0]
+		h.loaded, h.loadSrc = &d, h.sources[d.ID]
+	} else if h.cfg.fetch {
+		d, err := h.fetch(ctx)
+		if err != nil {
+			return "", false, err
+		}
+		if d == nil {
+			return "", false, nil
+		}
+		h.loaded, h.loadSrc = d, "prefix"
+	} else {
+		return "", false, nil
+	}
+	if h.rank == 0 {
+		h.timeline("restart", map[string]any{"name": h.loaded.Name, "dataset": h.loaded.ID, "from": h.loadSrc})
+	}
+	return h.loaded.Name, true, nil
+}
+
+// StartRestart opens the checkpoint HaveRestart offered for reading and
+// returns its name. Route then gives the path of each file to read.
+func (h *Handle) StartRestart(ctx context.Context) (string, error) {
+	if !h.cfg.enable {
+		return "", ErrDisabled
+	}
+	if err := h.need("StartRestart", stateIdle, "call HaveRestart first"); err != nil {
+		return "", err
+	}
+	if h.loaded == nil {
+		return "", &StateError{Call: "StartRestart", State: h.state.String(), Hint: "HaveRestart offered no checkpoint"}
+	}
+	h.mu.Lock()
+	h.state = stateRestart
+	h.mu.Unlock()
+	return h.loaded.Name, nil
+}
+
+func (h *Handle) routeRestart(name, orig, rel string) (string, error) {
+	d := h.loaded
+	p := filepath.Join(h.layout.RankDir(d.ID, h.rank), rel)
+	if d.Bypass {
+		p = orig
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", &PathError{Rank: h.rank, Path: name, Prefix: h.prefix, Reason: fmt.Sprintf("not in checkpoint %s of this rank (%v)", d.Name, err)}
+	}
+	return p, nil
+}
+
+// CompleteRestart ends the restart phase (collective). valid says whether
+// this rank read its checkpoint correctly; if any rank says false, the
+// checkpoint is marked failed in the prefix index, removed from the cache,
+// and an *InvalidError is returned on every rank: call HaveRestart again
+// to get the next older checkpoint.
+func (h *Handle) CompleteRestart(ctx context.Context, valid bool) error {
+	if !h.cfg.enable {
+		return ErrDisabled
+	}
+	if err := h.need("CompleteRestart", stateRestart, "call StartRestart first"); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.state = stateIdle
+	h.mu.Unlock()
+	v, err := h.world.Allreduce(ctx, comm.OpAnd, []int64{b2i(valid)})
+	if err != nil {
+		return h.commErr("CompleteRestart", err)
+	}
+	if v[0] != 0 {
+		return nil
+	}
+	d := *h.loaded
+	h.loaded = nil
+	var lerr error
+	if h.rank == 0 {
+		lerr = prefix.UpdateIndex(ctx, h.prefix, func(ix *prefix.Index) error {
+			if ix.Get(int64(d.ID)) == nil {
+				return errSkip
+			}
+			return ix.MarkFailed(int64(d.ID), time.Now())
+		})
+		if errors.Is(lerr, errSkip) {
+			lerr = nil
+		}
+	}
+	if err := h.discard(d.ID); err != nil && lerr == nil {
+		lerr = err
+	}
+	if h.tried == 0 || int64(d.ID) < h.tried {
+		if h.loadSrc == "prefix" {
+			h.tried = int64(d.ID)
+		}
+	}
+	ierr := &InvalidError{Dataset: d.Name, Reasons: []string{"restart reported invalid by at least one rank; marked failed, call HaveRestart for an older checkpoint"}}
+	if err := h.agree(ctx, "CompleteRestart: drop failed checkpoint", lerr); err != nil {
+		return errors.Join(ierr, err)
+	}
+	return ierr
+}

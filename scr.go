@@ -1,0 +1,358 @@
+package scr
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/scr-go/scr/comm"
+	"github.com/scr-go/scr/internal/cache"
+	"github.com/scr-go/scr/internal/prefix"
+)
+
+// Version is the library version.
+const Version = "scr-go 0.1"
+
+// Flags say what a dataset is; OR them.
+type Flags int
+
+const (
+	// Checkpoint: the dataset can be restarted from.
+	Checkpoint Flags = Flags(cache.FlagCheckpoint)
+	// Output: the dataset must reach the prefix (it is always flushed).
+	Output Flags = Flags(cache.FlagOutput)
+)
+
+type state int
+
+const (
+	stateIdle state = iota
+	stateOutput
+	stateRestart
+	stateFinal
+)
+
+func (s state) String() string {
+	return [...]string{"idle", "output", "restart", "finalized"}[s]
+}
+
+// Handle is one rank's connection to SCR. Create it with Init and end it
+// with Finalize. Collective methods must be called by every rank of the
+// communicator in the same order; a Handle is used by one goroutine at a
+// time, except Route, which may be called from several goroutines during
+// an output or restart phase.
+type Handle struct {
+	world    comm.Comm
+	node     comm.Comm // ranks on this node; rank 0 of it is the node leader
+	rank     int
+	size     int
+	nodeName string
+	nodes    int // nodes in the run
+	set      *settings
+	cfg      config
+	prefix   string
+	layout   cache.Layout
+
+	state   state
+	dsID    int // newest dataset id used or seen
+	ckptID  int // newest checkpoint id used or seen
+	out     *outputPhase
+	cached  map[int]cache.Dataset // complete datasets in this job's caches, agreed by all ranks
+	flushed map[int]bool          // datasets known complete on the prefix
+	cands   []cache.Dataset       // cached checkpoints that can be restarted from, newest first
+	sources map[int]string        // how each candidate came back: cache or cache-rebuild
+	loaded  *cache.Dataset        // the checkpoint HaveRestart offered
+	loadSrc string
+	tried   int64 // fetch: the last prefix dataset tried (fetch next below it)
+
+	async *asyncFlush
+
+	// Need_checkpoint policy state.
+	needCalls   int
+	lastCkptEnd time.Time
+	ckptCost    time.Duration // total time spent in checkpoints
+	ckpts       int
+	outStart    time.Time
+
+	mu sync.Mutex // guards out.files for concurrent Route calls
+}
+
+// outputPhase is the dataset being written between StartOutput and Complete.
+type outputPhase struct {
+	ds    cache.Dataset
+	dir   string              // this rank's directory in the dataset (cache mode)
+	files map[string]*fileReg // by path relative to the prefix
+}
+
+type fileReg struct {
+	orig string // absolute path under the prefix
+	rel  string
+}
+
+// Init starts SCR on this rank (collective). It reads the configuration,
+// creates the node's control and cache directories, and brings back the
+// datasets that survive in the caches of this job: node leaders read their
+// cache indexes, ranks agree on the datasets present anywhere, files move
+// to the node where each rank runs now, and each redundancy set rebuilds
+// what its lost members held. HaveRestart then offers the newest checkpoint
+// that came back, or fetches one from the prefix.
+//
+// With SCR_ENABLE=0 Init returns a handle whose calls return ErrDisabled
+// (Route returns names unchanged), so an application runs without SCR.
+func Init(ctx context.Context, opts Options) (*Handle, error) {
+	if opts.Comm == nil {
+		return nil, fmt.Errorf("scr: Init: Options.Comm is nil: %w", ErrConfig)
+	}
+	set := newSettings(opts.Env)
+	for _, kv := range opts.Config {
+		if err := set.apply(kv); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := set.parse()
+	if err != nil {
+		return nil, fmt.Errorf("scr: Init on rank %d: %w", opts.Comm.Rank(), err)
+	}
+	h := &Handle{
+		world:   opts.Comm,
+		rank:    opts.Comm.Rank(),
+		size:    opts.Comm.Size(),
+		set:     set,
+		cfg:     cfg,
+		cached:  map[int]cache.Dataset{},
+		flushed: map[int]bool{},
+		sources: map[int]string{},
+	}
+	if !cfg.enable {
+		h.state = stateFinal
+		return h, nil
+	}
+	h.nodeName = opts.Node
+	if h.nodeName == "" {
+		h.nodeName = set.str("SCR_NODE_NAME")
+	}
+	if h.nodeName == "" {
+		if h.nodeName, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("scr: Init on rank %d: no node name (set SCR_NODE_NAME): %w", h.rank, err)
+		}
+	}
+	h.prefix = cfg.prefix
+	if h.prefix == "" {
+		if h.prefix, err = os.Getwd(); err != nil {
+			return nil, fmt.Errorf("scr: Init on rank %d: no prefix (set SCR_PREFIX): %w", h.rank, err)
+		}
+	}
+	if h.prefix, err = filepath.Abs(h.prefix); err != nil {
+		return nil, fmt.Errorf("scr: Init: prefix %q: %w", cfg.prefix, err)
+	}
+	h.prefix = filepath.Clean(h.prefix)
+	h.layout = cache.NewLayout(set.lookup)
+
+	if h.node, err = h.world.SplitString(ctx, h.nodeName); err != nil {
+		return nil, h.commErr("Init: group ranks by node", err)
+	}
+	n, err := h.world.Allreduce(ctx, comm.OpSum, []int64{b2i(h.node.Rank() == 0)})
+	if err != nil {
+		return nil, h.commErr("Init: count nodes", err)
+	}
+	h.nodes = int(n[0])
+	if h.rank == 0 {
+		h.timeline("started", map[string]any{"ranks": h.size, "nodes": h.nodes})
+	}
+
+	// Directories: every rank creates its own (MkdirAll is idempotent), so
+	// no rank waits on a leader for them.
+	lerr := h.layout.Create()
+	if err := h.agree(ctx, "Init: create cache directories", lerr); err != nil {
+		return nil, err
+	}
+	if err := h.recover(ctx); err != nil {
+		return nil, err
+	}
+	h.lastCkptEnd = time.Now()
+	if err := h.world.Barrier(ctx); err != nil {
+		return nil, h.commErr("Init", err)
+	}
+	return h, nil
+}
+
+// Finalize ends SCR on this rank (collective): it waits for an async
+// flush, flushes the newest checkpoint if SCR_FLUSH>0 and it is not on the
+// prefix yet, and records SCR_FINALIZE_CALLED in the halt file so that the
+// job script does not relaunch a finished application.
+func (h *Handle) Finalize(ctx context.Context) error {
+	if !h.cfg.enable {
+		return ErrDisabled
+	}
+	if err := h.need("Finalize", stateIdle, "call Complete or CompleteRestart first"); err != nil {
+		return err
+	}
+	var errs []error
+	if err := h.waitAsync(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if h.cfg.flushEvery > 0 && len(errs) == 0 {
+		if newest := h.newestCached(func(d cache.Dataset) bool { return d.IsCheckpoint() }); newest != nil && !h.flushed[newest.ID] {
+			if err := h.flushSync(ctx, *newest); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if h.rank == 0 {
+		_, err := prefix.UpdateHalt(ctx, h.prefix, func(hf *prefix.Halt, _ bool) error {
+			hf.ExitReason = prefix.ReasonFinalizeCalled
+			return nil
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("scr: Finalize: record %s in the halt file: %w", prefix.ReasonFinalizeCalled, err))
+		}
+	}
+	if err := h.world.Barrier(ctx); err != nil {
+		errs = append(errs, h.commErr("Finalize", err))
+	}
+	h.state = stateFinal
+	return errors.Join(errs...)
+}
+
+// Config queries a parameter ("KEY", returns its value) at any time, or
+// sets one ("KEY=VALUE") or unsets a value set this way ("KEY="); setting
+// is only allowed before Init, i.e. through Options.Config, and returns a
+// StateError here.
+func (h *Handle) Config(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "=") {
+		return "", &StateError{Call: "Config(" + s + ")", State: h.state.String(), Hint: "set parameters before Init with Options.Config"}
+	}
+	v, _ := h.set.lookup(strings.ToUpper(s))
+	return v, nil
+}
+
+// Config resolves a parameter the way a handle would, before Init: the
+// environment (env, or os.LookupEnv when nil), then settings in SCR_Config
+// syntax, then the default. ok is false for an unknown, unset parameter.
+func Config(env func(string) (string, bool), settings []string, key string) (value string, ok bool, err error) {
+	s := newSettings(env)
+	for _, kv := range settings {
+		if err := s.apply(kv); err != nil {
+			return "", false, err
+		}
+	}
+	v, ok := s.lookup(strings.ToUpper(strings.TrimSpace(key)))
+	return v, ok, nil
+}
+
+// apply handles one SCR_Config setting: "KEY=VALUE" sets, "KEY=" unsets.
+func (s *settings) apply(kv string) error {
+	k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+	k = strings.ToUpper(strings.TrimSpace(k))
+	if !ok || k == "" {
+		return &ConfigError{Key: kv, Value: "", Want: "KEY=VALUE in Options.Config"}
+	}
+	v = strings.TrimSpace(v)
+	if v == "" {
+		delete(s.config, k)
+		return nil
+	}
+	s.config[k] = v
+	return nil
+}
+
+// Rank is this handle's rank in the world communicator.
+func (h *Handle) Rank() int { return h.rank }
+
+// Prefix is the prefix directory datasets are flushed to.
+func (h *Handle) Prefix() string { return h.prefix }
+
+// Enabled says whether SCR is active (SCR_ENABLE is not 0).
+func (h *Handle) Enabled() bool { return h.cfg.enable }
+
+// need checks the state for a call.
+func (h *Handle) need(call string, want state, hint string) error {
+	if h.state != want {
+		return &StateError{Call: call, State: h.state.String(), Hint: hint}
+	}
+	return nil
+}
+
+// agree turns a per-rank error into one outcome on all ranks: nil only if
+// every rank succeeded; otherwise this rank's error, or an error naming
+// how many other ranks failed.
+func (h *Handle) agree(ctx context.Context, what string, local error) error {
+	v, err := h.world.Allreduce(ctx, comm.OpSum, []int64{b2i(local != nil)})
+	if err != nil {
+		return h.commErr(what, err)
+	}
+	if local != nil {
+		return fmt.Errorf("scr: rank %d on %s: %s: %w", h.rank, h.nodeName, what, local)
+	}
+	if v[0] > 0 {
+		return fmt.Errorf("scr: %s failed on %d rank(s); see their errors", what, v[0])
+	}
+	return nil
+}
+
+func (h *Handle) commErr(what string, err error) error {
+	return fmt.Errorf("scr: rank %d on %s: %s: %w", h.rank, h.nodeName, what, err)
+}
+
+// bcastJSON sends rank 0's v to every rank (v is overwritten elsewhere).
+func (h *Handle) bcastJSON(ctx context.Context, c comm.Comm, v any) error {
+	var b []byte
+	if c.Rank() == 0 {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return err
+		}
+	}
+	b, err := c.Bcast(ctx, 0, b)
+	if err != nil {
+		return err
+	}
+	if c.Rank() != 0 {
+		return json.Unmarshal(b, v)
+	}
+	return nil
+}
+
+// timeline appends an event (rank 0 only calls it). A failure to write the
+// timeline must not fail the application; it is dropped.
+func (h *Handle) timeline(event string, fields map[string]any) {
+	_ = prefix.AppendTimeline(h.prefix, prefix.Event{Source: "library", Event: event, Run: h.cfg.runID, Fields: fields})
+}
+
+// newestCached returns the newest cached dataset for which ok is true.
+func (h *Handle) newestCached(ok func(cache.Dataset) bool) *cache.Dataset {
+	ids := make([]int, 0, len(h.cached))
+	for id := range h.cached {
+		ids = append(ids, id)
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(ids)))
+	for _, id := range ids {
+		if d := h.cached[id]; ok(d) {
+			return &d
+		}
+	}
+	return nil
+}
+
+// updateIndex lets the node leader change the node's cache index; other
+// ranks do nothing. Callers follow with a collective that agrees on the
+// error.
+func (h *Handle) updateIndex(fn func(ix *cache.Index)) error {
+	if h.node.Rank() != 0 {
+		return nil
+	}
+	ix, err := cache.ReadIndex(h.layout.IndexPath())
+	if err != nil {
+		return err
+	}
+	fn(ix)
+	return ix.Write(h.layout.IndexPath())
+}
