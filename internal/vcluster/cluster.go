@@ -1,0 +1,633 @@
+package vcluster
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const stateVersion = 1
+
+// state is what state.json records, so that another process (the vcluster
+// command) can attach to a running cluster.
+type state struct {
+	Version  int         `json:"version"`
+	Name     string      `json:"name"`
+	Dir      string      `json:"dir"`
+	ID       string      `json:"id"`
+	Subnet   int         `json:"subnet"`
+	CPUs     int         `json:"cpus"`
+	Timeouts Timeouts    `json:"timeouts"`
+	SSH      bool        `json:"ssh"`
+	BinDir   string      `json:"bin_dir,omitempty"`
+	ShmSize  string      `json:"shm_size,omitempty"`
+	Nodes    []nodeState `json:"nodes"`
+	Up       time.Time   `json:"up"`
+}
+
+type nodeState struct {
+	Name       string `json:"name"`
+	Addr       string `json:"addr"`
+	PoweredOff bool   `json:"powered_off,omitempty"`
+}
+
+// Cluster is a running virtual cluster. Its methods are safe for concurrent
+// use; PowerOff and PowerOn of different nodes may run at once.
+type Cluster struct {
+	mu   sync.Mutex
+	st   state
+	logf func(string, ...any)
+
+	// holders started by this process: their Wait goroutines end when the
+	// holder dies (PowerOff, Down).
+	waits sync.WaitGroup
+}
+
+// Node is one compute node of the cluster.
+type Node struct {
+	Name string // host name and Slurm NodeName, node1..nodeN
+	Addr string // its address on the cluster bridge
+}
+
+func (c *Cluster) dir(elem ...string) string {
+	return filepath.Join(append([]string{c.st.Dir}, elem...)...)
+}
+
+func (c *Cluster) netns(node string) string { return "vc-" + c.st.ID + "-" + node }
+
+// StateDir is the directory holding every file of the cluster.
+func (c *Cluster) StateDir() string { return c.st.Dir }
+
+// SharedDir is a directory visible at the same path on every node (the
+// stand-in for the parallel file system), writable by everyone.
+func (c *Cluster) SharedDir() string { return c.dir("shared") }
+
+// SlurmConf is the path of the cluster's slurm.conf (SLURM_CONF).
+func (c *Cluster) SlurmConf() string { return c.dir("etc", "slurm.conf") }
+
+// Subnet is the cluster's private network, 10.252.X.0/24.
+func (c *Cluster) Subnet() string { return fmt.Sprintf("10.252.%d.0/24", c.st.Subnet) }
+
+// HeadAddr is slurmctld's address.
+func (c *Cluster) HeadAddr() string { return headAddr(c.st.Subnet) }
+
+// Nodes lists the compute nodes in order.
+func (c *Cluster) Nodes() []Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Node, len(c.st.Nodes))
+	for i, n := range c.st.Nodes {
+		out[i] = Node{Name: n.Name, Addr: n.Addr}
+	}
+	return out
+}
+
+// NodeNames lists the compute node names in order.
+func (c *Cluster) NodeNames() []string {
+	var out []string
+	for _, n := range c.Nodes() {
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+// PoweredOff reports whether the node is powered off.
+func (c *Cluster) PoweredOff(node string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.st.Nodes {
+		if n.Name == node {
+			return n.PoweredOff
+		}
+	}
+	return false
+}
+
+func (c *Cluster) logfln(format string, args ...any) {
+	if c.logf != nil {
+		c.logf(format, args...)
+	}
+}
+
+// required lists the programs Up needs.
+func required(ssh bool) []string {
+	p := []string{"ip", "nsenter", "unshare", "mount", "umount", "hostname", "sh", "sleep",
+		"munged", "slurmctld", "slurmd", "slurmstepd", "srun", "sbatch", "salloc", "scontrol", "sinfo", "squeue", "scancel", "ping"}
+	if ssh {
+		p = append(p, "sshd", "ssh", "ssh-keygen")
+	}
+	return p
+}
+
+// CheckPrograms returns a *MissingError naming every program the cluster
+// needs that is not on PATH (nil if all are there).
+func CheckPrograms(ssh bool) error {
+	var missing []string
+	for _, p := range required(ssh) {
+		if _, err := lookPath(p); err != nil {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		return &MissingError{Programs: missing}
+	}
+	return nil
+}
+
+// lookPath finds a program on PATH or in the sbin directories, which are
+// not on every root PATH.
+func lookPath(p string) (string, error) {
+	if path, err := exec.LookPath(p); err == nil {
+		return path, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+		if fi, err := os.Stat(filepath.Join(d, p)); err == nil && fi.Mode()&0o111 != 0 {
+			return filepath.Join(d, p), nil
+		}
+	}
+	return "", fmt.Errorf("%s not found", p)
+}
+
+// Up brings a cluster up: it removes what an earlier cluster of the same
+// state directory left, then creates the namespaces, munged, slurmctld and
+// one slurmd per node, and waits until every node is IDLE in Slurm. On error
+// it tears down what it made.
+func Up(ctx context.Context, opts Options) (*Cluster, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
+	}
+	if err := CheckPrograms(opts.SSH); err != nil {
+		return nil, err
+	}
+	c := &Cluster{logf: opts.Logf, st: state{
+		Version:  stateVersion,
+		Name:     opts.Name,
+		Dir:      opts.StateDir,
+		ID:       clusterID(opts.StateDir),
+		CPUs:     opts.CPUs,
+		Timeouts: opts.Timeouts,
+		SSH:      opts.SSH,
+		BinDir:   opts.BinDir,
+		ShmSize:  opts.ShmSize,
+	}}
+	start := time.Now()
+	if err := teardown(ctx, c.st.Dir, c.st.ID); err != nil {
+		return nil, fmt.Errorf("vcluster: removing the stale cluster in %s: %w", c.st.Dir, err)
+	}
+	subnet, err := pickSubnet(c.st.Dir, c.st.ID)
+	if err != nil {
+		return nil, err
+	}
+	c.st.Subnet = subnet
+	for i := 1; i <= opts.Nodes; i++ {
+		c.st.Nodes = append(c.st.Nodes, nodeState{Name: nodeName(i), Addr: nodeAddr(subnet, i)})
+	}
+	if err := c.up(ctx); err != nil {
+		c.logfln("vcluster: bring-up failed, tearing down: %v", err)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = c.Down(dctx)
+		return nil, err
+	}
+	c.st.Up = time.Now()
+	if err := c.save(); err != nil {
+		return nil, err
+	}
+	c.logfln("vcluster: %d nodes up in %v (state %s, subnet %s)", opts.Nodes, time.Since(start).Round(time.Millisecond), c.st.Dir, c.Subnet())
+	return c, nil
+}
+
+func (c *Cluster) up(ctx context.Context) error {
+	if err := c.layout(); err != nil {
+		return err
+	}
+	if err := c.save(); err != nil {
+		return err
+	}
+	if err := registerSubnet(c.st.ID, c.st.Subnet, c.st.Dir); err != nil {
+		return err
+	}
+	if err := c.startMunge(ctx); err != nil {
+		return err
+	}
+	if c.st.SSH {
+		if err := c.sshSetup(ctx); err != nil {
+			return err
+		}
+	}
+	if err := c.headNetwork(ctx); err != nil {
+		return err
+	}
+	if err := c.startHolder(ctx, "head", false); err != nil {
+		return err
+	}
+	if err := c.startSlurmctld(ctx); err != nil {
+		return err
+	}
+	names := c.NodeNames()
+	if err := forEach(ctx, names, func(ctx context.Context, n string) error { return c.bootNode(ctx, n) }); err != nil {
+		return err
+	}
+	if c.st.SSH {
+		if err := forEach(ctx, names, func(ctx context.Context, n string) error { return c.startSSHD(ctx, n) }); err != nil {
+			return err
+		}
+	}
+	return forEach(ctx, names, func(ctx context.Context, n string) error {
+		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if _, err := c.WaitState(wctx, n, IsIdle); err != nil {
+			return &NodeError{Node: n, Op: "waiting for IDLE", Err: fmt.Errorf("%w; slurmd log: %s", err, tail(c.dir("log", "slurmd-"+n+".log"), 600))}
+		}
+		return nil
+	})
+}
+
+// forEach runs f for every name with bounded parallelism and returns the
+// first error.
+func forEach(ctx context.Context, names []string, f func(context.Context, string) error) error {
+	const fanout = 16
+	sem := make(chan struct{}, fanout)
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = f(ctx, n)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// layout creates the state directory tree and the configuration files.
+func (c *Cluster) layout() error {
+	for _, d := range []string{"", "etc", "log", "run", "ctld", "spool", "shared"} {
+		if err := os.MkdirAll(c.dir(d), 0o755); err != nil {
+			return fmt.Errorf("vcluster: %w", err)
+		}
+	}
+	if err := os.Chmod(c.dir(), 0o755); err != nil {
+		return fmt.Errorf("vcluster: %w", err)
+	}
+	if err := os.Chmod(c.SharedDir(), 0o1777); err != nil {
+		return fmt.Errorf("vcluster: %w", err)
+	}
+	for _, n := range c.st.Nodes {
+		if err := os.MkdirAll(c.dir("spool", n.Name), 0o755); err != nil {
+			return fmt.Errorf("vcluster: %w", err)
+		}
+	}
+	conf := slurmConf(confInput{ClusterName: "vc" + c.st.ID, Dir: c.st.Dir, Subnet: c.st.Subnet,
+		Nodes: len(c.st.Nodes), CPUs: c.st.CPUs, Timeouts: c.st.Timeouts})
+	if err := os.WriteFile(c.SlurmConf(), []byte(conf), 0o644); err != nil {
+		return fmt.Errorf("vcluster: %w", err)
+	}
+	if err := os.WriteFile(c.dir("etc", "hosts"), []byte(hostsFile(c.st.Subnet, len(c.st.Nodes))), 0o644); err != nil {
+		return fmt.Errorf("vcluster: %w", err)
+	}
+	return nil
+}
+
+// startMunge starts one munged, as user munge, in the root namespace. Its
+// socket file in the state directory serves every namespace.
+func (c *Cluster) startMunge(ctx context.Context) error {
+	u, err := user.Lookup("munge")
+	if err != nil {
+		return fmt.Errorf("vcluster: user munge: %w (the munge package creates it: run `make deps`)", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	md := c.dir("munge")
+	if err := os.MkdirAll(md, 0o755); err != nil {
+		return fmt.Errorf("vcluster: %w", err)
+	}
+	key := make([]byte, 1024)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("vcluster: munge key: %w", err)
+	}
+	keyPath := filepath.Join(md, "munge.key")
+	if err := os.WriteFile(keyPath, key, 0o600); err != nil {
+		return fmt.Errorf("vcluster: %w", err)
+	}
+	for _, p := range []string{md, keyPath} {
+		if err := os.Chown(p, uid, gid); err != nil {
+			return fmt.Errorf("vcluster: %w", err)
+		}
+	}
+	munged, _ := lookPath("munged")
+	cmd := exec.CommandContext(ctx, munged,
+		"--socket="+filepath.Join(md, "munge.socket.2"),
+		"--key-file="+keyPath,
+		"--pid-file="+filepath.Join(md, "munged.pid"),
+		"--log-file="+filepath.Join(md, "munged.log"),
+		"--seed-file="+filepath.Join(md, "munged.seed"),
+		"--num-threads=4")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, Setsid: true}
+	cmd.Dir = md
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("vcluster: starting munged: %w: %s %s", err, strings.TrimSpace(string(out)), tail(filepath.Join(md, "munged.log"), 400))
+	}
+	return nil
+}
+
+// mungePID returns the pid of this cluster's munged, checked against its
+// command line (the socket path), or 0.
+func mungePID(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "munge", "munged.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0
+	}
+	cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.Contains(string(cl), filepath.Join(dir, "munge", "munge.socket.2")) {
+		return 0
+	}
+	return pid
+}
+
+// headNetwork creates the head namespace with the cluster bridge.
+func (c *Cluster) headNetwork(ctx context.Context) error {
+	h := c.netns("head")
+	steps := [][]string{
+		{"netns", "add", h},
+		{"-n", h, "link", "set", "lo", "up"},
+		{"-n", h, "link", "add", "vcbr0", "type", "bridge"},
+		{"-n", h, "addr", "add", c.HeadAddr() + "/24", "dev", "vcbr0"},
+		{"-n", h, "link", "set", "vcbr0", "up"},
+	}
+	for _, s := range steps {
+		if err := ip(ctx, s...); err != nil {
+			return fmt.Errorf("vcluster: head network: %w", err)
+		}
+	}
+	return nil
+}
+
+// nodeIndex returns the node's index in st.Nodes, or an error.
+func (c *Cluster) nodeIndex(node string) (int, error) {
+	for i, n := range c.st.Nodes {
+		if n.Name == node {
+			return i, nil
+		}
+	}
+	return -1, &NodeError{Node: node, Op: "lookup", Err: ErrUnknownNode}
+}
+
+// plugNode creates the node's network namespace (if needed) and its link to
+// the bridge: eth0 in the node, veth<i> on the bridge in head.
+func (c *Cluster) plugNode(ctx context.Context, node string) error {
+	i, err := c.nodeIndex(node)
+	if err != nil {
+		return err
+	}
+	ns, h := c.netns(node), c.netns("head")
+	peer := fmt.Sprintf("veth%d", i+1)
+	if _, err := os.Stat(netnsPath(ns)); err != nil {
+		if err := ip(ctx, "netns", "add", ns); err != nil {
+			return err
+		}
+	}
+	steps := [][]string{
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"link", "add", "name", "eth0", "netns", ns, "type", "veth", "peer", "name", peer, "netns", h},
+		{"-n", ns, "addr", "add", c.st.Nodes[i].Addr + "/24", "dev", "eth0"},
+		{"-n", ns, "link", "set", "eth0", "up"},
+		{"-n", h, "link", "set", peer, "master", "vcbr0"},
+		{"-n", h, "link", "set", peer, "up"},
+	}
+	for _, s := range steps {
+		if err := ip(ctx, s...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bootNode plugs the node in, starts its holder and its slurmd.
+func (c *Cluster) bootNode(ctx context.Context, node string) error {
+	if err := c.plugNode(ctx, node); err != nil {
+		return &NodeError{Node: node, Op: "network", Err: err}
+	}
+	if err := c.startHolder(ctx, node, true); err != nil {
+		return err
+	}
+	if err := c.startSlurmd(ctx, node); err != nil {
+		return err
+	}
+	return nil
+}
+
+// holderScript runs as PID 1 of a node: it sets the hostname, mounts the
+// node's private /dev/shm and the cluster's hosts file, drops its copy of
+// /run/netns (so it pins no other namespace), mounts the cluster's
+// ssh_config if any, reports ready on fd 3, and
+// then reaps zombies forever (wait(2) in a loop).
+const holderScript = `set -e
+hostname "$1"
+if [ "$2" = shm ]; then mount -t tmpfs -o "mode=1777${3:+,size=$3}" vcshm /dev/shm; fi
+mount --bind "$4" /etc/hosts
+if [ -n "$5" ] && [ -e /etc/ssh/ssh_config ]; then mount --bind "$5" /etc/ssh/ssh_config; fi
+umount -l /run/netns 2>/dev/null || true
+echo ready >&3
+exec 3>&-
+set +e
+trap '' HUP INT TERM
+while :; do sleep 3600 & wait; done
+`
+
+// startHolder starts the node's holder process and waits until it is ready.
+func (c *Cluster) startHolder(ctx context.Context, node string, shm bool) error {
+	logPath := c.dir("log", "holder-"+node+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("vcluster: %w", err)
+	}
+	defer logf.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("vcluster: %w", err)
+	}
+	defer r.Close()
+	shmArg := ""
+	if shm {
+		shmArg = "shm"
+	}
+	cmd := exec.Command("nsenter", "--net="+netnsPath(c.netns(node)), "--",
+		"unshare", "--uts", "--mount", "--fork", "--propagation", "private", "--pid", "--ipc", "--mount-proc", "--",
+		"sh", "-c", holderScript, "holder", node, shmArg, c.st.ShmSize, c.dir("etc", "hosts"), c.SSHConfig())
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return &NodeError{Node: node, Op: "starting holder", Err: err}
+	}
+	w.Close()
+	c.waits.Add(1)
+	go func() { defer c.waits.Done(); _ = cmd.Wait() }()
+
+	ready := make(chan error, 1)
+	go func() { // ends when the holder writes ready or exits (EOF)
+		line, err := bufio.NewReader(r).ReadString('\n')
+		if strings.TrimSpace(line) == "ready" {
+			ready <- nil
+			return
+		}
+		ready <- fmt.Errorf("holder exited before it was ready (%v): %s", err, tail(logPath, 400))
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			return &NodeError{Node: node, Op: "starting holder", Err: err}
+		}
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		return &NodeError{Node: node, Op: "starting holder", Err: ctx.Err()}
+	}
+	return nil
+}
+
+// holderPID finds the node's holder: the process in the node's network
+// namespace that is PID 1 of its own PID namespace.
+func (c *Cluster) holderPID(node string) (int, error) {
+	id, err := nsOf(netnsPath(c.netns(node)))
+	if err != nil {
+		return 0, &NodeError{Node: node, Op: "finding holder", Err: err}
+	}
+	for _, pid := range pidsIn("net", id) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 3 && f[0] == "NSpid:" && f[len(f)-1] == "1" {
+				return pid, nil
+			}
+		}
+	}
+	return 0, &NodeError{Node: node, Op: "finding holder", Err: errors.New("no holder process (node crashed or powered off)")}
+}
+
+// nsenterArgs are the nsenter arguments that enter a node (or head).
+func nsenterArgs(holder int, wd string) []string {
+	a := []string{"-t", strconv.Itoa(holder), "-n", "-u", "-m", "-p", "-i"}
+	if wd != "" {
+		a = append(a, "--wd="+wd)
+	}
+	return append(a, "--")
+}
+
+// baseEnv is the environment of commands run on the nodes.
+func (c *Cluster) baseEnv() []string {
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	if c.st.BinDir != "" {
+		path = c.st.BinDir + ":" + path
+	}
+	env := []string{"PATH=" + path, "SLURM_CONF=" + c.SlurmConf(), "VCLUSTER_STATE=" + c.st.Dir, "LC_ALL=C"}
+	for _, k := range []string{"HOME", "USER", "LOGNAME", "TERM", "TMPDIR", "GOCOVERDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// daemon runs argv inside the node (or head) and waits for it: for daemons
+// that fork into the background, whose parent then becomes the holder.
+func (c *Cluster) daemon(ctx context.Context, node string, argv ...string) error {
+	h, err := c.holderPID(node)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "nsenter", append(nsenterArgs(h, "/"), argv...)...)
+	cmd.Env = c.baseEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return &NodeError{Node: node, Op: "starting " + argv[0], Err: fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))}
+	}
+	return nil
+}
+
+func (c *Cluster) startSlurmctld(ctx context.Context) error {
+	bin, _ := lookPath("slurmctld")
+	if err := c.daemon(ctx, "head", bin, "-f", c.SlurmConf(), "-c"); err != nil {
+		return fmt.Errorf("%w; slurmctld log: %s", err, tail(c.dir("log", "slurmctld.log"), 600))
+	}
+	return nil
+}
+
+func (c *Cluster) startSlurmd(ctx context.Context, node string) error {
+	bin, _ := lookPath("slurmd")
+	if err := c.daemon(ctx, node, bin, "-f", c.SlurmConf(), "-N", node); err != nil {
+		return fmt.Errorf("%w; slurmd log: %s", err, tail(c.dir("log", "slurmd-"+node+".log"), 600))
+	}
+	return nil
+}
+
+// save writes state.json atomically.
+func (c *Cluster) save() error {
+	b, err := json.MarshalIndent(&c.st, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := c.dir("state.json")
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("vcluster: saving state: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("vcluster: saving state: %w", err)
+	}
+	return nil
+}
+
+// Load attaches to a cluster brought up (by this or another process) in
+// stateDir ("" = the default of Options.Name, itself default "default").
+func Load(stateDir, name string) (*Cluster, error) {
+	o, err := Options{StateDir: stateDir, Name: name}.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(o.StateDir, "state.json"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s (run `vcluster up` first)", ErrNoCluster, o.StateDir)
+		}
+		return nil, fmt.Errorf("vcluster: %w", err)
+	}
+	c := &Cluster{}
+	if err := json.Unmarshal(b, &c.st); err != nil {
+		return nil, fmt.Errorf("vcluster: %s/state.json: %w", o.StateDir, err)
+	}
+	if c.st.Version != stateVersion {
+		return nil, fmt.Errorf("vcluster: %s/state.json has version %d, want %d: run `vcluster down` and up again", o.StateDir, c.st.Version, stateVersion)
+	}
+	return c, nil
+}
+
+// SetLogf sets the progress logger (nil: none).
+func (c *Cluster) SetLogf(f func(string, ...any)) { c.logf = f }

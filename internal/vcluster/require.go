@@ -1,0 +1,56 @@
+package vcluster
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Require skips the test unless SCR_E2E=1 and the process runs as root (the
+// cluster needs namespaces and mounts). With SCR_E2E=1 and programs
+// missing, the test fails and names them: CI installs them (`make deps`).
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Getenv("SCR_E2E") != "1" {
+		t.Skip("virtual-cluster test: set SCR_E2E=1 to run it (needs root and `make deps`)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("virtual-cluster test: needs root (network, PID and mount namespaces)")
+	}
+	if err := CheckPrograms(false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Start is the test helper: Require, then Up with a state directory in
+// t.TempDir() and progress logged through t.Logf. Cleanup prints the
+// cluster's logs if the test failed, then takes the cluster down.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	Require(t)
+	if opts.StateDir == "" {
+		opts.StateDir = filepath.Join(t.TempDir(), "vc")
+	}
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Up(ctx, opts)
+	if err != nil {
+		t.Fatalf("vcluster up: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("cluster logs:\n%s", c.Logs())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.Down(ctx); err != nil {
+			t.Errorf("vcluster down: %v", err)
+		}
+	})
+	return c
+}
