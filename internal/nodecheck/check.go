@@ -1,0 +1,322 @@
+package nodecheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/scr-go/scr/internal/hostlist"
+	"github.com/scr-go/scr/internal/remote"
+	"github.com/scr-go/scr/internal/rm"
+)
+
+// Check names, as in SCR_NODE_TESTS.
+const (
+	CheckPing    = "ping"
+	CheckEcho    = "echo"
+	CheckDirCapacity = "dir_capacity"
+)
+
+// DefaultChecks is SCR's default list.
+var DefaultChecks = []string{CheckPing, CheckEcho, CheckDirCapacity}
+
+// ErrUnavailable is returned by a Pinger that cannot check at all (no ping
+// program): the check is then recorded as not run, never as a failure of
+// every node.
+var ErrUnavailable = errors.New("check unavailable")
+
+// Defaults for Options.
+const (
+	// DefaultPingTimeout bounds one ping attempt: ping -W1 waits one second
+	// for the reply; the rest is process start-up.
+	DefaultPingTimeout = 1500 * time.Millisecond
+	// DefaultEchoTimeout bounds the remote echo: a live node answers an ssh
+	// or srun in well under a second; two seconds keeps one silent node
+	// from holding the whole check.
+	DefaultEchoTimeout = 2 * time.Second
+	// DefaultStorageTimeout bounds the remote storage check (statfs and one
+	// small file write: a healthy node takes milliseconds; a wedged SSD hangs).
+	DefaultStorageTimeout = 3 * time.Second
+	// DefaultRMTimeout bounds the resource manager's down-node query.
+	DefaultRMTimeout = 2 * time.Second
+)
+
+// Options configure Probe and Check. The zero value runs SCR's default
+// checks with the defaults above, except storage, which needs StorageArgv.
+type Options struct {
+	Checks      []string                                     // subset of DefaultChecks; nil = all
+	Transport   remote.Transport                             // for echo and storage; nil = from the Manager
+	Ping        func(ctx context.Context, node string) error // nil = the Manager's Pinger, else ping(8)
+	PingRetries int                                          // extra attempts after a failed ping; default 1 (-1 = none)
+	// StorageArgv runs the storage check on a node (e.g. the path of
+	// scr_list_down_nodes followed by StorageArgs); nil skips the check.
+	StorageArgv    []string
+	Fanout         int // nodes checked at once; default remote.DefaultFanout
+	PingTimeout    time.Duration
+	EchoTimeout    time.Duration
+	StorageTimeout time.Duration
+	RMTimeout      time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Checks == nil {
+		o.Checks = DefaultChecks
+	}
+	if o.PingRetries == 0 {
+		o.PingRetries = 1
+	} else if o.PingRetries < 0 {
+		o.PingRetries = 0
+	}
+	if o.Fanout <= 0 {
+		o.Fanout = remote.DefaultFanout
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = DefaultPingTimeout
+	}
+	if o.EchoTimeout <= 0 {
+		o.EchoTimeout = DefaultEchoTimeout
+	}
+	if o.StorageTimeout <= 0 {
+		o.StorageTimeout = DefaultStorageTimeout
+	}
+	if o.RMTimeout <= 0 {
+		o.RMTimeout = DefaultRMTimeout
+	}
+	return o
+}
+
+func (o Options) has(check string) bool {
+	for _, c := range o.Checks {
+		if c == check {
+			return true
+		}
+	}
+	return false
+}
+
+// SystemPing runs `ping -c1 -W1 node`. Without a ping program it returns
+// ErrUnavailable.
+func SystemPing(ctx context.Context, node string) error {
+	path, err := exec.LookPath("ping")
+	if err != nil {
+		return fmt.Errorf("%w: no ping program in PATH", ErrUnavailable)
+	}
+	cmd := exec.CommandContext(ctx, path, "-c1", "-W1", node)
+	cmd.WaitDelay = 200 * time.Millisecond
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		return fmt.Errorf("ping %s: %v: %s", node, err, line)
+	}
+	return nil
+}
+
+// Probe runs the configured checks on nodes: per node, ping (with retry),
+// then, only if ping passed, echo and storage at the same time. At most
+// opts.Fanout nodes are in progress at once; every check has its timeout.
+// It returns when all nodes are done or ctx ends (unfinished checks are
+// then reported as not run).
+func Probe(ctx context.Context, nodes []string, opts Options) map[string]Result {
+	opts = opts.withDefaults()
+	ping := opts.Ping
+	if ping == nil {
+		ping = SystemPing
+	}
+	res := make([]Result, len(nodes))
+	remote.Each(ctx, len(nodes), opts.Fanout, func(ctx context.Context, i int) {
+		res[i] = probeNode(ctx, nodes[i], ping, opts)
+	})
+	out := make(map[string]Result, len(nodes))
+	for i, n := range nodes {
+		out[n] = res[i]
+	}
+	return out
+}
+
+func probeNode(ctx context.Context, node string, ping func(context.Context, string) error, opts Options) Result {
+	var p Result
+	if opts.has(CheckPing) {
+		var err error
+		for attempt := 0; attempt <= opts.PingRetries; attempt++ {
+			pctx, cancel := context.WithTimeout(ctx, opts.PingTimeout)
+			err = ping(pctx, node)
+			cancel()
+			if err == nil || errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+				break
+			}
+		}
+		switch {
+		case err == nil:
+			p.Ping = Outcome{Ran: true}
+		case errors.Is(err, ErrUnavailable):
+			p.Ping = Outcome{Detail: err.Error()}
+		case ctx.Err() != nil:
+			p.Ping = Outcome{Detail: "not finished: " + ctx.Err().Error()}
+			return p
+		default:
+			p.Ping = Outcome{Ran: true, Failed: true, Detail: err.Error()}
+			return p // skip the remote checks of a node that does not ping
+		}
+	}
+	doEcho := opts.has(CheckEcho) && opts.Transport != nil
+	doStorage := opts.has(CheckDirCapacity) && opts.Transport != nil && len(opts.StorageArgv) > 0
+	var wg sync.WaitGroup
+	if doEcho {
+		wg.Add(1)
+		go func() { // ends with RunOne, bounded by EchoTimeout
+			defer wg.Done()
+			r := remote.RunOne(ctx, opts.Transport, node, []string{"echo", "UP"}, remote.Options{Timeout: opts.EchoTimeout})
+			switch {
+			case r.Err == nil && strings.Contains(string(r.Stdout), "UP"):
+				p.Echo = Outcome{Ran: true}
+			case r.Err != nil:
+				p.Echo = Outcome{Ran: true, Failed: true, Detail: shortErr(r)}
+			default:
+				p.Echo = Outcome{Ran: true, Failed: true, Detail: fmt.Sprintf("answered %q", strings.TrimSpace(string(r.Stdout)))}
+			}
+		}()
+	}
+	if doStorage {
+		wg.Add(1)
+		go func() { // ends with RunOne, bounded by StorageTimeout
+			defer wg.Done()
+			r := remote.RunOne(ctx, opts.Transport, node, opts.StorageArgv, remote.Options{Timeout: opts.StorageTimeout})
+			out := strings.TrimSpace(string(r.Stdout))
+			switch {
+			case strings.Contains(out, StoragePass):
+				p.Storage = Outcome{Ran: true}
+			case strings.HasPrefix(out, "scr_check_node: FAIL"):
+				line, _, _ := strings.Cut(out, "\n")
+				p.Storage = Outcome{Ran: true, Failed: true, Detail: line}
+			default:
+				p.Storage = Outcome{Ran: true, Failed: true, Detail: "scr_check_node: FAIL: no answer from the storage check: " + shortErr(r)}
+			}
+		}()
+	}
+	wg.Wait()
+	return p
+}
+
+func shortErr(r remote.Result) string {
+	if r.Err == nil {
+		return "no output"
+	}
+	var ne *remote.NodeError
+	if errors.As(r.Err, &ne) {
+		s := ne.Err.Error()
+		if ne.Stderr != "" {
+			s += ": " + ne.Stderr
+		}
+		return s
+	}
+	return r.Err.Error()
+}
+
+// Request is one down-node check of an allocation.
+type Request struct {
+	Nodes     []string   // nodes to check; nil = the Manager's Nodes
+	Specified []string   // named as down by the caller
+	Excluded  []string   // SCR_EXCLUDE_NODES, expanded
+	Manager   rm.Manager // may be nil (then Nodes must be given)
+	Options
+}
+
+// Report is the outcome of Check.
+type Report struct {
+	Nodes  []string          // the nodes checked
+	Down   map[string]string // node -> reason
+	Probes map[string]Result  // what the probes found (for --json)
+	RMErr  error             // the resource manager could not answer in time (checks went on)
+}
+
+// ErrNoNodes is returned by Check when there is no node list: none given
+// and no resource manager to ask.
+var ErrNoNodes = errors.New("no nodes to check: give a node list, or run inside an allocation")
+
+// Check decides which nodes are down: the resource manager is asked (bounded
+// by RMTimeout) while the probes run, then Decide combines everything. An
+// error means nothing could be checked (no node list); a resource manager
+// that fails to answer is only reported in Report.RMErr.
+func Check(ctx context.Context, req Request) (Report, error) {
+	opts := req.Options.withDefaults()
+	nodes := req.Nodes
+	if len(nodes) == 0 {
+		if req.Manager == nil {
+			return Report{}, ErrNoNodes
+		}
+		var err error
+		nodes, err = req.Manager.Nodes(ctx)
+		if err != nil {
+			return Report{}, fmt.Errorf("%w: %v", ErrNoNodes, err)
+		}
+	}
+	nodes = hostlist.Dedupe(nodes)
+	rep := Report{Nodes: nodes}
+
+	// Nodes already known down are not probed.
+	skip := map[string]bool{}
+	for _, n := range req.Specified {
+		skip[n] = true
+	}
+	for _, n := range req.Excluded {
+		skip[n] = true
+	}
+	var probeNodes []string
+	for _, n := range nodes {
+		if !skip[n] {
+			probeNodes = append(probeNodes, n)
+		}
+	}
+
+	var (
+		wg     sync.WaitGroup
+		rmDown map[string]string
+	)
+	if req.Manager != nil {
+		wg.Add(1)
+		go func() { // ends within RMTimeout: the context bounds the query
+			defer wg.Done()
+			rctx, cancel := context.WithTimeout(ctx, opts.RMTimeout)
+			defer cancel()
+			type answer struct {
+				down map[string]string
+				err  error
+			}
+			ch := make(chan answer, 1)
+			go func() { // may outlive us only if an adapter ignores ctx; the buffered channel lets it finish
+				d, err := req.Manager.DownNodes(rctx)
+				ch <- answer{d, err}
+			}()
+			select {
+			case a := <-ch:
+				rmDown, rep.RMErr = a.down, a.err
+			case <-rctx.Done():
+				rep.RMErr = fmt.Errorf("%s: no down-node answer within %v", req.Manager.Name(), opts.RMTimeout)
+			}
+			if rep.RMErr != nil {
+				rmDown = nil
+			}
+		}()
+		if opts.Transport == nil {
+			tr, err := req.Manager.Transport(ctx)
+			if err != nil {
+				wg.Wait()
+				return rep, fmt.Errorf("nodecheck: no way to reach the nodes: %w", err)
+			}
+			opts.Transport = tr
+		}
+		if opts.Ping == nil {
+			if p, ok := req.Manager.(rm.Pinger); ok {
+				opts.Ping = p.Ping
+			}
+		}
+	}
+	rep.Probes = Probe(ctx, probeNodes, opts)
+	wg.Wait()
+	rep.Down = Decide(Inputs{Nodes: nodes, Specified: req.Specified, Excluded: req.Excluded, RMDown: rmDown, Probes: rep.Probes})
+	return rep, nil
+}

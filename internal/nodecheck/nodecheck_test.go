@@ -1,0 +1,266 @@
+package nodecheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scr-go/scr/internal/remote"
+	"github.com/scr-go/scr/internal/rm"
+	"github.com/scr-go/scr/internal/rm/local"
+)
+
+// The test binary doubles as the remote storage check (os/exec's helper
+// process pattern): run with NODECHECK_HELPER=1 and --check-storage.
+func TestMain(m *testing.M) {
+	if os.Getenv("NODECHECK_HELPER") == "1" && len(os.Args) > 1 && os.Args[1] == "--check-storage" {
+		host := os.Getenv("SCR_NODE_NAME")
+		line, ok := RunStorageCheck(os.Args[1:], os.Getenv, host)
+		fmt.Println(line)
+		if !ok {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestDecide(t *testing.T) {
+	fail := Outcome{Ran: true, Failed: true, Detail: "x"}
+	pass := Outcome{Ran: true}
+	tests := []struct {
+		name string
+		in   Inputs
+		want map[string]string
+	}{
+		{"none down", Inputs{Nodes: []string{"a", "b"}, Probes: map[string]Result{"a": {Ping: pass, Echo: pass}, "b": {Ping: pass}}},
+			map[string]string{}},
+		{"specified wins over everything, even outside the allocation",
+			Inputs{Nodes: []string{"a"}, Specified: []string{"a", "z"}, Excluded: []string{"a"}, RMDown: map[string]string{"a": "down"}, Probes: map[string]Result{"a": {Ping: fail}}},
+			map[string]string{"a": ReasonSpecified, "z": ReasonSpecified}},
+		{"excluded only inside the allocation",
+			Inputs{Nodes: []string{"a", "b"}, Excluded: []string{"b", "q"}, RMDown: map[string]string{"b": "x"}},
+			map[string]string{"b": ReasonExcluded}},
+		{"rm before probes, with its words",
+			Inputs{Nodes: []string{"a"}, RMDown: map[string]string{"a": "slurm: down*"}, Probes: map[string]Result{"a": {Ping: fail}}},
+			map[string]string{"a": ReasonRM + " (slurm: down*)"}},
+		{"rm down outside the allocation is ignored",
+			Inputs{Nodes: []string{"a"}, RMDown: map[string]string{"q": "x"}}, map[string]string{}},
+		{"ping before echo before storage",
+			Inputs{Nodes: []string{"a", "b", "c"}, Probes: map[string]Result{
+				"a": {Ping: fail, Echo: fail, Storage: fail},
+				"b": {Ping: pass, Echo: Outcome{Ran: true, Failed: true, Detail: "timed out"}, Storage: fail},
+				"c": {Ping: pass, Echo: pass, Storage: Outcome{Ran: true, Failed: true, Detail: "scr_check_node: FAIL: cache directory /dev/shm: not writable"}}}},
+			map[string]string{"a": ReasonPing, "b": ReasonEcho + " (timed out)", "c": "scr_check_node: FAIL: cache directory /dev/shm: not writable"}},
+		{"a check that did not run fails nobody",
+			Inputs{Nodes: []string{"a"}, Probes: map[string]Result{"a": {Ping: Outcome{Detail: "no ping program"}, Echo: pass}}},
+			map[string]string{}},
+	}
+	for _, tt := range tests {
+		if got := Decide(tt.in); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: Decide = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestSorted(t *testing.T) {
+	got := Sorted(map[string]string{"n10": "", "n2": "", "a": ""})
+	if !reflect.DeepEqual(got, []string{"a", "n2", "n10"}) {
+		t.Fatalf("Sorted = %q", got)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for s, want := range map[string]int64{"100": 100, "1KB": 1024, "2 MB": 2 << 20, "1.5GB": 3 << 29, "1GiB": 1 << 30, "4t": 4 << 40} {
+		if got, err := ParseBytes(s); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "x", "-1", "1XB"} {
+		if _, err := ParseBytes(s); err == nil {
+			t.Errorf("ParseBytes(%q) accepted", s)
+		}
+	}
+}
+
+func TestCheckStorage(t *testing.T) {
+	dir := t.TempDir()
+	ok := Dir{Kind: "cache", Path: filepath.Join(dir, "new", "sub")}
+	if err := CheckStorage([]Dir{ok}, false, "n1"); err != nil {
+		t.Fatalf("fresh dir: %v", err)
+	}
+	if ents, _ := os.ReadDir(ok.Path); len(ents) != 0 {
+		t.Errorf("test file left behind: %v", ents)
+	}
+	huge := Dir{Kind: "cache", Path: dir, Bytes: 1 << 62}
+	err := CheckStorage([]Dir{huge}, false, "n1")
+	var se *StorageError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "insufficient space: total") {
+		t.Errorf("huge total: %v", err)
+	}
+	if err := CheckStorage([]Dir{huge}, true, "n1"); err == nil || !strings.Contains(err.Error(), "free") {
+		t.Errorf("huge free: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		ro := filepath.Join(dir, "ro")
+		os.Mkdir(ro, 0o500)
+		if err := CheckStorage([]Dir{{Kind: "cntl", Path: ro}}, false, "n1"); err == nil || !strings.Contains(err.Error(), "not writable") {
+			t.Errorf("read-only dir: %v", err)
+		}
+	}
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	if err := CheckStorage([]Dir{{Kind: "cntl", Path: file}}, false, "n1"); err == nil {
+		t.Errorf("a plain file passed as a directory")
+	}
+	line, pass := RunStorageCheck([]string{"--check-storage", "--cache", dir + ":1PB"}, func(string) string { return "" }, "n1")
+	if pass || !strings.HasPrefix(line, "scr_check_node: FAIL: cache directory "+dir) {
+		t.Errorf("RunStorageCheck = %q, %v", line, pass)
+	}
+	if _, _, err := ParseStorageArgs([]string{"--bogus"}, os.Getenv); err == nil {
+		t.Errorf("unknown argument accepted")
+	}
+	dirs, _, _ := ParseStorageArgs(nil, func(k string) string { return map[string]string{"SCR_CACHE_BASE": "/c"}[k] })
+	if !reflect.DeepEqual(dirs, []Dir{{Kind: "cntl", Path: "/dev/shm"}, {Kind: "cache", Path: "/c"}}) {
+		t.Errorf("default dirs %v", dirs)
+	}
+}
+
+// localCluster builds a local-RM cluster of n nodes under a temp root.
+func localCluster(t testing.TB, n int) (root string, nodes []string, m *local.Manager) {
+	root = t.TempDir()
+	for i := 1; i <= n; i++ {
+		node := fmt.Sprintf("n%d", i)
+		nodes = append(nodes, node)
+		if err := os.MkdirAll(filepath.Join(root, node, "shm"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := local.New(rm.Config{Env: rm.MapEnv(map[string]string{
+		"SCR_NODELIST": fmt.Sprintf("n[1-%d]", n), "SCR_LOCAL_ROOT": root})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, nodes, m
+}
+
+func mark(t testing.TB, root, node, file, text string) {
+	if err := os.WriteFile(filepath.Join(root, node, file), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func storageArgv(dirs []Dir) []string {
+	return append([]string{os.Args[0]}, StorageArgs(dirs, false)...)
+}
+
+// The whole check on a local cluster, with real processes for echo and the
+// storage check: one node powered off (the RM does not know), one the RM
+// reports, one with a read-only cache, one excluded, one named down.
+func TestCheckLocalCluster(t *testing.T) {
+	t.Setenv("NODECHECK_HELPER", "1")
+	root, _, m := localCluster(t, 6)
+	mark(t, root, "n2", local.PowerOffFile, "")
+	mark(t, root, "n3", local.DownFile, "fan failure\n")
+	if os.Geteuid() != 0 {
+		os.Chmod(filepath.Join(root, "n4", "shm"), 0o500)
+		defer os.Chmod(filepath.Join(root, "n4", "shm"), 0o755)
+	} else {
+		// root writes anywhere: make the cache a file instead.
+		os.RemoveAll(filepath.Join(root, "n4", "shm"))
+		os.WriteFile(filepath.Join(root, "n4", "shm"), nil, 0o644)
+	}
+	start := time.Now()
+	rep, err := Check(context.Background(), Request{
+		Manager: m, Specified: []string{"n6"}, Excluded: []string{"n5"},
+		Options: Options{StorageArgv: storageArgv(nil), PingTimeout: 500 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Check of 6 local nodes (1 powered off) took %v", time.Since(start))
+	want := map[string]string{
+		"n2": ReasonPing,
+		"n3": ReasonRM + " (local: fan failure)",
+		"n5": ReasonExcluded,
+		"n6": ReasonSpecified,
+	}
+	n4 := rep.Down["n4"]
+	delete(rep.Down, "n4")
+	if !reflect.DeepEqual(rep.Down, want) {
+		t.Errorf("Down = %q, want %q", rep.Down, want)
+	}
+	if !strings.HasPrefix(n4, "scr_check_node: FAIL: cntl directory "+filepath.Join(root, "n4", "shm")) {
+		t.Errorf("n4 reason %q", n4)
+	}
+	if rep.RMErr != nil {
+		t.Errorf("RMErr %v", rep.RMErr)
+	}
+	if _, probed := rep.Probes["n6"]; probed {
+		t.Errorf("a node named down was probed")
+	}
+	if p := rep.Probes["n2"]; p.Echo.Ran || p.Storage.Ran {
+		t.Errorf("echo/storage ran on a node that failed ping: %+v", p)
+	}
+}
+
+// hungRM answers Nodes but never DownNodes (until its context ends).
+type hungRM struct{ rm.Manager }
+
+func (h hungRM) DownNodes(ctx context.Context) (map[string]string, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestHungResourceManagerDoesNotStopChecks(t *testing.T) {
+	root, _, m := localCluster(t, 3)
+	mark(t, root, "n1", local.PowerOffFile, "")
+	rep, err := Check(context.Background(), Request{Manager: hungRM{m},
+		Options: Options{Ping: m.Ping, RMTimeout: 100 * time.Millisecond, PingTimeout: 100 * time.Millisecond, Checks: []string{CheckPing, CheckEcho}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RMErr == nil {
+		t.Errorf("no RMErr from a hung resource manager")
+	}
+	if !reflect.DeepEqual(rep.Down, map[string]string{"n1": ReasonPing}) {
+		t.Errorf("Down = %q", rep.Down)
+	}
+}
+
+func TestCheckWithoutNodes(t *testing.T) {
+	if _, err := Check(context.Background(), Request{}); !errors.Is(err, ErrNoNodes) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestEchoWrongAnswer(t *testing.T) {
+	tr := remote.Local{}
+	// A "node" whose echo says something else: use a transport that runs
+	// a different program.
+	p := probeNode(context.Background(), "n1", func(context.Context, string) error { return nil },
+		Options{Checks: []string{CheckPing, CheckEcho}, Transport: liar{tr}}.withDefaults())
+	if !p.Echo.Failed || !strings.Contains(p.Echo.Detail, "DOWN") {
+		t.Fatalf("echo outcome %+v", p.Echo)
+	}
+}
+
+type liar struct{ remote.Local }
+
+func (l liar) Command(node string, argv []string) (remote.Cmd, error) {
+	return remote.Cmd{Path: "echo", Args: []string{"DOWN"}}, nil
+}
+
+func TestPingUnavailableIsNotAFailure(t *testing.T) {
+	p := probeNode(context.Background(), "n1", func(context.Context, string) error { return fmt.Errorf("%w: no ping", ErrUnavailable) },
+		Options{Checks: []string{CheckPing}}.withDefaults())
+	if p.Ping.Ran || p.Ping.Failed {
+		t.Fatalf("ping outcome %+v", p.Ping)
+	}
+}
