@@ -16,8 +16,8 @@ import (
 
 // Check names, as in SCR_NODE_TESTS.
 const (
-	CheckPing    = "ping"
-	CheckEcho    = "echo"
+	CheckPing        = "ping"
+	CheckEcho        = "echo"
 	CheckDirCapacity = "dir_capacity"
 )
 
@@ -229,7 +229,7 @@ type Request struct {
 type Report struct {
 	Nodes  []string          // the nodes checked
 	Down   map[string]string // node -> reason
-	Probes map[string]Result  // what the probes found (for --json)
+	Probes map[string]Result // what the probes found (for --json)
 	RMErr  error             // the resource manager could not answer in time (checks went on)
 }
 

@@ -56,7 +56,7 @@ type Inputs struct {
 	Specified []string          // named as down by the caller: always reported
 	Excluded  []string          // SCR_EXCLUDE_NODES; nodes outside Nodes are ignored
 	RMDown    map[string]string // resource manager: node -> its own words
-	Probes    map[string]Result  // ping/echo/storage per node
+	Probes    map[string]Result // ping/echo/storage per node
 }
 
 // Decide returns node -> reason for every down node (see the package doc for
