@@ -346,10 +346,10 @@ func excludeText(ex []string) string {
 // logging each. It returns the newly down nodes among nodes.
 func (r *runner) checkNodes(ctx context.Context, nodes []string, run int) map[string]string {
 	down, err := r.o.Down.DownNodes(ctx, nodes, r.stickyCopy())
-	if err != nil {
-		if ctx.Err() == nil {
-			r.logf(run, "", nil, "warning: node check failed, keeping the known down nodes: %v", err)
-		}
+	if err != nil && ctx.Err() == nil {
+		r.logf(run, "", nil, "warning: node check incomplete: %v", err)
+	}
+	if down == nil {
 		return nil
 	}
 	fresh := map[string]string{}

@@ -96,7 +96,7 @@ func (w *watch) loop(ctx context.Context) attemptOutcome {
 					if ns := stringList(ev.Fields["nodes"]); len(ns) > 0 {
 						stepNodes = ns
 					}
-					w.r.logf(w.run, "", nil, "run %d started (%v ranks on %s nodes)", w.run, ev.Fields["ranks"], nodesText(ev.Fields["nodes"]))
+					w.r.logf(w.run, "", nil, "run %d started%s", w.run, startedText(ev.Fields))
 				}
 			case "peer_lost":
 				if ending {
@@ -201,9 +201,19 @@ func stringList(v any) []string {
 	return out
 }
 
-func nodesText(v any) string {
-	if l := stringList(v); l != nil {
-		return fmt.Sprintf("%d (%s)", len(l), strings.Join(l, ","))
+// startedText describes a started event's ranks and nodes, as far as given.
+func startedText(f map[string]any) string {
+	var parts []string
+	if r, ok := f["ranks"]; ok {
+		parts = append(parts, fmt.Sprintf("%v ranks", r))
 	}
-	return fmt.Sprint(v)
+	if l := stringList(f["nodes"]); l != nil {
+		parts = append(parts, fmt.Sprintf("%d nodes (%s)", len(l), strings.Join(l, ",")))
+	} else if n, ok := f["nodes"]; ok {
+		parts = append(parts, fmt.Sprintf("%v nodes", n))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(parts, " on ")
 }

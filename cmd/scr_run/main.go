@@ -1,0 +1,12 @@
+// Command scr_run runs a parallel job under scr-go's recovery loop. See scr_run --help.
+package main
+
+import (
+	"os"
+
+	"github.com/scr-go/scr/internal/jobrun/runcmd"
+)
+
+func main() {
+	os.Exit(runcmd.Main("scr_run", "", os.Args[1:], os.Stdout, os.Stderr))
+}

@@ -1,0 +1,306 @@
+package jobrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/scr-go/scr/internal/config"
+	"github.com/scr-go/scr/internal/hostlist"
+	"github.com/scr-go/scr/internal/launch"
+	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/rm"
+	_ "github.com/scr-go/scr/internal/rm/all" // every resource manager
+)
+
+// Errors the commands map to exit codes.
+var (
+	// ErrNotInAllocation: no resource manager names an allocation.
+	ErrNotInAllocation = errors.New("not inside an allocation: run scr_run from a batch script or salloc/flux alloc, or set SCR_NODELIST (and SCR_JOB_ID) for the local cluster")
+)
+
+// UsageError is a mistake on the command line.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// Env is how the commands read the environment (nil: the process's).
+type Env func(string) (string, bool)
+
+// CmdOptions are scr_run's inputs: the launcher and its arguments as typed.
+type CmdOptions struct {
+	Launcher string   // srun, flux, jsrun, lrun, mpirun, scr_launch (or a path to one)
+	Args     []string // the launcher's arguments, program included
+	Env      Env
+	Stdout   io.Writer // the application's output
+	Stderr   io.Writer // the application's errors and scr_run's phase lines
+	// Down overrides the node checks (tests); nil = BasicDownLister (or
+	// nodecheck, once wired).
+	Down DownLister
+	// Copier for postrun; nil: scavenge reports ErrNoCopier if a dataset
+	// needs a copy.
+	Copier Copier
+}
+
+// CmdResult is scr_run's outcome.
+type CmdResult struct {
+	Result
+	// Passthrough is set when SCR_ENABLE=0 ran the launcher directly;
+	// LastExit is then its exit code.
+	Passthrough bool
+}
+
+// ScrRun is the scr_run command: configuration, resource manager, then the
+// loop with prerun and postrun.
+func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
+	res := CmdResult{Result: Result{LastExit: -1}}
+	if o.Launcher == "" {
+		return res, &UsageError{Msg: "no launcher: scr_run LAUNCHER [launcher args] PROG [args] (launchers: " + strings.Join(launch.Names(), ", ") + ")"}
+	}
+	if o.Env == nil {
+		o.Env = os.LookupEnv
+	}
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if o.Stderr == nil {
+		o.Stderr = io.Discard
+	}
+	cfg, err := config.Load(config.Options{Env: config.Lookup(o.Env)})
+	if err != nil {
+		return res, err
+	}
+	enabled, err := cfg.Bool("SCR_ENABLE")
+	if err != nil {
+		return res, err
+	}
+	if !enabled {
+		res.Passthrough = true
+		res.LastExit, err = passthrough(ctx, o)
+		return res, err
+	}
+	adapter, err := launch.Lookup(o.Launcher)
+	if err != nil {
+		return res, &UsageError{Msg: err.Error()}
+	}
+	if _, err := adapter.Build(launch.Request{Args: o.Args, Nodes: []string{"x"}, MetaDir: "/"}); err != nil {
+		return res, &UsageError{Msg: err.Error()}
+	}
+	p := cfg.PrefixDir()
+	mgr, nodes, err := allocation(ctx, o.Env)
+	if err != nil {
+		return res, err
+	}
+	if v, _ := cfg.String("SCR_NODELIST"); v != "" {
+		if nodes, err = hostlist.Expand(v); err != nil {
+			return res, fmt.Errorf("SCR_NODELIST=%q: %w", v, err)
+		}
+	}
+	ints := map[string]int64{}
+	for _, k := range []string{"SCR_RUNS", "SCR_RETRIES", "SCR_MIN_NODES", "SCR_HALT_SECONDS"} {
+		if ints[k], err = cfg.Int(k); err != nil {
+			return res, err
+		}
+	}
+	durs := map[string]time.Duration{}
+	for _, k := range []string{"SCR_LAUNCH_TIMEOUT", "SCR_WATCH_INTERVAL", "SCR_WATCHDOG_TIMEOUT", "SCR_WATCHDOG_TIMEOUT_PFS"} {
+		if durs[k], err = cfg.Duration(k); err != nil {
+			return res, err
+		}
+	}
+	runs := int(ints["SCR_RUNS"])
+	if v, _, _ := cfg.Get("SCR_RUNS"); v.Origin.Kind == config.SourceDefault && ints["SCR_RETRIES"] > 0 {
+		runs = int(ints["SCR_RETRIES"]) + 1
+	}
+	if runs == 0 || runs < -1 {
+		runs = 1
+	}
+	launchTimeout := durs["SCR_LAUNCH_TIMEOUT"]
+	if launchTimeout == 0 {
+		launchTimeout = -1 // SCR_LAUNCH_TIMEOUT=0: no confirmation
+	}
+	down := o.Down
+	if down == nil {
+		var excl []string
+		if v, _ := cfg.String("SCR_EXCLUDE_NODES"); v != "" {
+			if excl, err = hostlist.Expand(v); err != nil {
+				return res, fmt.Errorf("SCR_EXCLUDE_NODES=%q: %w", v, err)
+			}
+		}
+		down = BasicDownLister{Manager: mgr, Exclude: excl}
+	}
+	var end time.Time
+	if e, err := mgr.EndTime(ctx); err == nil && e > 0 {
+		end = time.Unix(e, 0)
+	}
+	var wd *Watchdog
+	if on, _ := cfg.Bool("SCR_WATCHDOG"); on && durs["SCR_WATCHDOG_TIMEOUT"] > 0 {
+		wd = &Watchdog{Timeout: durs["SCR_WATCHDOG_TIMEOUT"], TimeoutPFS: durs["SCR_WATCHDOG_TIMEOUT_PFS"], Flushing: func() bool { return flushing(p) }}
+	}
+	env := os.Environ()
+	endStr := "0"
+	if !end.IsZero() {
+		endStr = fmt.Sprint(end.Unix())
+	}
+	env = append(env, "SCR_END_TIME="+endStr)
+	opts := Options{
+		Prefix: p, JobID: mgr.JobID(), Nodes: nodes, Adapter: adapter, Args: o.Args, Launcher: o.Launcher,
+		Env: env, Stdout: o.Stdout, Stderr: o.Stderr, Log: o.Stderr, Down: down,
+		Halt: PrefixHalter{Prefix: p, End: end, HaltSeconds: ints["SCR_HALT_SECONDS"]},
+		Runs: runs, MinNodes: int(ints["SCR_MIN_NODES"]), LaunchTimeout: launchTimeout,
+		WatchInterval: durs["SCR_WATCH_INTERVAL"], Watchdog: wd,
+		LastNodes: func() int {
+			n, err := prefix.ReadNodes(p)
+			if err != nil || n == nil {
+				return 0
+			}
+			return n.Nodes
+		},
+		Prerun: func(context.Context) error { return Prerun(p) },
+		Postrun: func(ctx context.Context, healthy []string, _ map[string]string) error {
+			_, err := Scavenge(ctx, ScavengeOptions{Prefix: p, Nodes: healthy, Copier: o.Copier, Log: o.Stderr})
+			return err
+		},
+	}
+	r, err := Run(ctx, opts)
+	res.Result = r
+	return res, err
+}
+
+// allocation detects the resource manager and the allocation's nodes.
+func allocation(ctx context.Context, env Env) (rm.Manager, []string, error) {
+	mgr, err := rm.Detect(ctx, rm.Config{Env: rm.Env(env)})
+	if errors.Is(err, rm.ErrNoManager) {
+		return nil, nil, ErrNotInAllocation
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if mgr.JobID() == "" {
+		return nil, nil, fmt.Errorf("%s names no job id: %w", mgr.Name(), ErrNotInAllocation)
+	}
+	nodes, err := mgr.Nodes(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: list the allocation's nodes: %w", mgr.Name(), err)
+	}
+	return mgr, nodes, nil
+}
+
+func flushing(p string) bool {
+	st, err := prefix.ReadFlush(p)
+	if err != nil {
+		return false
+	}
+	for _, e := range st.Entries() {
+		if e.Has(prefix.LocFlushing) {
+			return true
+		}
+	}
+	return false
+}
+
+// passthrough runs the launcher as given (SCR_ENABLE=0) and returns its exit
+// code.
+func passthrough(ctx context.Context, o CmdOptions) (int, error) {
+	c := exec.CommandContext(ctx, o.Launcher, o.Args...)
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, o.Stdout, o.Stderr
+	err := c.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return exitCodeOf(c.ProcessState), nil
+	}
+	if err != nil {
+		return -1, &launch.StartError{Argv: append([]string{o.Launcher}, o.Args...), Err: err}
+	}
+	return 0, nil
+}
+
+func exitCodeOf(ps *os.ProcessState) int {
+	if ps == nil {
+		return -1
+	}
+	if c := ps.ExitCode(); c >= 0 {
+		return c
+	}
+	return 128 + 9
+}
+
+// PrefixOf returns the prefix directory a command uses: flag, else
+// SCR_PREFIX (config), else the working directory.
+func PrefixOf(flag string, env Env) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if env == nil {
+		env = os.LookupEnv
+	}
+	cfg, err := config.Load(config.Options{Env: config.Lookup(env)})
+	if err != nil {
+		return "", err
+	}
+	return cfg.PrefixDir(), nil
+}
+
+// ShouldExitCmdOptions are scr_should_exit's flags.
+type ShouldExitCmdOptions struct {
+	Prefix   string
+	Down     string // host list
+	MinNodes int    // 0 = SCR_MIN_NODES
+	Runs     int    // < 0 = not given
+	Env      Env
+}
+
+// ShouldExitCmd is scr_should_exit: the halt file, --runs, and the node count
+// when inside an allocation.
+func ShouldExitCmd(ctx context.Context, o ShouldExitCmdOptions) (Verdict, error) {
+	if o.Env == nil {
+		o.Env = os.LookupEnv
+	}
+	p, err := PrefixOf(o.Prefix, o.Env)
+	if err != nil {
+		return Verdict{}, err
+	}
+	cfg, err := config.Load(config.Options{Env: config.Lookup(o.Env), Dir: p})
+	if err != nil {
+		return Verdict{}, err
+	}
+	down := map[string]string{}
+	if o.Down != "" {
+		ns, err := hostlist.Expand(o.Down)
+		if err != nil {
+			return Verdict{}, &UsageError{Msg: fmt.Sprintf("--down %q: %v", o.Down, err)}
+		}
+		for _, n := range ns {
+			down[n] = "Specified as down"
+		}
+	}
+	min := o.MinNodes
+	if min == 0 {
+		m, err := cfg.Int("SCR_MIN_NODES")
+		if err != nil {
+			return Verdict{}, err
+		}
+		min = int(m)
+	}
+	hs, _ := cfg.Int("SCR_HALT_SECONDS")
+	halter := PrefixHalter{Prefix: p, HaltSeconds: hs}
+	var nodes []string
+	if mgr, ns, err := allocation(ctx, o.Env); err == nil {
+		nodes = ns
+		if e, err := mgr.EndTime(ctx); err == nil && e > 0 {
+			halter.End = time.Unix(e, 0)
+		}
+	} else if !errors.Is(err, ErrNotInAllocation) {
+		return Verdict{}, err
+	}
+	last := 0
+	if n, err := prefix.ReadNodes(p); err == nil && n != nil {
+		last = n.Nodes
+	}
+	return ShouldExit(ctx, ShouldExitOptions{Halter: halter, Nodes: nodes, Down: down, MinNodes: min, Runs: o.Runs, LastNodes: last})
+}

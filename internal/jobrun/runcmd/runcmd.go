@@ -1,0 +1,124 @@
+// Package runcmd is the shared main of scr_run and its shortcuts (scr_srun,
+// scr_flux_run): argument handling, signals, and the one switch that maps
+// the loop's outcome to an exit code.
+package runcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/scr-go/scr/internal/config"
+	"github.com/scr-go/scr/internal/jobrun"
+	"github.com/scr-go/scr/internal/launch"
+)
+
+// Exit codes of scr_run (documented in Usage).
+const (
+	ExitDone        = 0   // the last run exited 0, or a halt condition stopped the loop
+	ExitNotDone     = 1   // runs used up, too few nodes, or launches never started
+	ExitUsage       = 2   // bad command line or launcher arguments
+	ExitCannotRun   = 3   // not in an allocation, launcher missing, bad configuration, prerun failed
+	ExitPostrun     = 4   // the scavenge after the loop failed: the newest checkpoint may be in cache only
+	ExitInterrupted = 130 // SIGINT/SIGTERM: the step was killed and postrun ran
+)
+
+// Usage is the --help text; name is the command, launcher the fixed
+// launcher of a shortcut ("" for scr_run).
+func Usage(name, launcher string) string {
+	synopsis := name + " LAUNCHER [launcher args] PROG [args]"
+	if launcher != "" {
+		synopsis = fmt.Sprintf("%s [%s args] PROG [args]      (= scr_run %s ...)", name, launcher, launcher)
+	}
+	return fmt.Sprintf(`Usage: %s
+
+Run a parallel job under scr-go's recovery loop: launch it on the healthy
+nodes of the allocation, confirm that it started, kill the step at once when
+a node fails, a rank reports a lost peer, scr_halt --immediate is given or the
+watchdog fires, then relaunch without the failed nodes (spare nodes replace
+them) until the job ends, a halt condition holds, SCR_RUNS is used up or too
+few nodes are left. Afterwards, datasets still only in cache are scavenged to
+the prefix.
+
+Launchers: %s.
+Each phase prints one timestamped line on stderr ("scr_run: TIME: ...") and
+the same event goes to <prefix>/.scr/timeline as a JSON line.
+
+Parameters (environment or config files): SCR_PREFIX, SCR_ENABLE (0 = run the
+launcher directly and exit with its code), SCR_RUNS (-1 = unlimited),
+SCR_MIN_NODES, SCR_EXCLUDE_NODES, SCR_NODELIST, SCR_LAUNCH_TIMEOUT (seconds to
+wait for the ranks to report in; 0 = do not wait), SCR_WATCH_INTERVAL,
+SCR_WATCHDOG, SCR_WATCHDOG_TIMEOUT, SCR_WATCHDOG_TIMEOUT_PFS, SCR_HALT_SECONDS.
+The allocation must survive node failure (sbatch --no-kill; flux alloc
+-o exit-timeout=none).
+
+EXIT STATUS
+  0    done: the last run exited 0, or a halt condition stopped the loop
+  1    not done: runs used up, too few healthy nodes, or launches never started
+  2    usage: bad command line or launcher arguments
+  3    cannot run: not in an allocation, launcher not found, bad configuration,
+       prerun failed
+  4    postrun failed: the newest checkpoint may still be only in node caches
+  130  interrupted by SIGINT/SIGTERM (the step was killed, postrun ran)
+  With SCR_ENABLE=0: the launcher's own exit code.
+`, synopsis, strings.Join(launch.Names(), ", "))
+}
+
+// Main runs scr_run (launcher "") or a shortcut with its launcher fixed, and
+// returns the exit code.
+func Main(name, launcher string, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprint(stdout, Usage(name, launcher))
+		return ExitDone
+	}
+	o := jobrun.CmdOptions{Launcher: launcher, Args: args, Stdout: stdout, Stderr: stderr}
+	if launcher == "" {
+		if len(args) == 0 {
+			fmt.Fprint(stderr, Usage(name, launcher))
+			return ExitUsage
+		}
+		o.Launcher, o.Args = args[0], args[1:]
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := jobrun.ScrRun(ctx, o)
+	return exitCode(name, res, err, ctx.Err() != nil, stderr)
+}
+
+// exitCode is the one switch from outcome to exit code.
+func exitCode(name string, res jobrun.CmdResult, err error, interrupted bool, stderr io.Writer) int {
+	var (
+		usage   *jobrun.UsageError
+		args    *launch.ArgsError
+		start   *launch.StartError
+		param   *config.ParamError
+		postrun *jobrun.PostrunError
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: error: %v\n", name, err)
+	}
+	switch {
+	case res.Passthrough && err == nil:
+		return res.LastExit
+	case errors.As(err, &postrun):
+		return ExitPostrun
+	case interrupted:
+		return ExitInterrupted
+	case errors.As(err, &usage), errors.As(err, &args):
+		return ExitUsage
+	case errors.As(err, &start), errors.As(err, &param), errors.Is(err, jobrun.ErrNotInAllocation):
+		return ExitCannotRun
+	case err != nil:
+		return ExitCannotRun
+	case res.Success():
+		return ExitDone
+	default:
+		fmt.Fprintf(stderr, "%s: the job did not finish: %s\n", name, res.Reason)
+		return ExitNotDone
+	}
+}
