@@ -1,0 +1,320 @@
+package redundancy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/scr-go/scr/comm"
+)
+
+// Tags of the messages on a set communicator (Group.Comm is private to
+// this package: do not send on it).
+const (
+	tagDesc = 1 + iota
+	tagData
+)
+
+// shiftBy sends data to rank (me+dist) mod n and receives from rank
+// (me-dist) mod n: every rank of c calls it with the same dist. Ranks are
+// ordered by their position in the cycle of the permutation, alternating
+// send-first and receive-first, so the exchange completes even over a
+// transport whose Send waits for the receiver.
+func shiftBy(ctx context.Context, c comm.Comm, dist int, data []byte) ([]byte, error) {
+	n, me := c.Size(), c.Rank()
+	step := ((dist % n) + n) % n
+	to, from := (me+step)%n, (me-step+n)%n
+	// position of me in its cycle, walking from the cycle's lowest rank
+	g := gcd(n, step)
+	j, at := 0, me%g
+	for at != me {
+		at = (at + step) % n
+		j++
+	}
+	if j%2 == 0 {
+		if err := c.Send(ctx, to, tagData, data); err != nil {
+			return nil, err
+		}
+		return c.Recv(ctx, from, tagData)
+	}
+	in, err := c.Recv(ctx, from, tagData)
+	if err != nil {
+		return nil, err
+	}
+	return in, c.Send(ctx, to, tagData, data)
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// shift is the ring step: send right (+1), receive from the left.
+func shift(ctx context.Context, c comm.Comm, data []byte) ([]byte, error) {
+	return shiftBy(ctx, c, 1, data)
+}
+
+// leftCopies is how many left neighbours' file lists each header keeps:
+// enough that any loss the scheme tolerates leaves a copy of every list.
+func leftCopies(s Scheme, n int) int {
+	if n < 2 {
+		return 0
+	}
+	return max(1, min(s.k(), n-1))
+}
+
+// EncodeError says that Encode failed: on how many ranks, the lowest of
+// them, and this rank's own cause (nil when this rank did its part).
+type EncodeError struct {
+	Failed int   // ranks that failed
+	First  int   // lowest failed world rank
+	Err    error // this rank's error, if it failed
+}
+
+func (e *EncodeError) Error() string {
+	s := fmt.Sprintf("redundancy: encode failed on %d rank(s), first rank %d", e.Failed, e.First)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	} else {
+		s += " (see that rank's error)"
+	}
+	return s + "; the dataset has no usable redundancy"
+}
+
+func (e *EncodeError) Unwrap() error { return e.Err }
+
+// localErr keeps the first local failure. A rank that fails locally still
+// takes part in every message of the protocol (sending zeros), so that no
+// peer waits forever; the failure is agreed on at the end.
+type localErr struct{ err error }
+
+func (l *localErr) set(err error) {
+	if err != nil && l.err == nil {
+		l.err = err
+	}
+}
+
+// agree is collective over world: it returns nil when no rank failed, else
+// an *EncodeError seen identically (but for Err) by every rank.
+func agree(ctx context.Context, world comm.Comm, local error) error {
+	failed, first := int64(0), int64(math.MaxInt64)
+	if local != nil {
+		failed, first = 1, int64(world.Rank())
+	}
+	n, err := world.Allreduce(ctx, comm.OpSum, []int64{failed})
+	if err != nil {
+		return fmt.Errorf("redundancy: rank %d: agreeing on the outcome: %w", world.Rank(), err)
+	}
+	if n[0] == 0 {
+		return nil
+	}
+	f, err := world.Allreduce(ctx, comm.OpMin, []int64{first})
+	if err != nil {
+		return fmt.Errorf("redundancy: rank %d: agreeing on the outcome: %w", world.Rank(), err)
+	}
+	return &EncodeError{Failed: int(n[0]), First: int(f[0]), Err: local}
+}
+
+// Encode protects this rank's files of one dataset: collective over
+// g.World (every rank calls it, with the same scheme). files lists the
+// rank's files, relative to dir, in a fixed order; dir is the rank's
+// directory of the dataset. Encode writes StateFile "encoding", then
+// DataFile (header with this rank's and its left neighbour's file list,
+// then the scheme's payload), then, once every rank has succeeded,
+// StateFile "encoded". Every rank returns nil, or every rank returns an
+// error (an *EncodeError when a rank failed locally).
+func Encode(ctx context.Context, g *Group, s Scheme, files []FileInfo, dir string) error {
+	n := len(g.Set.Ranks)
+	if err := s.Check(n); err != nil {
+		return fmt.Errorf("%w (set %d, rank %d)", err, g.Set.ID, g.World.Rank())
+	}
+	for _, f := range files {
+		if err := checkName(f.Name); err != nil {
+			return err
+		}
+	}
+	var le localErr
+	le.set(writeState(dir, stateEncoding))
+	self := toDesc(g.World.Rank(), files)
+	total := totalSize(files)
+	lf, err := openLogical(dir, files, false)
+	le.set(err)
+	if lf == nil {
+		lf = &logical{total: total} // reads give zeros
+	}
+	defer lf.close()
+
+	h := &header{Version: formatVersion, Scheme: s.Type.String(), Failures: s.k(), Set: g.Set.ID,
+		Members: g.Set.Ranks, Index: g.Index, Self: self}
+	var left desc
+	var chunk int64
+	js, _ := json.Marshal(self)
+	for d := 1; d <= leftCopies(s, n); d++ {
+		in, err := shiftBy(ctx, g.Comm, d, js)
+		if err != nil {
+			return commErr(g, "sending file lists", err)
+		}
+		var l desc
+		if err := json.Unmarshal(in, &l); err != nil {
+			return fmt.Errorf("redundancy: rank %d: file list from left neighbour %d: %w", g.World.Rank(), d, err)
+		}
+		h.Lefts = append(h.Lefts, l)
+	}
+	if len(h.Lefts) > 0 {
+		left = h.Lefts[0]
+	}
+	if n > 1 {
+		if s.Type != Single {
+			mx, err := g.Comm.Allreduce(ctx, comm.OpMax, []int64{total})
+			if err != nil {
+				return commErr(g, "agreeing on the chunk size", err)
+			}
+			chunk = mx[0]
+		}
+	}
+	var kern kernel
+	switch s.Type {
+	case Partner:
+		h.Segments, h.SegSize = 1, totalSize(left.infos())
+	case XOR, RS:
+		d := int64(n - s.k())
+		chunk = (chunk + d - 1) / d
+		h.Chunk, h.Segments, h.SegSize = chunk, s.k(), chunk
+		kern = xorKernel{}
+		if s.Type == RS {
+			e := rsMatrix(n, s.k())
+			if kern, err = newMadd(e[n-s.k():]); err != nil {
+				return err
+			}
+		}
+	}
+	w, err := createRed(dir, h)
+	le.set(err)
+	var out func(seg int, b []byte)
+	if w != nil {
+		out = func(seg int, b []byte) { le.set(w.write(seg, b)) }
+	} else {
+		out = func(int, []byte) {}
+	}
+	switch s.Type {
+	case Partner:
+		err = partnerEncode(ctx, g, s.buf(), lf, h.SegSize, out, &le)
+	case XOR, RS:
+		err = rowsEncode(ctx, g, s.k(), kern, lf, chunk, s.buf(), out, &le)
+	}
+	if err != nil {
+		if w != nil {
+			w.abort()
+		}
+		return commErr(g, "encoding", err)
+	}
+	if w != nil {
+		if le.err == nil {
+			le.set(w.finish())
+		} else {
+			w.abort()
+		}
+	}
+	if err := agree(ctx, g.World, le.err); err != nil {
+		return err
+	}
+	if err := writeState(dir, stateEncoded); err != nil {
+		return fmt.Errorf("redundancy: rank %d: %w", g.World.Rank(), err)
+	}
+	return nil
+}
+
+func commErr(g *Group, what string, err error) error {
+	return fmt.Errorf("redundancy: rank %d (set %d): %s: %w", g.World.Rank(), g.Set.ID, what, err)
+}
+
+var errProtocol = errors.New("redundancy: protocol error: message of unexpected size (ranks disagree on the scheme or the data)")
+
+// rowsEncode is XOR and RS encoding: a pipelined ring reduce-scatter.
+//
+// Every member's logical file is cut into n-k chunks of C bytes; there are n
+// rows; in row p, members p..p+k-1 hold parity t = 0..k-1 and members
+// p+k..p+n-1 contribute their chunk 0..n-k-1 as data shard 0..n-k-1. At
+// stage s every member adds its chunk s into the k running parities of its
+// row p = i-k-s and passes them right; in the last k stages each member
+// takes one finished parity out of what it received and passes the rest on.
+// All of this is done piece by piece (buf bytes of each chunk at a time), so
+// each file byte is read once, each parity byte written once, and a member
+// holds only a few pieces in memory.
+func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, C int64, buf int, out func(int, []byte), le *localErr) error {
+	n, c := len(g.Set.Ranks), g.Comm
+	chunk := make([]byte, buf)
+	parts := make([][]byte, k)
+	for o := int64(0); o < C; o += int64(buf) {
+		m := int(min(int64(buf), C-o))
+		produce := func(s int, in []byte) ([]byte, error) {
+			if s < n-k {
+				acc := in
+				if s == 0 {
+					acc = make([]byte, k*m)
+				} else if len(in) != k*m {
+					return nil, errProtocol
+				}
+				ch := chunk[:m]
+				le.set(lf.readAt(ch, int64(s)*C+o))
+				for j := range k {
+					parts[j] = acc[j*m : (j+1)*m]
+				}
+				le.set(kern.add(ch, s, parts))
+				return acc, nil
+			}
+			t := s - (n - k)
+			if len(in) != (k-t)*m {
+				return nil, errProtocol
+			}
+			out(t, in[:m])
+			if t < k-1 {
+				return in[m:], nil
+			}
+			return nil, nil
+		}
+		send, err := produce(0, nil)
+		if err != nil {
+			return err
+		}
+		for s := 1; s < n; s++ {
+			in, err := shift(ctx, c, send)
+			if err != nil {
+				return err
+			}
+			if send, err = produce(s, in); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// partnerEncode sends every member's logical file to its right neighbour,
+// piece by piece; leftSize is the left neighbour's total.
+func partnerEncode(ctx context.Context, g *Group, buf int, lf *logical, leftSize int64, out func(int, []byte), le *localErr) error {
+	mx, err := g.Comm.Allreduce(ctx, comm.OpMax, []int64{lf.total})
+	if err != nil {
+		return err
+	}
+	piece := make([]byte, buf)
+	for o := int64(0); o < mx[0]; o += int64(buf) {
+		mine := piece[:max(0, min(int64(buf), lf.total-o))]
+		le.set(lf.readAt(mine, o))
+		in, err := shift(ctx, g.Comm, mine)
+		if err != nil {
+			return err
+		}
+		if int64(len(in)) != max(0, min(int64(buf), leftSize-o)) {
+			return errProtocol
+		}
+		if len(in) > 0 {
+			out(0, in)
+		}
+	}
+	return nil
+}

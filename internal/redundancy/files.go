@@ -1,0 +1,231 @@
+package redundancy
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// FileInfo describes one file of a rank, relative to the rank's directory.
+// The redundancy header keeps it, so a lost rank's file list survives.
+type FileInfo struct {
+	Name    string      // slash-separated path relative to the rank directory
+	Size    int64       // bytes
+	Mode    os.FileMode // permission bits
+	ModTime time.Time   // re-applied on rebuild
+	ATime   time.Time   // re-applied on rebuild (zero: use ModTime)
+	CRC32C  *uint32     // CRC32C of the content when known: checked on rebuild
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// StatFiles describes the named files of dir (with their CRC32C when crc
+// is true), the input of Encode.
+func StatFiles(dir string, names []string, crc bool) ([]FileInfo, error) {
+	out := make([]FileInfo, 0, len(names))
+	for _, n := range names {
+		p := filepath.Join(dir, filepath.FromSlash(n))
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("redundancy: %w", err)
+		}
+		if !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("redundancy: %s is not a regular file", p)
+		}
+		fi := FileInfo{Name: n, Size: st.Size(), Mode: st.Mode().Perm(), ModTime: st.ModTime(), ATime: atime(st)}
+		if crc {
+			c, err := fileCRC(p)
+			if err != nil {
+				return nil, err
+			}
+			fi.CRC32C = &c
+		}
+		out = append(out, fi)
+	}
+	return out, nil
+}
+
+func fileCRC(p string) (uint32, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, fmt.Errorf("redundancy: %w", err)
+	}
+	defer f.Close()
+	h := crc32.New(castagnoli)
+	if _, err := io.CopyBuffer(h, f, make([]byte, 256<<10)); err != nil {
+		return 0, fmt.Errorf("redundancy: read %s: %w", p, err)
+	}
+	return h.Sum32(), nil
+}
+
+// checkName refuses names that would leave the rank directory.
+func checkName(n string) error {
+	if n == "" || !filepath.IsLocal(filepath.FromSlash(n)) {
+		return fmt.Errorf("redundancy: file name %q is not a local path inside the rank directory", n)
+	}
+	return nil
+}
+
+// verify says why the files of dir do not match their description, or nil.
+func verify(dir string, files []FileInfo) error {
+	for _, f := range files {
+		p := filepath.Join(dir, filepath.FromSlash(f.Name))
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if st.Size() != f.Size {
+			return fmt.Errorf("%s: size %d, want %d", p, st.Size(), f.Size)
+		}
+		if f.CRC32C != nil {
+			c, err := fileCRC(p)
+			if err != nil {
+				return err
+			}
+			if c != *f.CRC32C {
+				return fmt.Errorf("%s: crc32c %#08x, want %#08x", p, c, *f.CRC32C)
+			}
+		}
+	}
+	return nil
+}
+
+// logical is a rank's files concatenated in list order: the byte stream the
+// codecs cut into chunks. Reads past the end give zeros; writes past the
+// end are dropped (chunk padding).
+type logical struct {
+	files []*os.File
+	start []int64 // offset of file i in the stream
+	size  []int64
+	total int64
+}
+
+func totalSize(files []FileInfo) int64 {
+	var t int64
+	for _, f := range files {
+		t += f.Size
+	}
+	return t
+}
+
+// openLogical opens the files for reading, or, with create, creates them
+// (and their directories) at their recorded sizes for rebuilding.
+func openLogical(dir string, files []FileInfo, create bool) (*logical, error) {
+	l := &logical{}
+	for _, f := range files {
+		if err := checkName(f.Name); err != nil {
+			l.close()
+			return nil, err
+		}
+		p := filepath.Join(dir, filepath.FromSlash(f.Name))
+		var h *os.File
+		var err error
+		if create {
+			if err = os.MkdirAll(filepath.Dir(p), 0o700); err == nil {
+				h, err = os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+			}
+			if err == nil {
+				err = h.Truncate(f.Size)
+			}
+		} else {
+			h, err = os.Open(p)
+		}
+		if err != nil {
+			if h != nil {
+				h.Close()
+			}
+			l.close()
+			return nil, fmt.Errorf("redundancy: %w", err)
+		}
+		l.files = append(l.files, h)
+		l.start = append(l.start, l.total)
+		l.size = append(l.size, f.Size)
+		l.total += f.Size
+	}
+	return l, nil
+}
+
+func (l *logical) close() error {
+	var first error
+	for _, f := range l.files {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	l.files = nil
+	return first
+}
+
+// readAt fills p with the stream's bytes at off, zeros past the end.
+func (l *logical) readAt(p []byte, off int64) error {
+	clear(p)
+	return l.span(p, off, func(f *os.File, b []byte, at int64) error {
+		_, err := f.ReadAt(b, at)
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s shorter than its recorded size", f.Name())
+		}
+		return err
+	})
+}
+
+// writeAt stores p at off, dropping what falls past the end.
+func (l *logical) writeAt(p []byte, off int64) error {
+	return l.span(p, off, func(f *os.File, b []byte, at int64) error {
+		_, err := f.WriteAt(b, at)
+		return err
+	})
+}
+
+func (l *logical) span(p []byte, off int64, do func(*os.File, []byte, int64) error) error {
+	end := off + int64(len(p))
+	for i, f := range l.files {
+		s, e := l.start[i], l.start[i]+l.size[i]
+		if e <= off || s >= end || s == e {
+			continue
+		}
+		lo, hi := max(s, off), min(e, end)
+		if err := do(f, p[lo-off:hi-off], lo-s); err != nil {
+			return fmt.Errorf("redundancy: %w", err)
+		}
+	}
+	return nil
+}
+
+// applyMeta restores mode and times of rebuilt files.
+func applyMeta(dir string, files []FileInfo) error {
+	for _, f := range files {
+		p := filepath.Join(dir, filepath.FromSlash(f.Name))
+		if err := os.Chmod(p, f.Mode.Perm()); err != nil {
+			return fmt.Errorf("redundancy: %w", err)
+		}
+		at := f.ATime
+		if at.IsZero() {
+			at = f.ModTime
+		}
+		if !f.ModTime.IsZero() {
+			if err := os.Chtimes(p, at, f.ModTime); err != nil {
+				return fmt.Errorf("redundancy: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// xorKernel adds input chunks into one parity chunk: XOR's kernel (every
+// coefficient is 1), in the shape of the RS kernel.
+type xorKernel struct{}
+
+func (xorKernel) add(in []byte, _ int, out [][]byte) error {
+	subtle.XORBytes(out[0], out[0], in)
+	return nil
+}
+
+// kernel is what the codec engine needs: out[j] += coef(j, idx) * in.
+type kernel interface {
+	add(in []byte, idx int, out [][]byte) error
+}

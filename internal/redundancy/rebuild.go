@@ -1,0 +1,559 @@
+package redundancy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/scr-go/scr/comm"
+)
+
+// Result is what Rebuild found and did.
+type Result struct {
+	Files   []FileInfo // this rank's files (from its header or its right neighbour's)
+	Rebuilt bool       // this rank's files and redundancy data were rebuilt
+	Ranks   int        // ranks rebuilt, over all sets
+	Sets    int        // sets that rebuilt at least one member
+}
+
+// ErrUnrecoverable is wrapped by *UnrecoverableError.
+var ErrUnrecoverable = errors.New("dataset cannot be rebuilt from its redundancy data")
+
+// SetLoss describes one set that lost more than its scheme tolerates.
+type SetLoss struct {
+	Set     int      `json:"set"`
+	Lost    []int    `json:"lost"`    // world ranks missing files or redundancy data
+	Hosts   []string `json:"hosts"`   // their hosts now
+	Reasons []string `json:"reasons"` // why each counts as lost
+}
+
+// UnrecoverableError says which sets lost too much. Every rank returns the
+// same one; nothing was changed on disk.
+type UnrecoverableError struct {
+	Scheme Scheme
+	Sets   []SetLoss // at most maxLossReport, lowest set ids first
+	Total  int       // number of sets that cannot be rebuilt
+}
+
+const maxLossReport = 8
+
+func (e *UnrecoverableError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "redundancy: cannot rebuild: %d set(s) lost more than %v tolerates", e.Total, e.Scheme.Type)
+	for _, s := range e.Sets {
+		fmt.Fprintf(&b, "; set %d lost", s.Set)
+		for i, r := range s.Lost {
+			fmt.Fprintf(&b, " rank %d on %s (%s)", r, s.Hosts[i], s.Reasons[i])
+		}
+	}
+	if e.Total > len(e.Sets) {
+		fmt.Fprintf(&b, "; and %d more set(s)", e.Total-len(e.Sets))
+	}
+	b.WriteString("; fetch the dataset from the prefix instead")
+	return b.String()
+}
+
+func (e *UnrecoverableError) Unwrap() error { return ErrUnrecoverable }
+
+// member states exchanged inside a set
+const (
+	stOK      = 0
+	stMissing = 1 // files or redundancy data bad, file list known
+	stUnknown = 2 // file list lost too
+)
+
+// Rebuild is collective over g.World. Each rank checks its files of one
+// dataset in dir (present, recorded size, recorded CRC32C) and its
+// redundancy data (DataFile intact, StateFile "encoded"); a rank on a spare
+// node starts with an empty dir. If every set lost no more than the scheme
+// tolerates, the lost members' files, DataFile and StateFile are rebuilt in
+// place and every rank returns its file list; otherwise every rank returns
+// the same *UnrecoverableError and nothing is changed. Local failures
+// during the rebuild give every rank an *EncodeError.
+func Rebuild(ctx context.Context, g *Group, s Scheme, dir string) (Result, error) {
+	n := len(g.Set.Ranks)
+	me := g.World.Rank()
+	if err := s.Check(n); err != nil {
+		return Result{}, fmt.Errorf("%w (set %d, rank %d)", err, g.Set.ID, me)
+	}
+
+	// 1. What this rank holds.
+	var hdr *header
+	var red *redFile
+	redOK, why := false, ""
+	if r, err := openRed(dir, true); err == nil {
+		if err := r.h.matches(g, s); err == nil {
+			hdr, red = &r.h, r
+			redOK = State(dir) == stateEncoded
+			if !redOK {
+				why = "encode or rebuild was interrupted"
+			}
+		} else {
+			r.close()
+			why = "redundancy file: " + err.Error()
+		}
+	} else if os.IsNotExist(err) {
+		why = "no redundancy file"
+	} else {
+		why = "redundancy file: " + err.Error()
+	}
+	if red != nil {
+		defer red.close()
+	}
+
+	// 2. File lists: own header, else the right neighbour's copy; then the
+	// left neighbour's list (for PARTNER and for rebuilt headers).
+	var self *desc
+	var lefts []desc
+	if hdr != nil {
+		self = &hdr.Self
+	}
+	nl := leftCopies(s, n)
+	for d := 1; d <= nl; d++ {
+		var give []byte
+		if hdr != nil && len(hdr.Lefts) >= d {
+			give, _ = json.Marshal(hdr.Lefts[d-1])
+		}
+		in, err := shiftBy(ctx, g.Comm, -d, give)
+		if err != nil {
+			return Result{}, commErr(g, "recovering file lists", err)
+		}
+		if self == nil && len(in) > 0 {
+			var dd desc
+			if json.Unmarshal(in, &dd) == nil && dd.Rank == me && dd.check() == nil {
+				self = &dd
+			}
+		}
+	}
+	var give []byte
+	if self != nil {
+		give, _ = json.Marshal(self)
+	}
+	for d := 1; d <= nl; d++ {
+		in, err := shiftBy(ctx, g.Comm, d, give)
+		if err != nil {
+			return Result{}, commErr(g, "recovering file lists", err)
+		}
+		var dd desc
+		if len(in) > 0 && json.Unmarshal(in, &dd) == nil && dd.Rank == g.Set.Ranks[(g.Index-d+n)%n] && dd.check() == nil {
+			lefts = append(lefts, dd)
+		} else {
+			lefts = append(lefts, desc{Rank: -1})
+		}
+	}
+
+	// 3. Are my files intact?
+	st := stOK
+	switch {
+	case self == nil:
+		st, why = stUnknown, "file list lost: "+why
+	case !redOK:
+		st = stMissing
+	default:
+		if err := verify(dir, self.infos()); err != nil {
+			st, why = stMissing, err.Error()
+		}
+	}
+
+	// 4. Per set: who is missing, and is that tolerable?
+	all, err := g.Comm.Allgather(ctx, []byte{byte(st)})
+	if err != nil {
+		return Result{}, commErr(g, "counting lost members", err)
+	}
+	var lost []int // set positions
+	unknown := false
+	for i, b := range all {
+		if len(b) != 1 {
+			return Result{}, errProtocol
+		}
+		if b[0] != stOK {
+			lost = append(lost, i)
+		}
+		unknown = unknown || b[0] == stUnknown
+	}
+	ok := !unknown && tolerable(s, n, lost)
+	leader := g.Index == 0
+	var v [3]int64 // bad sets, lost ranks, sets to rebuild
+	if leader {
+		if !ok {
+			v[0] = 1
+		} else if len(lost) > 0 {
+			v[2] = 1
+		}
+	}
+	if st != stOK {
+		v[1] = 1
+	}
+	sum, err := g.World.Allreduce(ctx, comm.OpSum, v[:])
+	if err != nil {
+		return Result{}, commErr(g, "agreeing on the rebuild", err)
+	}
+	if sum[0] > 0 {
+		return Result{}, lossReport(ctx, g, s, ok, lost, st, why, int(sum[0]))
+	}
+	res := Result{Ranks: int(sum[1]), Sets: int(sum[2])}
+	if self != nil {
+		res.Files = self.infos()
+	}
+	if sum[1] == 0 {
+		return res, nil
+	}
+
+	// 5. Rebuild the sets that lost members.
+	var le localErr
+	if len(lost) > 0 {
+		res.Rebuilt = st != stOK
+		if err := rebuildSet(ctx, g, s, dir, lost, self, lefts, hdr, red, &le); err != nil {
+			return Result{}, commErr(g, "rebuilding", err)
+		}
+	}
+	if err := agree(ctx, g.World, le.err); err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// tolerable says whether a set of n members can rebuild the lost positions.
+func tolerable(s Scheme, n int, lost []int) bool {
+	switch s.Type {
+	case Partner:
+		for _, f := range lost {
+			if slices.Contains(lost, (f+1)%n) {
+				return false
+			}
+		}
+		return true
+	default:
+		return len(lost) <= s.k()
+	}
+}
+
+// lossReport gathers the bad sets' details on world rank 0 and broadcasts
+// the error, so that every rank returns the same one.
+func lossReport(ctx context.Context, g *Group, s Scheme, ok bool, lost []int, st int, why string, total int) error {
+	// Members tell their set leader why they are lost.
+	reason := []byte(nil)
+	if st != stOK {
+		reason = []byte(why)
+	}
+	whys, err := g.Comm.Gather(ctx, 0, reason)
+	if err != nil {
+		return commErr(g, "reporting lost members", err)
+	}
+	var mine []byte
+	if g.Index == 0 && !ok {
+		sl := SetLoss{Set: g.Set.ID}
+		for _, i := range lost {
+			r := g.Set.Ranks[i]
+			sl.Lost = append(sl.Lost, r)
+			sl.Hosts = append(sl.Hosts, g.World.Host(r))
+			sl.Reasons = append(sl.Reasons, string(whys[i]))
+		}
+		mine, _ = json.Marshal(sl)
+	}
+	reps, err := g.World.Gather(ctx, 0, mine)
+	if err != nil {
+		return commErr(g, "reporting lost sets", err)
+	}
+	var out []byte
+	if g.World.Rank() == 0 {
+		var sets []SetLoss
+		for _, b := range reps {
+			if len(b) == 0 {
+				continue
+			}
+			var sl SetLoss
+			if json.Unmarshal(b, &sl) == nil {
+				sets = append(sets, sl)
+			}
+		}
+		slices.SortFunc(sets, func(a, b SetLoss) int { return a.Set - b.Set })
+		if len(sets) > maxLossReport {
+			sets = sets[:maxLossReport]
+		}
+		out, _ = json.Marshal(sets)
+	}
+	out, err = g.World.Bcast(ctx, 0, out)
+	if err != nil {
+		return commErr(g, "reporting lost sets", err)
+	}
+	e := &UnrecoverableError{Scheme: s, Total: total}
+	if err := json.Unmarshal(out, &e.Sets); err != nil {
+		return fmt.Errorf("redundancy: loss report: %w", err)
+	}
+	return e
+}
+
+// rebuildSet runs inside one set whose lost positions are tolerable.
+func rebuildSet(ctx context.Context, g *Group, s Scheme, dir string, lost []int, self *desc, lefts []desc, hdr *header, red *redFile, le *localErr) error {
+	var left *desc
+	if len(lefts) > 0 && lefts[0].Rank >= 0 {
+		left = &lefts[0]
+	}
+	k := s.k()
+	missing := slices.Contains(lost, g.Index)
+	var chunk int64 = -1
+	if hdr != nil && !missing {
+		chunk = hdr.Chunk
+	}
+	if s.Type == XOR || s.Type == RS {
+		mx, err := g.Comm.Allreduce(ctx, comm.OpMax, []int64{chunk})
+		if err != nil {
+			return err
+		}
+		chunk = mx[0]
+	}
+	var lf *logical
+	var w *redWriter
+	out := func(int, []byte) {}
+	if missing {
+		le.set(writeState(dir, stateEncoding))
+		var err error
+		lf, err = openLogical(dir, self.infos(), true)
+		le.set(err)
+		h := &header{Version: formatVersion, Scheme: s.Type.String(), Failures: k, Set: g.Set.ID,
+			Members: g.Set.Ranks, Index: g.Index, Self: *self, Lefts: lefts}
+		switch s.Type {
+		case Partner:
+			h.Segments = 1
+			if left != nil {
+				h.SegSize = totalSize(left.infos())
+			}
+		case XOR, RS:
+			h.Chunk, h.Segments, h.SegSize = chunk, k, chunk
+		}
+		if w, err = createRed(dir, h); err == nil {
+			out = func(seg int, b []byte) { le.set(w.write(seg, b)) }
+		}
+		le.set(err)
+	} else {
+		var err error
+		lf, err = openLogical(dir, self.infos(), false)
+		le.set(err)
+	}
+	if lf == nil {
+		lf = &logical{total: totalSize(self.infos())} // reads give zeros
+	}
+	defer lf.close()
+
+	var err error
+	switch s.Type {
+	case Partner:
+		err = partnerRebuild(ctx, g, s.buf(), lost, lf, self, left, red, out, le)
+	case XOR, RS:
+		err = rowsRebuild(ctx, g, s, lost, lf, red, chunk, out, le)
+	}
+	if err != nil {
+		if w != nil {
+			w.abort()
+		}
+		return err
+	}
+	if missing {
+		if w != nil {
+			if le.err == nil {
+				le.set(w.finish())
+			} else {
+				w.abort()
+			}
+		}
+		le.set(lf.close())
+		if le.err == nil {
+			le.set(applyMeta(dir, self.infos()))
+		}
+		if le.err == nil {
+			le.set(writeState(dir, stateEncoded))
+		}
+	}
+	return nil
+}
+
+// rowsRebuild rebuilds the lost members of an XOR or RS set. For each
+// piece and each row, the first n-k surviving members of the row (in ring
+// order) pass a running sum along a chain, each adding its shard times its
+// decoding coefficients; the last one sends each lost member its shard.
+func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logical, red *redFile, C int64, out func(int, []byte), le *localErr) error {
+	n, k, me, c := len(g.Set.Ranks), s.k(), g.Index, g.Comm
+	d := n - k
+	shard := func(m, p int) int { // shard index of member m in row p
+		if t := (m - p + n) % n; t >= k {
+			return t - k
+		} else {
+			return d + t
+		}
+	}
+	type row struct {
+		chain []int // survivors, in chain order
+		kern  kernel
+	}
+	rows := make([]row, n)
+	enc := rsMatrix(n, k)
+	for p := range n {
+		var r row
+		for i := range n {
+			m := (p + k + i) % n
+			if !slices.Contains(lost, m) && len(r.chain) < d {
+				r.chain = append(r.chain, m)
+			}
+		}
+		if s.Type == XOR {
+			r.kern = xorKernel{}
+		} else {
+			avail := make([]int, d)
+			for i, m := range r.chain {
+				avail[i] = shard(m, p)
+			}
+			want := make([]int, len(lost))
+			for i, m := range lost {
+				want[i] = shard(m, p)
+			}
+			coef, err := decodeRows(enc, avail, want)
+			if err != nil {
+				return err
+			}
+			if r.kern, err = newMadd(coef); err != nil {
+				return err
+			}
+		}
+		rows[p] = r
+	}
+	buf := int64(s.buf())
+	tmp := make([]byte, buf)
+	parts := make([][]byte, len(lost))
+	for o := int64(0); o < C; o += buf {
+		m := int(min(buf, C-o))
+		for p, r := range rows {
+			if pos := slices.Index(r.chain, me); pos >= 0 {
+				var acc []byte
+				if pos == 0 {
+					acc = make([]byte, len(lost)*m)
+				} else {
+					in, err := c.Recv(ctx, r.chain[pos-1], tagData)
+					if err != nil {
+						return err
+					}
+					if len(in) != len(lost)*m {
+						return errProtocol
+					}
+					acc = in
+				}
+				b := tmp[:m]
+				if sh := shard(me, p); sh < d {
+					le.set(lf.readAt(b, int64(sh)*C+o))
+				} else if red != nil {
+					le.set(red.readAt(sh-d, b, o))
+				} else {
+					clear(b)
+				}
+				for j := range lost {
+					parts[j] = acc[j*m : (j+1)*m]
+				}
+				le.set(r.kern.add(b, pos, parts))
+				if pos < len(r.chain)-1 {
+					if err := c.Send(ctx, r.chain[pos+1], tagData, acc); err != nil {
+						return err
+					}
+				} else {
+					for j, f := range lost {
+						if err := c.Send(ctx, f, tagData, parts[j]); err != nil {
+							return err
+						}
+					}
+				}
+			} else if slices.Contains(lost, me) {
+				in, err := c.Recv(ctx, r.chain[len(r.chain)-1], tagData)
+				if err != nil {
+					return err
+				}
+				if len(in) != m {
+					return errProtocol
+				}
+				if sh := shard(me, p); sh < d {
+					le.set(lf.writeAt(in, int64(sh)*C+o))
+				} else {
+					out(sh-d, in)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// partnerRebuild: a lost member gets its files from its right neighbour's
+// copy, then its copy of its left neighbour's files from that neighbour.
+// Lost members are never neighbours, so senders never receive.
+func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logical, self, left *desc, red *redFile, out func(int, []byte), le *localErr) error {
+	c, me := g.Comm, g.Index
+	isLost := func(i int) bool { return slices.Contains(lost, i) }
+	piece := make([]byte, buf)
+	// Phase 1: the files of each lost member, from the copy on its right.
+	if isLost(g.left()) && red != nil {
+		size := red.h.SegSize
+		for o := int64(0); o < size || o == 0; o += int64(buf) {
+			b := piece[:min(int64(buf), size-o)]
+			le.set(red.readAt(0, b, o))
+			if err := c.Send(ctx, g.left(), tagData, b); err != nil {
+				return err
+			}
+			if size == 0 {
+				break
+			}
+		}
+	}
+	if isLost(me) {
+		size := totalSize(self.infos())
+		for o := int64(0); o < size || o == 0; o += int64(buf) {
+			in, err := c.Recv(ctx, g.right(), tagData)
+			if err != nil {
+				return err
+			}
+			if int64(len(in)) != min(int64(buf), size-o) {
+				return errProtocol
+			}
+			le.set(lf.writeAt(in, o))
+			if size == 0 {
+				break
+			}
+		}
+	}
+	// Phase 2: each lost member's copy of its left neighbour's files.
+	if isLost(g.right()) {
+		size := lf.total
+		for o := int64(0); o < size || o == 0; o += int64(buf) {
+			b := piece[:min(int64(buf), size-o)]
+			le.set(lf.readAt(b, o))
+			if err := c.Send(ctx, g.right(), tagData, b); err != nil {
+				return err
+			}
+			if size == 0 {
+				break
+			}
+		}
+	}
+	if isLost(me) {
+		var size int64
+		if left != nil {
+			size = totalSize(left.infos())
+		}
+		for o := int64(0); o < size || o == 0; o += int64(buf) {
+			in, err := c.Recv(ctx, g.left(), tagData)
+			if err != nil {
+				return err
+			}
+			if int64(len(in)) != min(int64(buf), size-o) {
+				return errProtocol
+			}
+			if len(in) > 0 {
+				out(0, in)
+			}
+			if size == 0 {
+				break
+			}
+		}
+	}
+	return nil
+}
