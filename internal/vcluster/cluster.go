@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -308,15 +307,11 @@ func (c *Cluster) layout() error {
 	return nil
 }
 
-// startMunge starts one munged, as user munge, in the root namespace. Its
-// socket file in the state directory serves every namespace.
+// startMunge starts one munged in the root namespace; its socket file in the
+// state directory serves every namespace. It runs as root with --force:
+// the state directory may sit below a directory only root can enter (as
+// t.TempDir() does), where user munge could not reach its key.
 func (c *Cluster) startMunge(ctx context.Context) error {
-	u, err := user.Lookup("munge")
-	if err != nil {
-		return fmt.Errorf("vcluster: user munge: %w (the munge package creates it: run `make deps`)", err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
 	md := c.dir("munge")
 	if err := os.MkdirAll(md, 0o755); err != nil {
 		return fmt.Errorf("vcluster: %w", err)
@@ -329,20 +324,15 @@ func (c *Cluster) startMunge(ctx context.Context) error {
 	if err := os.WriteFile(keyPath, key, 0o600); err != nil {
 		return fmt.Errorf("vcluster: %w", err)
 	}
-	for _, p := range []string{md, keyPath} {
-		if err := os.Chown(p, uid, gid); err != nil {
-			return fmt.Errorf("vcluster: %w", err)
-		}
-	}
 	munged, _ := lookPath("munged")
-	cmd := exec.CommandContext(ctx, munged,
+	cmd := exec.CommandContext(ctx, munged, "--force",
 		"--socket="+filepath.Join(md, "munge.socket.2"),
 		"--key-file="+keyPath,
 		"--pid-file="+filepath.Join(md, "munged.pid"),
 		"--log-file="+filepath.Join(md, "munged.log"),
 		"--seed-file="+filepath.Join(md, "munged.seed"),
 		"--num-threads=4")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = md
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("vcluster: starting munged: %w: %s %s", err, strings.TrimSpace(string(out)), tail(filepath.Join(md, "munged.log"), 400))
