@@ -455,3 +455,42 @@ func (c *Config) SaveApp() error {
 	}
 	return nil
 }
+
+// conflicts reports simple parameters given twice with different values in
+// the same file (SCR keeps one silently; which one is surprising).
+func (c *Config) conflicts() []error {
+	var errs []error
+	for _, layer := range [][]Entry{c.user, c.app, c.system} {
+		first := map[string]Entry{}
+		for _, e := range layer {
+			if descriptorKeys[e.Key] || len(e.Children) > 0 || e.Origin.File == "" {
+				continue
+			}
+			if f, ok := first[e.Key]; ok && f.Value != e.Value {
+				errs = append(errs, &ParamError{Name: e.Key, Value: e.Value, Origin: e.Origin,
+					Reason: fmt.Sprintf("also set to %q on line %d of the same file; remove one", f.Value, f.Origin.Line)})
+				continue
+			}
+			if _, ok := first[e.Key]; !ok {
+				first[e.Key] = e
+			}
+		}
+	}
+	return errs
+}
+
+// Warnings lists keys in the config files that scr-go does not know
+// (likely typos), with their file and line. They are not errors: other
+// tools may share the files.
+func (c *Config) Warnings() []string {
+	var out []string
+	for _, layer := range [][]Entry{c.user, c.app, c.system} {
+		for _, e := range layer {
+			if _, known := defaults[e.Key]; known || descriptorKeys[e.Key] {
+				continue
+			}
+			out = append(out, fmt.Sprintf("config: %s: unknown parameter %s (typo?)", e.Origin, e.Key))
+		}
+	}
+	return out
+}

@@ -130,7 +130,20 @@ func (c *Config) stores(s *Settings) ([]Store, []error) {
 	var out []Store
 	var errs []error
 	seen := map[string]bool{}
+	// Entries merges lines by their literal value; merge /dev/shm and
+	// /dev/shm/ too.
+	var entries []Entry
+	at := map[string]int{}
 	for _, e := range c.Entries("STORE") {
+		k := filepath.Clean(e.Value)
+		if i, ok := at[k]; ok {
+			entries[i].Children = append(entries[i].Children, e.Children...)
+			continue
+		}
+		at[k] = len(entries)
+		entries = append(entries, e)
+	}
+	for _, e := range entries {
 		p := newChildParser(e)
 		st := Store{
 			Path:    filepath.Clean(e.Value),

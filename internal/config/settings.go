@@ -235,6 +235,7 @@ func (c *Config) Settings() (*Settings, error) {
 	du("SCR_WATCH_INTERVAL", &s.WatchInterval)
 	du("SCR_COMM_TIMEOUT", &s.CommTimeout)
 
+	errs = append(errs, c.conflicts()...)
 	if len(errs) > 0 {
 		return s, errors.Join(errs...)
 	}

@@ -1,0 +1,141 @@
+package config
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseLine(t *testing.T) {
+	env := envMap("HOME", "/home/u", "N", "4", "EMPTY", "")
+	tests := []struct {
+		in   string
+		want []KV
+		err  string // substring of the error; "" = no error
+	}{
+		{"", nil, ""},
+		{"   # only a comment", nil, ""},
+		{"SCR_FLUSH=10", []KV{{"SCR_FLUSH", "10"}}, ""},
+		{"scr_flush = 10   # trailing comment", []KV{{"SCR_FLUSH", "10"}}, ""},
+		{"\tSCR_PREFIX=$HOME/ckpt", []KV{{"SCR_PREFIX", "/home/u/ckpt"}}, ""},
+		{"SCR_PREFIX=${HOME}x", []KV{{"SCR_PREFIX", "/home/ux"}}, ""},
+		{"A=$EMPTY.", []KV{{"A", "."}}, ""},
+		{"STORE=/dev/shm GROUP=NODE COUNT=2", []KV{{"STORE", "/dev/shm"}, {"GROUP", "NODE"}, {"COUNT", "2"}}, ""},
+		{"CKPT=0 TYPE=XOR SET_SIZE=$N", []KV{{"CKPT", "0"}, {"TYPE", "XOR"}, {"SET_SIZE", "4"}}, ""},
+		{"GROUPS=host1 SWITCH=s1 RACK=r2", []KV{{"GROUPS", "host1"}, {"SWITCH", "s1"}, {"RACK", "r2"}}, ""},
+		{`A=a\ b\#c\$d\\`, []KV{{"A", `a b#c$d\`}}, ""},
+		{"A=x=y", []KV{{"A", "x=y"}}, ""},
+		{"SCR_PREFIX=$NOPE/x", nil, "$NOPE, which is not set"},
+		{"A=${HOME", nil, "unterminated"},
+		{"A=$", nil, "not followed by a variable name"},
+		{"A=${1X}", nil, "bad variable name"},
+		{"A", nil, "has no '=VALUE'"},
+		{"A=", nil, "empty value"},
+		{"A= # c", nil, "empty value"},
+		{"=1", nil, "expected a KEY=VALUE pair"},
+		{`A="x y"`, nil, "quotes are not supported"},
+		{`A=x\`, nil, "lone backslash"},
+		{"A=1 B", nil, "key B has no"},
+	}
+	for _, tc := range tests {
+		got, err := ParseLine(tc.in, env)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseLine(%q) error %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("ParseLine(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestParseFileLinesAndOrigins(t *testing.T) {
+	src := "# system config\n\nSTORE=/dev/shm COUNT=1\nSTORE=/ssd GROUP=NODE\nSTORE=/dev/shm COUNT=3 MKDIR=0\nSCR_FLUSH=2\n"
+	es, err := Parse(strings.NewReader(src), "sys.conf", SourceSystemFile, envMap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 4 || es[0].Origin.Line != 3 || es[3].Origin.Line != 6 || es[3].Origin.String() != "sys.conf line 6" {
+		t.Fatalf("%+v", es)
+	}
+	_, err = Parse(strings.NewReader("A=1\nB=$UNSET\n"), "f.conf", SourceUserFile, envMap())
+	var se *SyntaxError
+	if !errors.As(err, &se) || se.Line != 2 || se.File != "f.conf" || !strings.Contains(err.Error(), "f.conf line 2 column 3") {
+		t.Fatalf("%v", err)
+	}
+}
+
+func TestRepeatedParentsAccumulate(t *testing.T) {
+	opts, _ := setup(t, "STORE=/dev/shm COUNT=1\nSTORE=/ssd GROUP=WORLD\nSTORE=/dev/shm/ COUNT=3 MKDIR=0\n", "STORE=/sys/only COUNT=9\n")
+	c, err := Load(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := c.Entries("STORE")
+	// The user file hides the system file's STORE lines entirely.
+	if len(es) != 3 {
+		t.Fatalf("%+v", es)
+	}
+	s, err := c.Settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ok := s.StoreFor("/dev/shm")
+	if !ok || st.Count != 3 || st.MkDir {
+		t.Errorf("merged /dev/shm store: %+v (paths are cleaned, later children win)", s.Stores)
+	}
+	if w, _ := s.StoreFor("/ssd"); w.Group != GroupWorld {
+		t.Errorf("/ssd: %+v", w)
+	}
+}
+
+func TestFormatRoundTrip(t *testing.T) {
+	in := []Entry{{KV: KV{"A", `x y#z$w\v"q'`}}, {KV: KV{"STORE", "/a b"}, Children: []KV{{"COUNT", "2"}}}}
+	out, err := Parse(strings.NewReader(Format(in)), "x", SourceApp, envMap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 || out[0].Value != in[0].Value || out[1].Value != "/a b" || out[1].Children[0] != (KV{"COUNT", "2"}) {
+		t.Fatalf("%q -> %+v", Format(in), out)
+	}
+}
+
+// FuzzParse: the parser never panics or hangs; whatever it accepts, Format
+// writes back in a form it parses to the same pairs.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"SCR_FLUSH=10\n", "STORE=/dev/shm GROUP=NODE COUNT=2 # c\n", "A=$HOME\nB=${HOME}/x\n",
+		`A=a\ b` + "\n", "=\n", "A=\"x\"\n", "CKPT=0 TYPE=XOR SET_SIZE=4\nCKPT=1 INTERVAL=10\n", "\x00=\xff\n", "A=${\n"} {
+		f.Add(s)
+	}
+	env := envMap("HOME", "/h", "V", "a b")
+	f.Fuzz(func(t *testing.T, src string) {
+		es, err := Parse(strings.NewReader(src), "fuzz", SourceUserFile, env)
+		if err != nil {
+			var se *SyntaxError
+			if !errors.As(err, &se) || se.Line < 1 || se.Col < 1 {
+				t.Fatalf("error without position: %v", err)
+			}
+			return
+		}
+		for _, e := range es {
+			if e.Key == "" || e.Value == "" || strings.ToUpper(e.Key) != e.Key {
+				t.Fatalf("bad entry %+v", e)
+			}
+		}
+		again, err := Parse(strings.NewReader(Format(es)), "fuzz2", SourceUserFile, envMap())
+		if err != nil {
+			t.Fatalf("Format output does not parse: %v\n%q", err, Format(es))
+		}
+		if len(again) != len(es) {
+			t.Fatalf("round trip: %d entries, want %d", len(again), len(es))
+		}
+		for i := range es {
+			if es[i].KV != again[i].KV || !reflect.DeepEqual(es[i].Children, again[i].Children) {
+				t.Fatalf("round trip entry %d: %+v != %+v", i, again[i], es[i])
+			}
+		}
+	})
+}
