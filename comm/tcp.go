@@ -1,0 +1,743 @@
+package comm
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The TCP transport. Each rank listens on one port. A rank dials a peer the
+// first time it sends to it and sends only on connections it dialed; it
+// receives on connections it accepted. Every connection starts with a
+// mutual HMAC-SHA256 challenge over the job's secret, so connections from
+// other jobs or stray processes are refused.
+//
+// Frames: a 32-byte header (type, sys, chunk length, communicator id, tag,
+// message length) and the chunk. Messages longer than chunkSize go as
+// several chunks so heartbeats and messages of other communicators
+// interleave with a large transfer.
+
+const (
+	chunkSize = 1 << 20
+	hdrSize   = 32
+
+	frameData      = 1
+	frameHeartbeat = 2
+	frameBye       = 3 // the sender closed its communicator
+	frameLost      = 4 // a peer was lost: payload = encodeParts(rank, host, reason)
+
+	handshakeMagic = "SCRCOMM1"
+)
+
+type tcpConfig struct {
+	rank, size int
+	host       string // my node name
+	secret     []byte
+	ln         net.Listener
+	// lookup returns the address and node of world rank r; it may wait
+	// for r to publish it (bounded by ctx).
+	lookup  func(ctx context.Context, r int) (addr, host string, err error)
+	timeout time.Duration // failure detection bound
+	// onLost runs once, in its own goroutine, after the loss of a peer was
+	// recorded and the notice forwarded; detected says whether this rank
+	// noticed it itself (rather than being told).
+	onLost func(e *PeerLostError, detected bool)
+}
+
+type tcpTransport struct {
+	cfg  tcpConfig
+	box  *mailbox
+	done chan struct{} // closed by close()
+
+	mu      sync.Mutex
+	out     map[int]*outConn
+	in      map[net.Conn]bool
+	hosts   []string // by world rank; filled as learnt
+	closing bool
+
+	predSeen  atomic.Int64 // unix nanos of the last frame from my ring predecessor
+	predArmed atomic.Bool  // the watcher counts only once the world is up
+	predBye   atomic.Bool
+	lostOnce  sync.Once
+	wg        sync.WaitGroup // accept loop, readers, heartbeat, watcher
+}
+
+type outConn struct {
+	ready chan struct{} // closed once c or err is set
+	c     net.Conn
+	err   error
+	wmu   sync.Mutex // one frame at a time
+	bye   atomic.Bool
+	// readerDone is closed when the reader of this connection ended.
+	readerDone chan struct{}
+}
+
+func newTCP(cfg tcpConfig) *tcpTransport {
+	t := &tcpTransport{
+		cfg:   cfg,
+		box:   newMailbox(),
+		done:  make(chan struct{}),
+		out:   map[int]*outConn{},
+		in:    map[net.Conn]bool{},
+		hosts: make([]string, cfg.size),
+	}
+	t.hosts[cfg.rank] = cfg.host
+	t.predSeen.Store(time.Now().UnixNano())
+	t.wg.Add(1)
+	go t.acceptLoop()
+	if cfg.size > 1 {
+		t.wg.Add(2)
+		go t.heartbeat()
+		go t.watch()
+	}
+	return t
+}
+
+// armWatch starts failure detection of the ring predecessor; called when
+// every rank is known to be up (after the bootstrap's first collective).
+func (t *tcpTransport) armWatch() {
+	t.predSeen.Store(time.Now().UnixNano())
+	t.predArmed.Store(true)
+}
+
+func (t *tcpTransport) isClosing() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closing
+}
+
+func (t *tcpTransport) rank() int { return t.cfg.rank }
+func (t *tcpTransport) size() int { return t.cfg.size }
+
+func (t *tcpTransport) host(r int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if h := t.hosts[r]; h != "" {
+		return h
+	}
+	return fmt.Sprintf("rank%d", r)
+}
+
+func (t *tcpTransport) setHost(r int, h string) {
+	if h == "" {
+		return
+	}
+	t.mu.Lock()
+	if t.hosts[r] == "" {
+		t.hosts[r] = h
+	}
+	t.mu.Unlock()
+}
+
+// ---- connection set-up ----
+
+func mac(secret []byte, parts ...[]byte) []byte {
+	h := hmac.New(sha256.New, secret)
+	for _, p := range parts {
+		h.Write(p)
+	}
+	return h.Sum(nil)
+}
+
+func u32(v int) []byte { return binary.LittleEndian.AppendUint32(nil, uint32(v)) }
+
+func (t *tcpTransport) tune(c net.Conn) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	tc.SetNoDelay(true)
+	tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: t.cfg.timeout / 3, Interval: t.cfg.timeout / 3, Count: 3})
+	if raw, err := tc.SyscallConn(); err == nil {
+		ms := int(t.cfg.timeout / time.Millisecond)
+		raw.Control(func(fd uintptr) {
+			// Unacknowledged data for longer than the bound fails the
+			// connection even if the peer's node vanished without a RST.
+			syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, 0x12 /* TCP_USER_TIMEOUT */, ms)
+		})
+	}
+}
+
+// dial connects to world rank r and authenticates both ends.
+func (t *tcpTransport) dial(ctx context.Context, r int) (net.Conn, error) {
+	addr, host, err := t.cfg.lookup(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("find the address of rank %d: %w", r, err)
+	}
+	t.setHost(r, host)
+	d := net.Dialer{Timeout: t.cfg.timeout}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	t.tune(c)
+	c.SetDeadline(time.Now().Add(t.cfg.timeout))
+	fail := func(err error) (net.Conn, error) {
+		c.Close()
+		return nil, err
+	}
+	// Server hello: magic, its nonce, its rank.
+	hello := make([]byte, len(handshakeMagic)+16+4)
+	if _, err := io.ReadFull(c, hello); err != nil {
+		return fail(fmt.Errorf("handshake with rank %d at %s: %w", r, addr, err))
+	}
+	if string(hello[:len(handshakeMagic)]) != handshakeMagic {
+		return fail(fmt.Errorf("handshake with rank %d at %s: not an scr-go communicator", r, addr))
+	}
+	nonceS := hello[len(handshakeMagic) : len(handshakeMagic)+16]
+	if got := int(binary.LittleEndian.Uint32(hello[len(handshakeMagic)+16:])); got != r {
+		return fail(fmt.Errorf("handshake: %s is rank %d, expected rank %d (stale address?)", addr, got, r))
+	}
+	nonceC := make([]byte, 16)
+	rand.Read(nonceC)
+	me, peer := u32(t.cfg.rank), u32(r)
+	msg := append(append(append([]byte{}, me...), nonceC...), mac(t.cfg.secret, []byte("c"), nonceS, me, peer)...)
+	if _, err := c.Write(msg); err != nil {
+		return fail(fmt.Errorf("handshake with rank %d at %s: %w", r, addr, err))
+	}
+	sm := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(c, sm); err != nil {
+		return fail(fmt.Errorf("handshake with rank %d at %s refused (another job's secret?): %w", r, addr, err))
+	}
+	if !hmac.Equal(sm, mac(t.cfg.secret, []byte("s"), nonceC, me, peer)) {
+		return fail(fmt.Errorf("handshake with rank %d at %s: the peer does not know the job's secret", r, addr))
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// accept authenticates an incoming connection and returns the peer's rank.
+func (t *tcpTransport) accept(c net.Conn) (int, error) {
+	t.tune(c)
+	c.SetDeadline(time.Now().Add(t.cfg.timeout))
+	nonceS := make([]byte, 16)
+	rand.Read(nonceS)
+	hello := append(append([]byte(handshakeMagic), nonceS...), u32(t.cfg.rank)...)
+	if _, err := c.Write(hello); err != nil {
+		return -1, err
+	}
+	in := make([]byte, 4+16+sha256.Size)
+	if _, err := io.ReadFull(c, in); err != nil {
+		return -1, err
+	}
+	peer := int(binary.LittleEndian.Uint32(in))
+	nonceC := in[4:20]
+	if peer < 0 || peer >= t.cfg.size || !hmac.Equal(in[20:], mac(t.cfg.secret, []byte("c"), nonceS, u32(peer), u32(t.cfg.rank))) {
+		return -1, fmt.Errorf("refused a connection from %s: bad authentication", c.RemoteAddr())
+	}
+	if _, err := c.Write(mac(t.cfg.secret, []byte("s"), nonceC, u32(peer), u32(t.cfg.rank))); err != nil {
+		return -1, err
+	}
+	c.SetDeadline(time.Time{})
+	return peer, nil
+}
+
+func (t *tcpTransport) acceptLoop() {
+	defer t.wg.Done()
+	for {
+		c, err := t.cfg.ln.Accept()
+		if err != nil {
+			select {
+			case <-t.done:
+				return
+			default:
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		t.mu.Lock()
+		if t.closing {
+			t.mu.Unlock()
+			c.Close()
+			continue
+		}
+		t.in[c] = true
+		t.wg.Add(1)
+		t.mu.Unlock()
+		go func() {
+			defer t.wg.Done()
+			defer func() {
+				t.mu.Lock()
+				delete(t.in, c)
+				t.mu.Unlock()
+				c.Close()
+			}()
+			peer, err := t.accept(c)
+			if err != nil {
+				return // refused: stray, foreign or dead on arrival
+			}
+			t.readLoop(c, peer, true)
+		}()
+	}
+}
+
+// conn returns the connection for sending to world rank r, dialing it the
+// first time.
+func (t *tcpTransport) conn(ctx context.Context, r int) (*outConn, error) {
+	t.mu.Lock()
+	if t.closing {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("rank %d: %w", t.cfg.rank, ErrClosed)
+	}
+	oc := t.out[r]
+	if oc == nil {
+		oc = &outConn{ready: make(chan struct{}), readerDone: make(chan struct{})}
+		t.out[r] = oc
+		t.mu.Unlock()
+		c, err := t.dial(ctx, r)
+		t.mu.Lock()
+		if err == nil && t.closing {
+			c.Close()
+			err = ErrClosed
+		}
+		oc.c, oc.err = c, err
+		if err != nil {
+			delete(t.out, r) // a later call may try again
+		} else {
+			t.wg.Add(1)
+			go func() {
+				defer t.wg.Done()
+				defer close(oc.readerDone)
+				t.readLoop(c, r, false)
+			}()
+		}
+		close(oc.ready)
+		t.mu.Unlock()
+	} else {
+		t.mu.Unlock()
+	}
+	select {
+	case <-oc.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.box.failCh:
+		return nil, t.box.failed()
+	}
+	if oc.err != nil {
+		return nil, fmt.Errorf("connect to rank %d on %s: %w", r, t.host(r), oc.err)
+	}
+	return oc, nil
+}
+
+// ---- frames ----
+
+type header struct {
+	typ   byte
+	sys   bool
+	chunk int
+	comm  uint64
+	tag   int64
+	total int
+}
+
+func (h header) put(b []byte) {
+	b[0] = h.typ
+	b[1] = 0
+	if h.sys {
+		b[1] = 1
+	}
+	b[2], b[3] = 0, 0
+	binary.LittleEndian.PutUint32(b[4:], uint32(h.chunk))
+	binary.LittleEndian.PutUint64(b[8:], h.comm)
+	binary.LittleEndian.PutUint64(b[16:], uint64(h.tag))
+	binary.LittleEndian.PutUint64(b[24:], uint64(h.total))
+}
+
+func getHeader(b []byte) header {
+	return header{
+		typ:   b[0],
+		sys:   b[1] == 1,
+		chunk: int(binary.LittleEndian.Uint32(b[4:])),
+		comm:  binary.LittleEndian.Uint64(b[8:]),
+		tag:   int64(binary.LittleEndian.Uint64(b[16:])),
+		total: int(binary.LittleEndian.Uint64(b[24:])),
+	}
+}
+
+// writeFrame writes one frame (header and payload) under the write lock.
+func (oc *outConn) writeFrame(h header, payload []byte) error {
+	var hb [hdrSize]byte
+	h.chunk = len(payload)
+	h.put(hb[:])
+	bufs := net.Buffers{hb[:], payload}
+	oc.wmu.Lock()
+	_, err := bufs.WriteTo(oc.c)
+	oc.wmu.Unlock()
+	return err
+}
+
+func (t *tcpTransport) send(ctx context.Context, dst int, k key, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := t.box.failed(); err != nil {
+		return err
+	}
+	if dst == t.cfg.rank {
+		t.box.put(dst, k, append([]byte(nil), data...))
+		return nil
+	}
+	oc, err := t.conn(ctx, dst)
+	if err != nil {
+		if errors.Is(err, ErrClosed) || ctx.Err() != nil || t.box.failed() != nil {
+			if f := t.box.failed(); f != nil {
+				return f
+			}
+			return err
+		}
+		t.lost(dst, fmt.Sprintf("cannot connect: %v", err), true)
+		return t.box.failed()
+	}
+	// Writes are not interrupted by ctx (a half-written frame would corrupt
+	// the stream); a write blocked on a peer that stopped reading ends by
+	// failure detection within the timeout.
+	h := header{typ: frameData, sys: k.sys, comm: k.comm, tag: k.tag, total: len(data)}
+	for off := 0; ; {
+		n := min(chunkSize, len(data)-off)
+		if err := oc.writeFrame(h, data[off:off+n]); err != nil {
+			return t.writeFailed(dst, oc, err)
+		}
+		off += n
+		if off >= len(data) {
+			return nil
+		}
+		if err := t.box.failed(); err != nil {
+			return err
+		}
+	}
+}
+
+func (t *tcpTransport) writeFailed(dst int, oc *outConn, err error) error {
+	if f := t.box.failed(); f != nil {
+		return f
+	}
+	if t.isClosing() {
+		return fmt.Errorf("rank %d: %w", t.cfg.rank, ErrClosed)
+	}
+	// The peer may have said goodbye just before its side went away: the
+	// reader of this connection sees the bye before the end of the stream.
+	select {
+	case <-oc.readerDone:
+	case <-time.After(t.cfg.timeout):
+	}
+	if oc.bye.Load() {
+		return fmt.Errorf("send to rank %d on %s: %w", dst, t.host(dst), ErrClosed)
+	}
+	t.lost(dst, fmt.Sprintf("send failed: %v", err), true)
+	return t.box.failed()
+}
+
+func (t *tcpTransport) recv(ctx context.Context, src int, k key) ([]byte, error) {
+	return t.box.take(ctx, src, k)
+}
+
+// readLoop reads frames from peer until the connection ends. incoming says
+// whether the peer dialed us (data arrives there) or we dialed it (only bye
+// and lost notices arrive).
+func (t *tcpTransport) readLoop(c net.Conn, peer int, incoming bool) {
+	var hb [hdrSize]byte
+	type partial struct {
+		buf []byte
+		off int
+	}
+	parts := map[key]*partial{}
+	for {
+		_, err := io.ReadFull(c, hb[:])
+		if err == nil {
+			h := getHeader(hb[:])
+			if incoming && peer == (t.cfg.rank-1+t.cfg.size)%t.cfg.size {
+				t.predSeen.Store(time.Now().UnixNano())
+			}
+			switch h.typ {
+			case frameData:
+				k := key{comm: h.comm, sys: h.sys, tag: h.tag}
+				p := parts[k]
+				if p == nil {
+					p = &partial{buf: make([]byte, h.total)}
+				}
+				if h.chunk > len(p.buf)-p.off {
+					err = fmt.Errorf("frame overruns its message (%d+%d > %d)", p.off, h.chunk, len(p.buf))
+					break
+				}
+				if _, err = io.ReadFull(c, p.buf[p.off:p.off+h.chunk]); err != nil {
+					break
+				}
+				p.off += h.chunk
+				if p.off == len(p.buf) {
+					delete(parts, k)
+					t.box.put(peer, k, p.buf)
+				} else {
+					parts[k] = p
+				}
+			case frameHeartbeat:
+			case frameBye:
+				// Close our side at once: the peer drains until we do.
+				t.markBye(peer)
+				c.Close()
+				return
+			case frameLost:
+				b := make([]byte, h.chunk)
+				if _, err = io.ReadFull(c, b); err != nil {
+					break
+				}
+				if ps, perr := decodeParts(b); perr == nil && len(ps) == 3 && len(ps[0]) == 4 {
+					r := int(binary.LittleEndian.Uint32(ps[0]))
+					if r >= 0 && r < t.cfg.size {
+						t.setHost(r, string(ps[1]))
+						t.lost(r, string(ps[2]), false)
+					}
+				}
+			default:
+				err = fmt.Errorf("unknown frame type %d", h.typ)
+			}
+		}
+		if err != nil {
+			if t.isClosing() || t.box.failed() != nil {
+				return
+			}
+			if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+				t.lost(peer, "connection closed without goodbye (process died)", true)
+			} else {
+				t.lost(peer, fmt.Sprintf("connection failed: %v", err), true)
+			}
+			return
+		}
+	}
+}
+
+func (t *tcpTransport) markBye(peer int) {
+	t.mu.Lock()
+	if oc := t.out[peer]; oc != nil {
+		oc.bye.Store(true)
+	}
+	t.mu.Unlock()
+	if peer == (t.cfg.rank-1+t.cfg.size)%t.cfg.size {
+		t.predBye.Store(true)
+	}
+	t.box.peerGone(peer, fmt.Errorf("rank %d on %s closed its communicator: %w", peer, t.host(peer), ErrClosed))
+}
+
+// ---- failure detection ----
+
+func (t *tcpTransport) heartbeatEvery() time.Duration { return t.cfg.timeout / 5 }
+
+// heartbeat sends a frame to the ring successor every timeout/5 until
+// close. Stop: t.done.
+func (t *tcpTransport) heartbeat() {
+	defer t.wg.Done()
+	succ := (t.cfg.rank + 1) % t.cfg.size
+	tick := time.NewTicker(t.heartbeatEvery())
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-t.box.failCh:
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.timeout)
+		oc, err := t.conn(ctx, succ)
+		cancel()
+		if err != nil {
+			continue // send reports it; the successor's own watcher covers it
+		}
+		if oc.bye.Load() {
+			return
+		}
+		if err := oc.writeFrame(header{typ: frameHeartbeat}, nil); err != nil && !oc.bye.Load() {
+			t.writeFailed(succ, oc, err)
+		}
+	}
+}
+
+// watch declares the ring predecessor lost when nothing came from it for
+// the timeout (less one check period, so detection stays within the bound).
+// Stop: t.done.
+func (t *tcpTransport) watch() {
+	defer t.wg.Done()
+	pred := (t.cfg.rank - 1 + t.cfg.size) % t.cfg.size
+	period := t.cfg.timeout / 20
+	silence := t.cfg.timeout - period
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-t.box.failCh:
+			return
+		case <-tick.C:
+		}
+		if !t.predArmed.Load() || t.predBye.Load() {
+			continue
+		}
+		quiet := time.Since(time.Unix(0, t.predSeen.Load()))
+		if quiet > silence {
+			t.lost(pred, fmt.Sprintf("no heartbeat for %.1fs", quiet.Seconds()), true)
+			return
+		}
+	}
+}
+
+// lost records the loss of world rank r (first call wins), breaks every
+// blocking call, forwards the notice so every rank learns it within
+// O(log P) hops, and runs the policy.
+func (t *tcpTransport) lost(r int, reason string, detected bool) {
+	if t.isClosing() {
+		return
+	}
+	t.lostOnce.Do(func() {
+		e := &PeerLostError{Rank: r, Host: t.host(r), Reason: reason}
+		if detected {
+			e.Reason = fmt.Sprintf("%s (noticed by rank %d on %s)", reason, t.cfg.rank, t.cfg.host)
+		}
+		t.box.setFail(e)
+		// Not in t.wg: the policy may Close the communicator. It ends
+		// after the forwards (bounded by the timeout) and the policy.
+		go func() {
+			t.forwardLost(e)
+			if t.cfg.onLost != nil {
+				t.cfg.onLost(e, detected)
+			}
+		}()
+	})
+}
+
+// forwardLost sends the notice to ranks me+1, me+2, me+4, ... (mod P),
+// skipping the lost rank; each rank forwards it once, so it reaches every
+// survivor in O(log P) hops even past further dead ranks. Bounded by the
+// timeout.
+func (t *tcpTransport) forwardLost(e *PeerLostError) {
+	p := t.cfg.size
+	payload := encodeParts([][]byte{u32(e.Rank), []byte(e.Host), []byte(e.Reason)})
+	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for d := 1; d < p; d *= 2 {
+		dst := (t.cfg.rank + d) % p
+		if dst == e.Rank {
+			continue
+		}
+		wg.Go(func() {
+			t.mu.Lock()
+			oc := t.out[dst]
+			t.mu.Unlock()
+			if oc == nil {
+				c, err := t.dial(ctx, dst)
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				oc = &outConn{c: c}
+			} else {
+				select {
+				case <-oc.ready:
+				case <-ctx.Done():
+					return
+				}
+				if oc.c == nil {
+					return
+				}
+			}
+			done := make(chan struct{})
+			go func() {
+				oc.writeFrame(header{typ: frameLost}, payload)
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// close says goodbye on every connection, waits (briefly) for the peers
+// to hang up so no goodbye is lost to a reset, and releases everything.
+func (t *tcpTransport) close() error {
+	t.mu.Lock()
+	if t.closing {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closing = true
+	type wconn struct {
+		c   net.Conn
+		wmu *sync.Mutex
+	}
+	var conns []wconn
+	for _, oc := range t.out {
+		select {
+		case <-oc.ready:
+			if oc.c != nil {
+				conns = append(conns, wconn{oc.c, &oc.wmu})
+			}
+		default:
+		}
+	}
+	for c := range t.in {
+		conns = append(conns, wconn{c, nil})
+	}
+	t.mu.Unlock()
+	err := t.cfg.ln.Close()
+	close(t.done)
+	t.box.setFail(fmt.Errorf("rank %d: %w", t.cfg.rank, ErrClosed))
+	var wg sync.WaitGroup
+	for _, w := range conns {
+		wg.Go(func() {
+			var hb [hdrSize]byte
+			header{typ: frameBye}.put(hb[:])
+			w.c.SetWriteDeadline(time.Now().Add(t.cfg.timeout))
+			if w.wmu != nil {
+				w.wmu.Lock()
+			}
+			w.c.Write(hb[:])
+			if tc, ok := w.c.(*net.TCPConn); ok {
+				tc.CloseWrite()
+			}
+			if w.wmu != nil {
+				w.wmu.Unlock()
+			}
+			// The reader drains until the peer hangs up or this deadline.
+			w.c.SetReadDeadline(time.Now().Add(min(t.cfg.timeout, time.Second)))
+		})
+	}
+	wg.Wait()
+	t.wg.Wait()
+	for _, w := range conns {
+		w.c.Close()
+	}
+	return err
+}
+
+// startTCP brings up the world communicator over TCP: it starts the
+// transport, learns every rank's node with one Allgather (which also proves
+// every rank is up) and then arms failure detection.
+func startTCP(ctx context.Context, cfg tcpConfig) (*group, *tcpTransport, error) {
+	t := newTCP(cfg)
+	g := newWorld(t)
+	hosts, err := g.Allgather(ctx, []byte(cfg.host))
+	if err != nil {
+		t.close()
+		return nil, nil, fmt.Errorf("comm: start-up of rank %d of %d on %s: %w", cfg.rank, cfg.size, cfg.host, err)
+	}
+	for r, h := range hosts {
+		t.setHost(r, string(h))
+	}
+	t.armWatch()
+	return g, t, nil
+}

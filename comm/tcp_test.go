@@ -1,0 +1,132 @@
+package comm
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// tcpWorld starts len(hosts) TCP ranks in this process on loopback.
+func tcpWorld(t testing.TB, hosts []string, timeout time.Duration, onLost func(*PeerLostError, bool)) []Comm {
+	t.Helper()
+	p := len(hosts)
+	lns := make([]net.Listener, p)
+	addrs := make([]string, p)
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[i], addrs[i] = ln, ln.Addr().String()
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	lookup := func(ctx context.Context, r int) (string, string, error) { return addrs[r], hosts[r], nil }
+	comms := make([]Comm, p)
+	errs := make([]error, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for r := range p {
+		wg.Go(func() {
+			g, _, err := startTCP(ctx, tcpConfig{rank: r, size: p, host: hosts[r], secret: secret, ln: lns[r],
+				lookup: lookup, timeout: timeout, onLost: onLost})
+			comms[r], errs[r] = g, err
+		})
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	return comms
+}
+
+func TestTCP(t *testing.T) {
+	suite(t, func(t *testing.T, hosts []string) []Comm { return tcpWorld(t, hosts, 10*time.Second, nil) }) // detection is tested apart; a loaded machine (-race) must not trip it here
+}
+
+// A connection that does not know the job's secret is refused.
+func TestTCPRefusesForeign(t *testing.T) {
+	comms := tcpWorld(t, hostsN(2, 1), 3*time.Second, nil)
+	defer closeAll(comms)
+	tr := comms[0].(*group).t.(*tcpTransport)
+	foreign := &tcpTransport{hosts: make([]string, 2), cfg: tcpConfig{rank: 1, size: 2, secret: []byte("wrong"), timeout: time.Second,
+		lookup: func(ctx context.Context, r int) (string, string, error) { return tr.cfg.ln.Addr().String(), "x", nil }}}
+	_, err := foreign.dial(context.Background(), 0)
+	if err == nil {
+		t.Fatal("a dial with the wrong secret succeeded")
+	}
+	t.Log(err)
+	// The world still works.
+	mustAll(t, runRanks(t, comms, func(ctx context.Context, c Comm) error { return c.Barrier(ctx) }))
+}
+
+// Closing a TCP rank while the peer has a connection to it gives ErrClosed,
+// not a lost peer.
+func TestTCPCloseIsNotLoss(t *testing.T) {
+	var lost []*PeerLostError
+	var mu sync.Mutex
+	comms := tcpWorld(t, hostsN(3, 1), time.Second, func(e *PeerLostError, _ bool) {
+		mu.Lock()
+		lost = append(lost, e)
+		mu.Unlock()
+	})
+	defer closeAll(comms)
+	mustAll(t, runRanks(t, comms, func(ctx context.Context, c Comm) error { return c.Barrier(ctx) }))
+	comms[1].Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := comms[2].Recv(ctx, 1, 0)
+	if !errors.Is(err, ErrClosed) {
+		t.Fatalf("recv from closed rank: %v", err)
+	}
+	// Longer than the detection bound: nobody may call it a loss.
+	time.Sleep(1500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lost) != 0 {
+		t.Fatalf("clean close reported as loss: %v", lost[0])
+	}
+}
+
+func TestTCPLargeMessage(t *testing.T) {
+	comms := tcpWorld(t, hostsN(2, 1), 3*time.Second, nil)
+	defer closeAll(comms)
+	big := payload(0, 1, 0, 0, 5*chunkSize+123)
+	mustAll(t, runRanks(t, comms, func(ctx context.Context, c Comm) error {
+		if c.Rank() == 0 {
+			// Two communicators' large messages interleave on one connection.
+			sub, err := c.Split(ctx, 0, 0)
+			if err != nil {
+				return err
+			}
+			var wg sync.WaitGroup
+			var e1 error
+			wg.Go(func() { e1 = sub.Send(ctx, 1, 7, big) })
+			e2 := c.Send(ctx, 1, 7, big)
+			wg.Wait()
+			return errors.Join(e1, e2)
+		}
+		sub, err := c.Split(ctx, 0, 0)
+		if err != nil {
+			return err
+		}
+		for _, cc := range []Comm{c, sub} {
+			b, err := cc.Recv(ctx, 0, 7)
+			if err != nil {
+				return err
+			}
+			if string(b) != string(big) {
+				return fmt.Errorf("large message corrupted (%d bytes)", len(b))
+			}
+		}
+		return nil
+	}))
+}
