@@ -11,8 +11,8 @@
 //     "down" means the resource manager knows the node is down (DownNodes
 //     reports it, with the file's first line as the reason); "poweroff"
 //     means the node vanished silently: the resource manager does not know,
-//     Ping blocks until its context ends and remote commands hang until
-//     their timeout, as with a real powered-off node.
+//     Ping fails after one second (like ping -W1) and remote commands hang
+//     until their timeout, as with a real powered-off node.
 //   - end time: SCR_END_TIME (Unix seconds) if set, else -1 (no limit).
 package local
 
@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/scr-go/scr/internal/hostlist"
 	"github.com/scr-go/scr/internal/remote"
@@ -145,14 +146,25 @@ func (m *Manager) EndTime(ctx context.Context) (int64, error) {
 	return v, nil
 }
 
-// Ping implements rm.Pinger: a powered-off node never answers.
+// PingWait is how long Ping waits for a powered-off node before failing,
+// like `ping -c1 -W1`.
+const PingWait = time.Second
+
+// Ping implements rm.Pinger: a powered-off node never answers, and Ping
+// gives up after PingWait or when ctx ends.
 func (m *Manager) Ping(ctx context.Context, node string) error {
 	if m.root == "" {
 		return nil
 	}
 	if exists(m.marker(node, PowerOffFile)) {
-		<-ctx.Done()
-		return fmt.Errorf("local: node %s: no answer (%w)", node, context.Cause(ctx))
+		t := time.NewTimer(PingWait)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("local: node %s: no answer (%w)", node, context.Cause(ctx))
+		case <-t.C:
+			return fmt.Errorf("local: node %s: no answer within %v", node, PingWait)
+		}
 	}
 	if !exists(filepath.Join(m.root, node)) {
 		return fmt.Errorf("local: node %s: no such node (no %s)", node, filepath.Join(m.root, node))

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/rm/local"
+)
+
+// The test binary is also the remote storage check: run() handles
+// --check-storage first, as the real command does.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "--check-storage" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// cluster sets up a local cluster of n nodes and points the environment at it.
+func cluster(t *testing.T, n int) string {
+	root := t.TempDir()
+	for i := 1; i <= n; i++ {
+		if err := os.MkdirAll(filepath.Join(root, fmt.Sprintf("n%d", i), "shm"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"SLURM_JOB_ID", "SLURM_JOBID", "FLUX_URI", "LSB_JOBID", "SCR_RESOURCE_MANAGER", "SCR_EXCLUDE_NODES", "SCR_NODE_TESTS"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	t.Setenv("SCR_NODELIST", fmt.Sprintf("n[1-%d]", n))
+	t.Setenv("SCR_LOCAL_ROOT", root)
+	t.Setenv("SCR_PREFIX", filepath.Join(root, "prefix"))
+	return root
+}
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestNoneDown(t *testing.T) {
+	cluster(t, 3)
+	code, out, errs := runCmd()
+	if code != exitNoneDown || out != "\n" {
+		t.Fatalf("exit %d, out %q, stderr %q", code, out, errs)
+	}
+}
+
+func TestSomeDown(t *testing.T) {
+	root := cluster(t, 6)
+	os.WriteFile(filepath.Join(root, "n2", local.PowerOffFile), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "n3", local.DownFile), []byte("psu\n"), 0o644)
+	t.Setenv("SCR_EXCLUDE_NODES", "n5,n99")
+	start := time.Now()
+	code, out, errs := runCmd("--reason", "-d", "n6", "--log", "-s", "30")
+	t.Logf("6 nodes, one powered off: %v", time.Since(start))
+	want := "n2: Failed to ping\nn3: Reported down by resource manager (local: psu)\nn5: User excluded via SCR_EXCLUDE_NODES\nn6: Specified as down\n"
+	if code != exitSomeDown || out != want {
+		t.Fatalf("exit %d\nout %q\nwant %q\nstderr %q", code, out, want, errs)
+	}
+	evs, err := prefix.ReadTimeline(filepath.Join(root, "prefix"))
+	if err != nil || len(evs) != 4 {
+		t.Fatalf("timeline: %v, %d events", err, len(evs))
+	}
+	if evs[0].Event != "node_down" || evs[0].Fields["node"] != "n2" || evs[0].Fields["reason"] != "Failed to ping" || evs[0].Fields["secs"] != "30" {
+		t.Errorf("event %+v", evs[0])
+	}
+	code, out, _ = runCmd("-d", "n6")
+	if code != exitSomeDown || out != "n[2-3,5-6]\n" {
+		t.Errorf("plain: exit %d out %q", code, out)
+	}
+}
+
+func TestStorageFailureShowsNodeOutput(t *testing.T) {
+	root := cluster(t, 2)
+	// n2's storage is a file, not a directory: the remote check fails.
+	shm := filepath.Join(root, "n2", "shm")
+	os.RemoveAll(shm)
+	os.WriteFile(shm, nil, 0o644)
+	t.Setenv("SCR_NODE_TESTS", "echo,dir_capacity")
+	code, out, errs := runCmd("-r")
+	if code != exitSomeDown || !strings.HasPrefix(out, "n2: scr_check_node: FAIL: cntl directory "+shm) {
+		t.Fatalf("exit %d out %q stderr %q", code, out, errs)
+	}
+}
+
+func TestJSON(t *testing.T) {
+	root := cluster(t, 4)
+	os.WriteFile(filepath.Join(root, "n4", local.DownFile), nil, 0o644)
+	code, out, _ := runCmd("--json", "n[1-4]")
+	var j struct {
+		Nodes, Down string
+		RM          string `json:"resource_manager"`
+		Reasons     []struct{ Node, Reason string }
+		ExitCode    int `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(out), &j); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if code != exitSomeDown || j.ExitCode != 1 || len(j.Reasons) != 1 || j.Reasons[0].Node != "n4" || j.Reasons[0].Reason != "Reported down by resource manager (local: marked down)" {
+		t.Fatalf("exit %d json %s", code, out)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	cluster(t, 2)
+	if code, _, _ := runCmd("--nope"); code != exitUsage {
+		t.Errorf("bad flag: exit %d", code)
+	}
+	if code, _, _ := runCmd("n[1-"); code != exitUsage {
+		t.Errorf("bad host list: exit %d", code)
+	}
+	t.Setenv("SCR_NODE_TESTS", "ping,bogus")
+	if code, _, _ := runCmd(); code != exitUsage {
+		t.Errorf("bad SCR_NODE_TESTS: exit %d", code)
+	}
+	os.Unsetenv("SCR_NODELIST")
+	os.Unsetenv("SCR_NODE_TESTS")
+	if code, _, errs := runCmd(); code != exitNoCheck || !strings.Contains(errs, "no nodes to check") {
+		t.Errorf("outside an allocation: exit %d, %q", code, errs)
+	}
+	if code, out, _ := runCmd("--help"); code != 0 || !strings.Contains(out, "EXIT STATUS") {
+		t.Errorf("--help: exit %d", code)
+	}
+}
