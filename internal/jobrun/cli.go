@@ -7,12 +7,15 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/scr-go/scr/internal/config"
 	"github.com/scr-go/scr/internal/hostlist"
 	"github.com/scr-go/scr/internal/launch"
+	"github.com/scr-go/scr/internal/nodecheck"
 	"github.com/scr-go/scr/internal/prefix"
 	"github.com/scr-go/scr/internal/rm"
 	_ "github.com/scr-go/scr/internal/rm/all" // every resource manager
@@ -39,9 +42,10 @@ type CmdOptions struct {
 	Env      Env
 	Stdout   io.Writer // the application's output
 	Stderr   io.Writer // the application's errors and scr_run's phase lines
-	// Down overrides the node checks (tests); nil = BasicDownLister (or
-	// nodecheck, once wired).
-	Down DownLister
+	// Down and WatchDown override the node checks (tests); nil = the full
+	// nodecheck decision before a launch, ping + resource manager while a
+	// step runs.
+	Down, WatchDown DownLister
 	// Copier for postrun; nil: scavenge reports ErrNoCopier if a dataset
 	// needs a copy.
 	Copier Copier
@@ -132,7 +136,20 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 				return res, fmt.Errorf("SCR_EXCLUDE_NODES=%q: %w", v, err)
 			}
 		}
-		down = BasicDownLister{Manager: mgr, Exclude: excl}
+		checks, err := nodeTests(cfg)
+		if err != nil {
+			return res, err
+		}
+		full := nodecheck.Options{Checks: checks}
+		if self := siblingCommand("scr_list_down_nodes"); self != "" && slices.Contains(checks, nodecheck.CheckDirCapacity) {
+			full.StorageArgv = append([]string{self}, nodecheck.StorageArgs(nil, false)...)
+		}
+		down = NodecheckLister{Manager: mgr, Exclude: excl, Options: full}
+		if o.WatchDown == nil {
+			// While a step runs: the resource manager and ping only,
+			// every SCR_WATCH_INTERVAL, on the step's nodes.
+			o.WatchDown = NodecheckLister{Manager: mgr, Exclude: excl, Options: nodecheck.Options{Checks: []string{nodecheck.CheckPing}}}
+		}
 	}
 	var end time.Time
 	if e, err := mgr.EndTime(ctx); err == nil && e > 0 {
@@ -150,7 +167,7 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 	env = append(env, "SCR_END_TIME="+endStr)
 	opts := Options{
 		Prefix: p, JobID: mgr.JobID(), Nodes: nodes, Adapter: adapter, Args: o.Args, Launcher: o.Launcher,
-		Env: env, Stdout: o.Stdout, Stderr: o.Stderr, Log: o.Stderr, Down: down,
+		Env: env, Stdout: o.Stdout, Stderr: o.Stderr, Log: o.Stderr, Down: down, WatchDown: o.WatchDown,
 		Halt: PrefixHalter{Prefix: p, End: end, HaltSeconds: ints["SCR_HALT_SECONDS"]},
 		Runs: runs, MinNodes: int(ints["SCR_MIN_NODES"]), LaunchTimeout: launchTimeout,
 		WatchInterval: durs["SCR_WATCH_INTERVAL"], Watchdog: wd,
@@ -303,4 +320,38 @@ func ShouldExitCmd(ctx context.Context, o ShouldExitCmdOptions) (Verdict, error)
 		last = n.Nodes
 	}
 	return ShouldExit(ctx, ShouldExitOptions{Halter: halter, Nodes: nodes, Down: down, MinNodes: min, Runs: o.Runs, LastNodes: last})
+}
+
+// nodeTests reads SCR_NODE_TESTS (comma or space separated); unset = SCR's
+// default list.
+func nodeTests(cfg *config.Config) ([]string, error) {
+	v, err := cfg.String("SCR_NODE_TESTS")
+	if err != nil || strings.TrimSpace(v) == "" {
+		return nodecheck.DefaultChecks, err
+	}
+	var out []string
+	for _, c := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' }) {
+		switch c {
+		case nodecheck.CheckPing, nodecheck.CheckEcho, nodecheck.CheckDirCapacity:
+			out = append(out, c)
+		default:
+			return nil, &config.ParamError{Name: "SCR_NODE_TESTS", Value: v, Reason: "unknown test " + c + " (known: ping, echo, dir_capacity)"}
+		}
+	}
+	return out, nil
+}
+
+// siblingCommand finds a scr-go command next to the running one, else in
+// PATH; "" if neither.
+func siblingCommand(name string) string {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	return ""
 }

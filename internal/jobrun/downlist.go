@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scr-go/scr/internal/nodecheck"
 	"github.com/scr-go/scr/internal/remote"
 	"github.com/scr-go/scr/internal/rm"
 )
@@ -79,4 +80,33 @@ func (b BasicDownLister) DownNodes(ctx context.Context, nodes []string, sticky m
 	// The manager's error is returned with the list: the other checks
 	// still count, and the caller says that the manager did not answer.
 	return out, rmErr
+}
+
+// NodecheckLister is the full down-node decision of internal/nodecheck
+// (resource manager, SCR_EXCLUDE_NODES, ping, remote echo, storage) behind
+// the DownLister interface. Known down nodes are passed as "specified" and
+// keep their first reason.
+type NodecheckLister struct {
+	Manager rm.Manager
+	Exclude []string
+	Options nodecheck.Options
+}
+
+// DownNodes implements DownLister. A resource manager that did not answer
+// is returned as the error, with the list the other checks produced.
+func (l NodecheckLister) DownNodes(ctx context.Context, nodes []string, sticky map[string]string) (map[string]string, error) {
+	rep, err := nodecheck.Check(ctx, nodecheck.Request{
+		Nodes: nodes, Specified: sortedKeys(sticky), Excluded: l.Exclude, Manager: l.Manager, Options: l.Options,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(rep.Down)+len(sticky))
+	for n, why := range rep.Down {
+		out[n] = why
+	}
+	for n, why := range sticky {
+		out[n] = why
+	}
+	return out, rep.RMErr
 }

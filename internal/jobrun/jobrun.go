@@ -98,10 +98,14 @@ type Options struct {
 	Stdout, Stderr io.Writer // the step's output (default: discard)
 	Log            io.Writer // phase lines (default: discard); the command passes os.Stderr
 
-	Down  DownLister // required
-	Halt  Halter     // nil = never halt
-	Start Starter    // default StartReal
-	Run   launch.Runner
+	Down DownLister // required: the full check before each launch
+	// WatchDown checks the step's nodes while it runs, every
+	// WatchInterval; it should be light (ping and the resource manager).
+	// Default: Down.
+	WatchDown DownLister
+	Halt      Halter  // nil = never halt
+	Start     Starter // default StartReal
+	Run       launch.Runner
 
 	// Runs is SCR_RUNS: how many runs to make; < 0 = unlimited; 0 = 1.
 	Runs int
@@ -153,6 +157,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Launcher == "" {
 		o.Launcher = o.Adapter.Name()
+	}
+	if o.WatchDown == nil {
+		o.WatchDown = o.Down
 	}
 	if o.Env == nil {
 		o.Env = os.Environ()
@@ -242,7 +249,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			loopErr = err
 			break
 		}
-		r.checkNodes(ctx, o.Nodes, res.Attempts)
+		r.checkNodes(ctx, o.Down, o.Nodes, res.Attempts)
 		halt := r.checkHalt(ctx)
 		last := 0
 		if o.LastNodes != nil {
@@ -344,8 +351,8 @@ func excludeText(ex []string) string {
 
 // checkNodes asks the lister about nodes and makes new failures sticky,
 // logging each. It returns the newly down nodes among nodes.
-func (r *runner) checkNodes(ctx context.Context, nodes []string, run int) map[string]string {
-	down, err := r.o.Down.DownNodes(ctx, nodes, r.stickyCopy())
+func (r *runner) checkNodes(ctx context.Context, lister DownLister, nodes []string, run int) map[string]string {
+	down, err := lister.DownNodes(ctx, nodes, r.stickyCopy())
 	if err != nil && ctx.Err() == nil {
 		r.logf(run, "", nil, "warning: node check incomplete: %v", err)
 	}

@@ -142,9 +142,10 @@ func (w *watch) loop(ctx context.Context) attemptOutcome {
 			if !checking && !killed {
 				checking = true
 				checks.Add(1)
+				nodes := stepNodes
 				go func() {
 					defer checks.Done()
-					checkDone <- w.r.checkNodes(checkCtx, stepNodes, w.run)
+					checkDone <- w.r.checkNodes(checkCtx, o.WatchDown, nodes, w.run)
 				}()
 			}
 		case fresh := <-checkDone:
