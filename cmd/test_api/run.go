@@ -223,6 +223,18 @@ func Run(ctx context.Context, c comm.Comm, o Options, out io.Writer) error {
 			return err
 		}
 		say("Completed checkpoint %d: %.6f secs, %d bytes, %.0f bytes/sec", step, maxSecs, total[0], float64(total[0])/math.Max(maxSecs, 1e-9))
+		if h != nil {
+			// As SCR's docs advise after every checkpoint: stop when a
+			// halt condition holds (scr_halt, time limit, checkpoints left).
+			exit, reason, err := h.ShouldExit(ctx)
+			if err != nil {
+				return fmt.Errorf("%d: failed calling SCR_Should_exit: %w", rank, err)
+			}
+			if exit {
+				say("Halting: %s", reason)
+				break
+			}
+		}
 		if o.Seconds > 0 && i < o.Times {
 			say("Sleeping for %v...", o.Seconds)
 			t := time.NewTimer(o.Seconds)
