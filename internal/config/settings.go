@@ -61,7 +61,7 @@ type Settings struct {
 	Watchdog           bool          // SCR_WATCHDOG (0)
 	WatchdogTimeout    time.Duration // SCR_WATCHDOG_TIMEOUT
 	WatchdogTimeoutPFS time.Duration // SCR_WATCHDOG_TIMEOUT_PFS
-	LaunchTimeout      time.Duration // SCR_LAUNCH_TIMEOUT (60 s): wait for a launched run to report in
+	LaunchTimeout      time.Duration // SCR_LAUNCH_TIMEOUT (60 s): wait for a launched run to report in; 0 = do not wait
 	WatchInterval      time.Duration // SCR_WATCH_INTERVAL (2 s): node checks while a step runs
 	CommTimeout        time.Duration // SCR_COMM_TIMEOUT (3 s): silence before a peer is lost
 
@@ -352,8 +352,8 @@ func (s *Settings) Validate() error {
 	if s.WatchdogTimeoutPFS < 0 {
 		bad("SCR_WATCHDOG_TIMEOUT_PFS", s.WatchdogTimeoutPFS, "must not be negative")
 	}
-	if s.LaunchTimeout <= 0 {
-		bad("SCR_LAUNCH_TIMEOUT", s.LaunchTimeout, "must be positive")
+	if s.LaunchTimeout < 0 {
+		bad("SCR_LAUNCH_TIMEOUT", s.LaunchTimeout, "must be 0 (do not wait for the ranks to report in) or positive")
 	}
 	if s.WatchInterval <= 0 {
 		bad("SCR_WATCH_INTERVAL", s.WatchInterval, "must be positive")
