@@ -20,13 +20,13 @@ import (
 // world is a simulated job: ranks as goroutines over comm.NewLocal, one
 // directory per node, each rank's dataset files in <root>/<host>/rank.<r>.
 type world struct {
-	t     *testing.T
+	t     testing.TB
 	root  string
 	hosts []string
 	sets  []Set
 }
 
-func newWorld(t *testing.T, hosts []string, setSize int) *world {
+func newWorld(t testing.TB, hosts []string, setSize int) *world {
 	sets, err := Sets(hosts, setSize)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ func (w *world) run(f func(ctx context.Context, g *Group) error) []error {
 	return errs
 }
 
-func noErrs(t *testing.T, what string, errs []error) {
+func noErrs(t testing.TB, what string, errs []error) {
 	t.Helper()
 	for r, err := range errs {
 		if err != nil {
@@ -163,7 +163,7 @@ func (w *world) restore(m map[string]fileState) {
 	}
 }
 
-func diffSnap(t *testing.T, what string, got, want map[string]fileState) {
+func diffSnap(t testing.TB, what string, got, want map[string]fileState) {
 	t.Helper()
 	for rel, f := range want {
 		g, ok := got[rel]

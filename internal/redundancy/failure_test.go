@@ -1,0 +1,172 @@
+package redundancy
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scr-go/scr/comm"
+)
+
+// TestEncodeLocalFailureAgreed: one rank cannot read its files. Every rank
+// returns an *EncodeError naming it (nobody waits forever), and no rank's
+// state says encoded, so a later Rebuild refuses the dataset.
+func TestEncodeLocalFailureAgreed(t *testing.T) {
+	w := newWorld(t, nodes(4, 1), 8)
+	files := w.writeData(sizes(5000, 10), 1)
+	files[2] = append(files[2], FileInfo{Name: "ckpt/never-written", Size: 100})
+	errs := w.run(func(ctx context.Context, g *Group) error {
+		return Encode(ctx, g, Scheme{Type: XOR, BufSize: 1000}, files[g.World.Rank()], w.dir(g.World.Rank()))
+	})
+	for r, err := range errs {
+		var ee *EncodeError
+		if !errors.As(err, &ee) || ee.Failed != 1 || ee.First != 2 {
+			t.Fatalf("rank %d: got %v, want *EncodeError for rank 2", r, err)
+		}
+		if (ee.Err != nil) != (r == 2) {
+			t.Fatalf("rank %d: own cause %v", r, ee.Err)
+		}
+		if s := State(w.dir(r)); s != stateEncoding {
+			t.Fatalf("rank %d: state %q after a failed encode", r, s)
+		}
+	}
+	if !strings.Contains(errs[2].Error(), "never-written") {
+		t.Fatalf("rank 2's error does not name the file: %v", errs[2])
+	}
+	w.checkUnrecoverable(Scheme{Type: XOR, BufSize: 1000}, "after failed encode", map[int]bool{0: true, 1: true, 2: true, 3: true})
+}
+
+// TestPeerLostDuringEncodeAndRebuild: a rank dies; the others return an
+// error wrapping comm.ErrPeerLost instead of hanging.
+func TestPeerLostDuringEncodeAndRebuild(t *testing.T) {
+	for _, op := range []string{"encode", "rebuild"} {
+		t.Run(op, func(t *testing.T) {
+			w := newWorld(t, nodes(4, 1), 8)
+			files := w.writeData(sizes(300000, 7), 2)
+			s := Scheme{Type: RS, Failures: 2, BufSize: 4096}
+			if op == "rebuild" {
+				noErrs(t, "encode", w.run(func(ctx context.Context, g *Group) error {
+					return Encode(ctx, g, s, files[g.World.Rank()], w.dir(g.World.Rank()))
+				}))
+				w.erase(1, eraseNode, nil)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			lg := comm.NewLocalGroup(w.hosts)
+			comms := lg.Comms()
+			errs := make([]error, len(comms))
+			var wg sync.WaitGroup
+			joined := make(chan struct{}, len(comms))
+			for r, c := range comms {
+				wg.Go(func() {
+					g, err := Join(ctx, c, w.sets)
+					joined <- struct{}{}
+					if err != nil {
+						errs[r] = err
+						return
+					}
+					if r == 3 {
+						return // dies below
+					}
+					if op == "encode" {
+						errs[r] = Encode(ctx, g, s, files[r], w.dir(r))
+					} else {
+						_, errs[r] = Rebuild(ctx, g, s, w.dir(r))
+					}
+				})
+			}
+			for range comms {
+				<-joined
+			}
+			lg.Kill(3, "test: node powered off")
+			wg.Wait()
+			if ctx.Err() != nil {
+				t.Fatal("ranks waited for the dead rank until the deadline")
+			}
+			for r := range 3 {
+				if !errors.Is(errs[r], comm.ErrPeerLost) {
+					t.Fatalf("rank %d: got %v, want an error wrapping ErrPeerLost", r, errs[r])
+				}
+				if op == "encode" && State(w.dir(r)) == stateEncoded {
+					t.Fatalf("rank %d: state encoded although the encode failed", r)
+				}
+			}
+		})
+	}
+}
+
+// TestSchemeRefusesSmallSets: XOR/PARTNER need 2 members, RS more than k.
+func TestSchemeRefusesSmallSets(t *testing.T) {
+	for _, c := range []struct {
+		s  Scheme
+		n  int
+		ok bool
+	}{
+		{Scheme{Type: Single}, 1, true},
+		{Scheme{Type: XOR}, 1, false},
+		{Scheme{Type: XOR}, 2, true},
+		{Scheme{Type: Partner}, 1, false},
+		{Scheme{Type: RS}, 2, false},
+		{Scheme{Type: RS}, 3, true},
+		{Scheme{Type: RS, Failures: 3}, 3, false},
+		{Scheme{Type: RS, Failures: -1}, 3, false},
+		{Scheme{Type: RS, Failures: 1}, 256, false},
+		{Scheme{Type: Type(9)}, 4, false},
+	} {
+		if err := c.s.Check(c.n); (err == nil) != c.ok {
+			t.Errorf("%+v on %d members: %v", c.s, c.n, err)
+		}
+	}
+	// One node: every set has one member; XOR refuses on every rank, at once.
+	w := newWorld(t, nodes(1, 3), 8)
+	files := w.writeData(sizes(10), 3)
+	for r, err := range w.run(func(ctx context.Context, g *Group) error {
+		return Encode(ctx, g, Scheme{Type: XOR}, files[g.World.Rank()], w.dir(g.World.Rank()))
+	}) {
+		if err == nil || !strings.Contains(err.Error(), "at least 2 members") {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	for _, s := range []string{"xor", "Partner", "SINGLE", "rs"} {
+		if _, err := ParseType(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ParseType("raid6"); err == nil {
+		t.Fatal("raid6 accepted")
+	}
+}
+
+// TestLayoutChangedIsNotTrusted: data encoded with one set layout is not
+// decoded with another (the ranks moved between sets): every rank gets the
+// typed error instead of garbage.
+func TestLayoutChangedIsNotTrusted(t *testing.T) {
+	w := newWorld(t, nodes(4, 1), 8)
+	files := w.writeData(sizes(1000, 3), 4)
+	s := Scheme{Type: XOR, BufSize: 128}
+	noErrs(t, "encode", w.run(func(ctx context.Context, g *Group) error {
+		return Encode(ctx, g, s, files[g.World.Rank()], w.dir(g.World.Rank()))
+	}))
+	w.sets = []Set{{ID: 0, Ranks: []int{0, 2}}, {ID: 1, Ranks: []int{1, 3}}}
+	w.checkUnrecoverable(s, "new layout", map[int]bool{0: true, 1: true, 2: true, 3: true})
+}
+
+// TestRSSparesForKNodes: RS with k=3 survives three whole nodes replaced by
+// empty spares in a set of 7, with large pieces of random sizes.
+func TestRSSparesForKNodes(t *testing.T) {
+	w := newWorld(t, nodes(7, 1), 8)
+	files := w.writeData(func(r int, rng *rand.Rand) []int { return []int{rng.IntN(200000), rng.IntN(3), 65536} }, 5)
+	s := Scheme{Type: RS, Failures: 3, BufSize: 1 << 14}
+	noErrs(t, "encode", w.run(func(ctx context.Context, g *Group) error {
+		return Encode(ctx, g, s, files[g.World.Rank()], w.dir(g.World.Rank()))
+	}))
+	good := w.snapshot()
+	for _, r := range []int{0, 3, 6} {
+		w.erase(r, eraseNode, nil)
+	}
+	w.checkRebuild(s, files, good, map[int]bool{0: true, 3: true, 6: true}, 3)
+}
