@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -164,41 +165,71 @@ func probeNode(ctx context.Context, node string, ping func(context.Context, stri
 	}
 	doEcho := opts.has(CheckEcho) && opts.Transport != nil
 	doStorage := opts.has(CheckDirCapacity) && opts.Transport != nil && len(opts.StorageArgv) > 0
-	var wg sync.WaitGroup
-	if doEcho {
-		wg.Add(1)
-		go func() { // ends with RunOne, bounded by EchoTimeout
-			defer wg.Done()
-			r := remote.RunOne(ctx, opts.Transport, node, []string{"echo", "UP"}, remote.Options{Timeout: opts.EchoTimeout})
-			switch {
-			case r.Err == nil && strings.Contains(string(r.Stdout), "UP"):
-				p.Echo = Outcome{Ran: true}
-			case r.Err != nil:
-				p.Echo = Outcome{Ran: true, Failed: true, Detail: shortErr(r)}
-			default:
-				p.Echo = Outcome{Ran: true, Failed: true, Detail: fmt.Sprintf("answered %q", strings.TrimSpace(string(r.Stdout)))}
+	switch {
+	case doEcho && doStorage:
+		// One remote command for both: it prints UP, then the storage
+		// result. Half the remote launches (srun steps, ssh sessions).
+		argv := append(append([]string(nil), opts.StorageArgv...), EchoArg)
+		timeout := max(opts.EchoTimeout, opts.StorageTimeout)
+		r := remote.RunOne(ctx, opts.Transport, node, argv, remote.Options{Timeout: timeout})
+		out := string(r.Stdout)
+		if first, _, _ := strings.Cut(strings.TrimSpace(out), "\n"); strings.TrimSpace(first) != "UP" {
+			if !cannotRun(r) {
+				p.Echo = echoFailure(r)
+				return p
 			}
-		}()
-	}
-	if doStorage {
-		wg.Add(1)
-		go func() { // ends with RunOne, bounded by StorageTimeout
-			defer wg.Done()
-			r := remote.RunOne(ctx, opts.Transport, node, opts.StorageArgv, remote.Options{Timeout: opts.StorageTimeout})
-			out := strings.TrimSpace(string(r.Stdout))
-			switch {
-			case strings.Contains(out, StoragePass):
-				p.Storage = Outcome{Ran: true}
-			case strings.HasPrefix(out, "scr_check_node: FAIL"):
-				line, _, _ := strings.Cut(out, "\n")
-				p.Storage = Outcome{Ran: true, Failed: true, Detail: line}
-			default:
-				p.Storage = Outcome{Ran: true, Failed: true, Detail: "scr_check_node: FAIL: no answer from the storage check: " + shortErr(r)}
+			// The node answers but has no storage-check program: say so,
+			// and let a plain echo judge reachability.
+			e := remote.RunOne(ctx, opts.Transport, node, []string{"echo", "UP"}, remote.Options{Timeout: opts.EchoTimeout})
+			if e.Err != nil || strings.TrimSpace(string(e.Stdout)) != "UP" {
+				p.Echo = echoFailure(e)
+				return p
 			}
-		}()
+			p.Echo = Outcome{Ran: true}
+			p.Storage = Outcome{Ran: true, Failed: true, Detail: fmt.Sprintf("scr_check_node: FAIL: cannot run %s on the node: %s", opts.StorageArgv[0], shortErr(r))}
+			return p
+		}
+		p.Echo = Outcome{Ran: true}
+		p.Storage = storageOutcome(r)
+	case doEcho:
+		r := remote.RunOne(ctx, opts.Transport, node, []string{"echo", "UP"}, remote.Options{Timeout: opts.EchoTimeout})
+		if r.Err == nil && strings.TrimSpace(string(r.Stdout)) == "UP" {
+			p.Echo = Outcome{Ran: true}
+		} else {
+			p.Echo = echoFailure(r)
+		}
+	case doStorage:
+		r := remote.RunOne(ctx, opts.Transport, node, opts.StorageArgv, remote.Options{Timeout: opts.StorageTimeout})
+		p.Storage = storageOutcome(r)
 	}
-	wg.Wait()
 	return p
+}
+
+// cannotRun reports whether a remote command failed because its program is
+// missing or not executable there (exec error, or a shell's 126/127).
+func cannotRun(r remote.Result) bool {
+	return errors.Is(r.Err, exec.ErrNotFound) || errors.Is(r.Err, os.ErrNotExist) ||
+		errors.Is(r.Err, os.ErrPermission) || r.ExitCode == 126 || r.ExitCode == 127
+}
+
+func echoFailure(r remote.Result) Outcome {
+	if r.Err != nil {
+		return Outcome{Ran: true, Failed: true, Detail: shortErr(r)}
+	}
+	return Outcome{Ran: true, Failed: true, Detail: fmt.Sprintf("answered %q", strings.TrimSpace(string(r.Stdout)))}
+}
+
+func storageOutcome(r remote.Result) Outcome {
+	for _, line := range strings.Split(string(r.Stdout), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == StoragePass:
+			return Outcome{Ran: true}
+		case strings.HasPrefix(line, "scr_check_node: FAIL"):
+			return Outcome{Ran: true, Failed: true, Detail: line}
+		}
+	}
+	return Outcome{Ran: true, Failed: true, Detail: "scr_check_node: FAIL: no answer from the storage check: " + shortErr(r)}
 }
 
 func shortErr(r remote.Result) string {

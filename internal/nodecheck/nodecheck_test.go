@@ -264,3 +264,16 @@ func TestPingUnavailableIsNotAFailure(t *testing.T) {
 		t.Fatalf("ping outcome %+v", p.Ping)
 	}
 }
+
+func TestStorageProgramMissingIsNotAnEchoFailure(t *testing.T) {
+	_, _, m := localCluster(t, 1)
+	tr, _ := m.Transport(context.Background())
+	p := probeNode(context.Background(), "n1", m.Ping,
+		Options{Transport: tr, StorageArgv: []string{"/nonexistent/scr_list_down_nodes", "--check-storage"}}.withDefaults())
+	if p.Echo.Failed || !p.Storage.Failed || !strings.Contains(p.Storage.Detail, "cannot run /nonexistent/scr_list_down_nodes") {
+		t.Fatalf("probe %+v", p)
+	}
+	if d := Decide(Inputs{Nodes: []string{"n1"}, Probes: map[string]Result{"n1": p}}); !strings.HasPrefix(d["n1"], "scr_check_node: FAIL: cannot run") {
+		t.Fatalf("decision %q", d)
+	}
+}

@@ -207,12 +207,30 @@ func ParseStorageArgs(args []string, getenv func(string) string) (dirs []Dir, fr
 	return dirs, free, nil
 }
 
+// EchoArg asks the remote storage check to print "UP" first, so one remote
+// command serves both the echo and the storage check.
+const EchoArg = "--echo"
+
 // RunStorageCheck is the whole remote side: parse args, check, and return
-// the one line to print and whether it passed.
+// the text to print ("UP" first with --echo, then the one result line) and
+// whether the check passed.
 func RunStorageCheck(args []string, getenv func(string) string, host string) (string, bool) {
-	dirs, free, err := ParseStorageArgs(args, getenv)
+	echo := false
+	rest := make([]string, 0, len(args))
+	for _, a := range args {
+		if a == EchoArg {
+			echo = true
+			continue
+		}
+		rest = append(rest, a)
+	}
+	dirs, free, err := ParseStorageArgs(rest, getenv)
 	if err == nil {
 		err = CheckStorage(dirs, free, host)
 	}
-	return StorageResult(err), err == nil
+	line := StorageResult(err)
+	if echo {
+		line = "UP\n" + line
+	}
+	return line, err == nil
 }
