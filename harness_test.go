@@ -72,6 +72,15 @@ func (j *job) envFor(node string, extra map[string]string) func(string) (string,
 // calls Init, fn, and returns each rank's error (Init's or fn's).
 func (j *job) run(hosts []string, extra map[string]string, fn func(ctx context.Context, h *Handle) error) []error {
 	j.t.Helper()
+	return j.runEnv(hosts, extra, fn)
+}
+
+// runB is run for benchmarks (no *testing.T).
+func (j *job) runB(hosts []string, fn func(ctx context.Context, h *Handle) error) []error {
+	return j.runEnv(hosts, nil, fn)
+}
+
+func (j *job) runEnv(hosts []string, extra map[string]string, fn func(ctx context.Context, h *Handle) error) []error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	comms := comm.NewLocal(hosts)

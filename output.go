@@ -430,7 +430,7 @@ func decide(name string, all [][]byte) verdict {
 
 // encode applies the dataset's redundancy scheme (collective).
 func (h *Handle) encode(ctx context.Context, ds cache.Dataset, dir string, files []string) error {
-	cd, err := codecFor(ds.Scheme)
+	cd, err := h.codecFor(ds.Scheme)
 	if err != nil {
 		return h.agree(ctx, "Complete: redundancy", err)
 	}

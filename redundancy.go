@@ -30,16 +30,16 @@ type codecSpec struct {
 // identical on every rank, when some set lost too much.
 type codec interface {
 	Encode(ctx context.Context, world comm.Comm, spec codecSpec, rankDir string, files []string) error
-	Rebuild(ctx context.Context, world comm.Comm, spec codecSpec, rankDir string, lost bool) error
+	Rebuild(ctx context.Context, world comm.Comm, spec codecSpec, rankDir string, lost bool) (sets int, err error)
 }
 
 // codecFor returns the codec of a scheme.
-func codecFor(scheme string) (codec, error) {
+func (h *Handle) codecFor(scheme string) (codec, error) {
 	switch scheme {
 	case "SINGLE":
 		return singleCodec{}, nil
 	}
-	return redundancyCodec(scheme)
+	return h.redundancyCodec(scheme)
 }
 
 // singleCodec keeps one copy: nothing to encode, and a dataset survives
@@ -50,15 +50,15 @@ func (singleCodec) Encode(context.Context, comm.Comm, codecSpec, string, []strin
 	return nil
 }
 
-func (singleCodec) Rebuild(ctx context.Context, world comm.Comm, spec codecSpec, _ string, lost bool) error {
+func (singleCodec) Rebuild(ctx context.Context, world comm.Comm, spec codecSpec, _ string, lost bool) (int, error) {
 	n, err := world.Allreduce(ctx, comm.OpSum, []int64{b2i(lost)})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if n[0] > 0 {
-		return fmt.Errorf("dataset %d: %d rank(s) lost their files and SINGLE keeps no redundancy: %w", spec.Dataset, n[0], ErrUnrecoverable)
+		return 0, fmt.Errorf("dataset %d: %d rank(s) lost their files and SINGLE keeps no redundancy: %w", spec.Dataset, n[0], ErrUnrecoverable)
 	}
-	return nil
+	return 0, nil
 }
 
 func b2i(b bool) int64 {

@@ -228,11 +228,11 @@ func (h *Handle) restore(ctx context.Context, ds cache.Dataset, reps []nodeRepor
 	if n[0] == 0 {
 		return "cache", nil
 	}
-	cd, err := codecFor(ds.Scheme)
+	cd, err := h.codecFor(ds.Scheme)
 	if err != nil {
 		return "", h.agree(ctx, "Init: redundancy", err)
 	}
-	rerr := cd.Rebuild(ctx, h.world, h.spec(ds), dir, lost)
+	sets, rerr := cd.Rebuild(ctx, h.world, h.spec(ds), dir, lost)
 	if rerr == nil && lost && !h.intact(ds, dir) {
 		rerr = fmt.Errorf("dataset %d: rank %d: rebuilt files do not match their metadata", ds.ID, h.rank)
 	}
@@ -240,7 +240,7 @@ func (h *Handle) restore(ctx context.Context, ds cache.Dataset, reps []nodeRepor
 		return "", err
 	}
 	if h.rank == 0 {
-		h.timeline("rebuilt", map[string]any{"dataset": ds.ID, "name": ds.Name, "sets": n[0], "seconds": time.Since(start).Seconds()})
+		h.timeline("rebuilt", map[string]any{"dataset": ds.ID, "name": ds.Name, "sets": sets, "ranks": n[0], "seconds": time.Since(start).Seconds()})
 	}
 	return "cache-rebuild", nil
 }
@@ -250,6 +250,9 @@ func (h *Handle) restore(ctx context.Context, ds cache.Dataset, reps []nodeRepor
 func (h *Handle) intact(ds cache.Dataset, dir string) bool {
 	fm, err := cache.ReadFilemap(dir)
 	if err != nil || fm.Rank != h.rank || fm.Dataset.ID != ds.ID {
+		return false
+	}
+	if ds.Scheme != "SINGLE" && !redundancyIntact(dir) {
 		return false
 	}
 	if ds.Bypass {

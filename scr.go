@@ -15,6 +15,7 @@ import (
 	"github.com/scr-go/scr/comm"
 	"github.com/scr-go/scr/internal/cache"
 	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/redundancy"
 )
 
 // Version is the library version.
@@ -72,7 +73,8 @@ type Handle struct {
 	loadSrc string
 	tried   int64 // fetch: the last prefix dataset tried (fetch next below it)
 
-	async *asyncFlush
+	async  *asyncFlush
+	groups map[int]*redundancy.Group // redundancy sets by set size, formed once
 
 	// Need_checkpoint policy state.
 	needCalls   int

@@ -1,0 +1,107 @@
+package scr
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/scr-go/scr/comm"
+	"github.com/scr-go/scr/internal/cache"
+	"github.com/scr-go/scr/internal/redundancy"
+)
+
+// redCodec runs internal/redundancy for PARTNER, XOR and RS.
+type redCodec struct {
+	h *Handle
+	t redundancy.Type
+}
+
+func (h *Handle) redundancyCodec(scheme string) (codec, error) {
+	t, err := redundancy.ParseType(scheme)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ErrConfig)
+	}
+	return redCodec{h: h, t: t}, nil
+}
+
+// group returns this rank's redundancy set for a set size, formed once per
+// run (collective the first time).
+func (h *Handle) group(ctx context.Context, size int) (*redundancy.Group, error) {
+	if g := h.groups[size]; g != nil {
+		return g, nil
+	}
+	hosts, err := h.world.Allgather(ctx, []byte(h.nodeName))
+	if err != nil {
+		return nil, err
+	}
+	groups := make([]string, len(hosts))
+	for i, b := range hosts {
+		groups[i] = string(b)
+	}
+	sets, err := redundancy.Sets(groups, size)
+	if err != nil {
+		return nil, err
+	}
+	g, err := redundancy.Join(ctx, h.world, sets)
+	if err != nil {
+		return nil, err
+	}
+	if h.groups == nil {
+		h.groups = map[int]*redundancy.Group{}
+	}
+	h.groups[size] = g
+	return g, nil
+}
+
+func (c redCodec) scheme(spec codecSpec) redundancy.Scheme {
+	return redundancy.Scheme{Type: c.t, Failures: spec.Failures, BufSize: spec.BufSize}
+}
+
+func (c redCodec) Encode(ctx context.Context, world comm.Comm, spec codecSpec, dir string, files []string) error {
+	g, err := c.h.group(ctx, spec.SetSize)
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = filepath.ToSlash(f)
+	}
+	infos, serr := redundancy.StatFiles(dir, names, false)
+	if serr == nil {
+		// Reuse the CRCs of the filemap instead of reading the files again.
+		if fm, err := cache.ReadFilemap(dir); err == nil {
+			crc := map[string]*uint32{}
+			for _, f := range fm.Files {
+				crc[filepath.ToSlash(f.Rel)] = f.CRC
+			}
+			for i := range infos {
+				infos[i].CRC32C = crc[infos[i].Name]
+			}
+		}
+	}
+	if serr != nil {
+		// Take part anyway with no files, so no peer waits; fail after.
+		infos = nil
+	}
+	err = redundancy.Encode(ctx, g, c.scheme(spec), infos, dir)
+	if serr != nil {
+		return serr
+	}
+	return err
+}
+
+func (c redCodec) Rebuild(ctx context.Context, world comm.Comm, spec codecSpec, dir string, lost bool) (int, error) {
+	g, err := c.h.group(ctx, spec.SetSize)
+	if err != nil {
+		return 0, err
+	}
+	res, err := redundancy.Rebuild(ctx, g, c.scheme(spec), dir)
+	if err != nil {
+		return 0, fmt.Errorf("dataset %d: %w", spec.Dataset, err)
+	}
+	return res.Sets, nil
+}
+
+// redundancyIntact says whether the redundancy data of a rank directory
+// finished encoding.
+func redundancyIntact(dir string) bool { return redundancy.State(dir) == "encoded" }

@@ -1,0 +1,122 @@
+package scr
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// These tests run the redundancy schemes of internal/redundancy through the
+// library: SCR's test recipes (reference section 10) with ranks as
+// goroutines and one tmpfs directory per simulated node.
+
+func xorJob(t *testing.T, extra map[string]string) *job {
+	env := map[string]string{"SCR_COPY_TYPE": "XOR", "SCR_CRC_ON_COPY": "1"}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return newJob(t, env)
+}
+
+func writeCkpts(t *testing.T, j *job, hosts []string, n, size int) {
+	t.Helper()
+	mustAll(t, j.run(hosts, nil, func(ctx context.Context, h *Handle) error {
+		for step := 1; step <= n; step++ {
+			if err := checkpoint(ctx, h, step, size, 0); err != nil {
+				return err
+			}
+		}
+		return h.Finalize(ctx)
+	}))
+}
+
+func lastRestartFrom(t *testing.T, j *job) string {
+	t.Helper()
+	evs := j.events("restart")
+	if len(evs) == 0 {
+		t.Fatal("no restart event")
+	}
+	s, _ := evs[len(evs)-1].Fields["from"].(string)
+	return s
+}
+
+func TestXORWipeOneNodeRebuilds(t *testing.T) {
+	j := xorJob(t, nil)
+	eight := []string{"n1", "n1", "n2", "n2", "n3", "n3", "n4", "n4"}
+	const size = 100_003
+	writeCkpts(t, j, eight, 2, size)
+	j.wipe("n3")
+	sameName(t, restartAll(t, j, eight, nil, size), "ckpt.2")
+	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
+		t.Fatalf("restart from %q, want cache-rebuild", got)
+	}
+	if evs := j.events("rebuilt"); len(evs) != 1 || evs[0].Fields["dataset"] != float64(2) {
+		t.Fatalf("rebuilt events %+v", evs)
+	}
+}
+
+func TestXORSpareNodeTakesTheLostRank(t *testing.T) {
+	j := xorJob(t, nil)
+	const size = 65_536
+	writeCkpts(t, j, four, 1, size)
+	j.wipe("n2")
+	sameName(t, restartAll(t, j, []string{"n1", "n5", "n3", "n4"}, nil, size), "ckpt.1")
+	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
+		t.Fatalf("restart from %q, want cache-rebuild", got)
+	}
+	// The rebuilt rank lives on the spare now, with its redundancy data.
+	if _, err := os.Stat(filepath.Join(j.cacheDir("n5"), "scr.dataset.1", "rank.1", "ckpt.1", "rank_1.ckpt")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestXORNewestLostOnTwoNodesOfOneSetFallsBack(t *testing.T) {
+	j := xorJob(t, map[string]string{"SCR_CACHE_SIZE": "2"})
+	const size = 4096
+	writeCkpts(t, j, four, 2, size)
+	for _, n := range []string{"n1", "n2"} {
+		os.RemoveAll(filepath.Join(j.cacheDir(n), "scr.dataset.2"))
+	}
+	sameName(t, restartAll(t, j, four, nil, size), "ckpt.1")
+	if got := lastRestartFrom(t, j); got != "cache" {
+		t.Fatalf("restart from %q, want cache", got)
+	}
+}
+
+func TestXORCorruptFileIsRebuilt(t *testing.T) {
+	j := xorJob(t, nil)
+	const size = 10_000
+	writeCkpts(t, j, four, 1, size)
+	p := filepath.Join(j.cacheDir("n4"), "scr.dataset.1", "rank.3", "ckpt.1", "rank_3.ckpt")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[7] ^= 1
+	os.WriteFile(p, b, 0o640)
+	// restartAll verifies every byte: the corrupt copy was not used.
+	sameName(t, restartAll(t, j, four, nil, size), "ckpt.1")
+	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
+		t.Fatalf("restart from %q, want cache-rebuild", got)
+	}
+}
+
+func TestXORWipeAllFetchesFromPrefix(t *testing.T) {
+	j := xorJob(t, map[string]string{"SCR_FLUSH": "1"})
+	const size = 2000
+	writeCkpts(t, j, four, 2, size)
+	for _, n := range four {
+		j.wipe(n)
+	}
+	sameName(t, restartAll(t, j, four, nil, size), "ckpt.2")
+	if got := lastRestartFrom(t, j); got != "prefix" {
+		t.Fatalf("restart from %q, want prefix", got)
+	}
+	// The fetched checkpoint is protected again: lose a node, rebuild.
+	j.wipe("n1")
+	sameName(t, restartAll(t, j, four, nil, size), "ckpt.2")
+	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
+		t.Fatalf("second restart from %q, want cache-rebuild", got)
+	}
+}
