@@ -70,6 +70,8 @@ type tcpTransport struct {
 	predBye   atomic.Bool
 	lostOnce  sync.Once
 	wg        sync.WaitGroup // accept loop, readers, heartbeat, watcher
+
+	afterClose func() // releases the bootstrap (PMI finalize)
 }
 
 type outConn struct {
@@ -720,6 +722,9 @@ func (t *tcpTransport) close() error {
 	t.wg.Wait()
 	for _, w := range conns {
 		w.c.Close()
+	}
+	if t.afterClose != nil {
+		t.afterClose()
 	}
 	return err
 }
