@@ -179,4 +179,3 @@ func TestOptionsValidate(t *testing.T) {
 		t.Fatalf("1.5: %v %v", o.Timeout, err)
 	}
 }
-

@@ -195,4 +195,3 @@ func (b *dirBoot) lookup(ctx context.Context, r int) (addr, node string, err err
 }
 
 func (b *dirBoot) close() {}
-
