@@ -73,6 +73,11 @@ parts:
 			perr = err
 			break
 		}
+		for _, r := range part.Lost {
+			mu.Lock()
+			res.Missing = append(res.Missing, Missing{Rank: r, Reason: "the files of this rank were not recovered"})
+			mu.Unlock()
+		}
 		for i, files := range part.Ranks {
 			for _, f := range files {
 				res.Files++

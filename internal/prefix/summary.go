@@ -98,6 +98,9 @@ type Rank2FilePart struct {
 	Dataset int64    `json:"dataset"`
 	First   int      `json:"first"`
 	Ranks   [][]File `json:"ranks"` // Ranks[i] = files of rank First+i
+	// Lost lists ranks of this block whose file lists are unknown (a
+	// scavenge could not recover them); CheckDataset reports them missing.
+	Lost []int `json:"lost,omitempty"`
 }
 
 // Rank2FilePath is the path of part p of dataset id.
@@ -108,8 +111,22 @@ func Rank2FilePath(prefixDir string, id int64, part int) string {
 // WriteRank2FilePart writes one block of the map atomically. part is
 // p.First / ranksPerPart, as chosen by the summary layout.
 func WriteRank2FilePart(prefixDir string, id int64, part int, p *Rank2FilePart) error {
-	p.Format, p.Version, p.Dataset = rank2fileFmt, Rank2FileVersion, id
-	return writeJSON(Rank2FilePath(prefixDir, id, part), p)
+	for _, r := range p.Lost {
+		if r < p.First || r >= p.First+len(p.Ranks) {
+			return fmt.Errorf("dataset %d rank2file part %d: lost rank %d is outside ranks %d..%d", id, part, r, p.First, p.First+len(p.Ranks)-1)
+		}
+	}
+	out := *p
+	out.Format, out.Version, out.Dataset = rank2fileFmt, Rank2FileVersion, id
+	// Write a rank without files as [] rather than null.
+	out.Ranks = make([][]File, len(p.Ranks))
+	for i, fs := range p.Ranks {
+		if fs == nil {
+			fs = []File{}
+		}
+		out.Ranks[i] = fs
+	}
+	return writeJSON(Rank2FilePath(prefixDir, id, part), &out)
 }
 
 // ReadRank2FilePart reads part `part` of dataset id and checks it against
@@ -130,6 +147,11 @@ func ReadRank2FilePart(prefixDir string, s *Summary, part int) (*Rank2FilePart, 
 	if p.Dataset != id || p.First != first || len(p.Ranks) != want {
 		return nil, &CorruptError{Path: path, Reason: fmt.Sprintf("holds dataset %d ranks %d..%d, want dataset %d ranks %d..%d",
 			p.Dataset, p.First, p.First+len(p.Ranks)-1, id, first, first+want-1)}
+	}
+	for _, r := range p.Lost {
+		if r < p.First || r >= p.First+len(p.Ranks) {
+			return nil, &CorruptError{Path: path, Reason: fmt.Sprintf("lost rank %d is outside its ranks %d..%d", r, p.First, p.First+len(p.Ranks)-1)}
+		}
 	}
 	return p, nil
 }

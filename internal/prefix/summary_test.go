@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -255,5 +256,31 @@ func TestDamagedFixtures(t *testing.T) {
 	}
 	if n < 5 {
 		t.Fatalf("only %d damaged fixtures found", n)
+	}
+}
+
+func TestLostRanksAreMissing(t *testing.T) {
+	dir := t.TempDir()
+	s := &Summary{Dataset: Dataset{ID: 8, Name: "c8"}, Ranks: 3, RanksPerPart: 4}
+	os.MkdirAll(filepath.Join(dir, "c8"), 0o700)
+	os.WriteFile(filepath.Join(dir, "c8/a"), []byte("a"), 0o600)
+	// rank 0 wrote one file, rank 1 wrote none, rank 2 was not recovered.
+	if err := WriteRank2FilePart(dir, 8, 0, &Rank2FilePart{Ranks: [][]File{{{Path: "c8/a", Size: 1}}, nil, nil}, Lost: []int{2}}); err != nil {
+		t.Fatal(err)
+	}
+	WriteSummary(dir, s)
+	b, _ := os.ReadFile(Rank2FilePath(dir, 8, 0))
+	if strings.Contains(string(b), "null") {
+		t.Errorf("a rank without files is written as null:\n%s", b)
+	}
+	chk, err := CheckDataset(context.Background(), dir, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chk.Complete() || len(chk.Missing) != 1 || chk.Missing[0].Rank != 2 {
+		t.Fatalf("%+v", chk.Missing)
+	}
+	if err := WriteRank2FilePart(dir, 8, 0, &Rank2FilePart{Ranks: [][]File{nil}, Lost: []int{5}}); err == nil {
+		t.Error("lost rank outside the block accepted")
 	}
 }
