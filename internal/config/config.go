@@ -492,5 +492,16 @@ func (c *Config) Warnings() []string {
 			out = append(out, fmt.Sprintf("config: %s: unknown parameter %s (typo?)", e.Origin, e.Key))
 		}
 	}
+	for _, e := range c.app {
+		if scriptParams[e.Key] && e.Origin.File == "" {
+			out = append(out, fmt.Sprintf("config: %s set through the API: the job script reads it before the application runs; set it in the environment or %s instead", e.Key, c.userFile))
+		}
+	}
 	return out
 }
+
+// scriptParams are read by scr_run/scr_postrun before or after the
+// application runs, so an API value reaches them late (SCR warns too).
+var scriptParams = map[string]bool{"CACHEDIR": true, "CNTLDIR": true, "SCR_CACHE_BASE": true, "SCR_CACHE_SIZE": true,
+	"SCR_CNTL_BASE": true, "SCR_EXCLUDE_NODES": true, "SCR_JOB_NAME": true, "SCR_WATCHDOG_TIMEOUT": true,
+	"SCR_WATCHDOG_TIMEOUT_PFS": true, "SCR_RUNS": true, "SCR_MIN_NODES": true, "SCR_LAUNCH_TIMEOUT": true, "SCR_WATCH_INTERVAL": true}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -343,5 +344,45 @@ func TestParseBytesAndDuration(t *testing.T) {
 	}
 	if _, err := ParseDuration("soon"); err == nil {
 		t.Error("ParseDuration(soon) succeeded")
+	}
+}
+
+func TestWarningForScriptParamsSetThroughAPI(t *testing.T) {
+	opts, _ := setup(t, "", "")
+	c, _ := Load(opts)
+	c.Set("SCR_CACHE_BASE=/tmp/x")
+	c.Set("SCR_FLUSH=1")
+	w := c.Warnings()
+	if len(w) != 1 || !strings.Contains(w[0], "SCR_CACHE_BASE set through the API") {
+		t.Fatalf("%v", w)
+	}
+}
+
+// TestPerRankEnvironments: ranks as goroutines in one process, each with
+// its own environment, resolve their own values concurrently.
+func TestPerRankEnvironments(t *testing.T) {
+	dir := t.TempDir()
+	const ranks = 8
+	errs := make(chan error, ranks)
+	for r := 0; r < ranks; r++ {
+		go func() {
+			node := "node" + string(rune('a'+r))
+			c, err := Load(Options{Env: envMap("SCR_PREFIX", dir, "SCR_NODE_NAME", node, "SCR_CACHE_BASE", "/dev/shm/"+node),
+				SystemFile: filepath.Join(dir, "none")})
+			if err != nil {
+				errs <- err
+				return
+			}
+			s, err := c.Settings()
+			if err == nil && (s.NodeName != node || s.CacheBase != "/dev/shm/"+node) {
+				err = fmt.Errorf("rank %d saw node %q base %q", r, s.NodeName, s.CacheBase)
+			}
+			errs <- err
+		}()
+	}
+	for r := 0; r < ranks; r++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
