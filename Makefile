@@ -3,7 +3,7 @@
 
 GO       ?= go
 BIN      := $(CURDIR)/bin
-DEB_PKGS := slurmctld slurmd slurm-client munge iputils-ping iproute2 util-linux procps openssh-server openssh-client
+DEB_PKGS := slurmctld slurmd slurm-client munge iputils-ping iproute2 util-linux mount hostname procps openssh-server openssh-client
 export GOFLAGS := -buildvcs=false
 
 .PHONY: all deps build test test-unit demo bench clean
