@@ -2,6 +2,7 @@ package jobrun
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,42 +11,164 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scr-go/scr/internal/cache"
+	"github.com/scr-go/scr/internal/flush"
 	"github.com/scr-go/scr/internal/prefix"
 	"github.com/scr-go/scr/internal/remote"
 )
 
-// Copier copies what the caches of nodes hold of dataset id into the prefix
-// (files to their original paths, the dataset's filemaps and redundancy files
-// to <prefix>/.scr/scr.dataset.<id>/), checking CRCs where recorded. It
-// returns one error per node that failed; a node failing is not fatal by
-// itself: the rebuild may fill the gap.
+// NodeScavenge is what one node did for a dataset: the library's per-node
+// scavenge result (flush.Scavenge), or why it failed.
+type NodeScavenge struct {
+	Result flush.ScavengeResult
+	Err    error
+}
+
+// Copier runs the per-node copy of dataset id on every node (each node
+// copies the valid files its cache holds to the prefix, checking sizes and
+// CRCs) and returns each node's answer.
 type Copier interface {
-	CopyDataset(ctx context.Context, nodes []string, id int64) map[string]error
+	CopyDataset(ctx context.Context, nodes []string, id int64) map[string]NodeScavenge
+	// ListDatasets returns the complete datasets each node's cache index
+	// holds, so that scavenge also finds datasets the flush state in the
+	// prefix never recorded (rank 0 died before writing it).
+	ListDatasets(ctx context.Context, nodes []string) map[string]NodeList
+}
+
+// NodeList is one node's cached datasets, or why they could not be listed.
+type NodeList struct {
+	Datasets []cache.Dataset
+	Err      error
 }
 
 // ErrNoCopier is returned when scavenge has no per-node copy routine.
-var ErrNoCopier = errors.New("no per-node copy routine: scr_postrun cannot read the node caches in this build (the library's copy command is not wired in yet); the datasets listed stay in cache only")
+var ErrNoCopier = errors.New("no per-node copy routine: cannot read the node caches")
 
-// RemoteCopier runs a copy command on every node at once through a remote
-// transport, with bounded fan-out and a per-node timeout (package remote).
+// RemoteCopier runs `scr_postrun --scavenge-node` (Argv) on every node at
+// once through a remote transport, with bounded fan-out and a per-node
+// timeout (package remote), and reads each node's JSON answer.
 type RemoteCopier struct {
 	Transport remote.Transport
-	// Argv is the command one node runs to copy its part of dataset id.
-	Argv    func(id int64) []string
-	Options remote.Options
+	// Argv is the command one node runs to copy its part of dataset id;
+	// it prints a flush.ScavengeResult as JSON.
+	Argv func(id int64) []string
+	// ListArgv lists the node's complete cached datasets as a JSON array
+	// of cache.Dataset.
+	ListArgv []string
+	Options  remote.Options
+}
+
+// ListDatasets implements Copier.
+func (c RemoteCopier) ListDatasets(ctx context.Context, nodes []string) map[string]NodeList {
+	out := map[string]NodeList{}
+	for _, r := range remote.Run(ctx, c.Transport, nodes, c.ListArgv, c.Options) {
+		var nl NodeList
+		switch {
+		case r.Err != nil:
+			nl.Err = r.Err
+		case r.ExitCode != 0:
+			nl.Err = fmt.Errorf("listing the cache of %s exited %d: %s", r.Node, r.ExitCode, firstLine(r.Stderr))
+		default:
+			if err := json.Unmarshal(r.Stdout, &nl.Datasets); err != nil {
+				nl.Err = fmt.Errorf("listing the cache of %s: bad answer: %v", r.Node, err)
+			}
+		}
+		out[r.Node] = nl
+	}
+	return out
 }
 
 // CopyDataset implements Copier.
-func (c RemoteCopier) CopyDataset(ctx context.Context, nodes []string, id int64) map[string]error {
-	errs := map[string]error{}
+func (c RemoteCopier) CopyDataset(ctx context.Context, nodes []string, id int64) map[string]NodeScavenge {
+	out := map[string]NodeScavenge{}
 	for _, r := range remote.Run(ctx, c.Transport, nodes, c.Argv(id), c.Options) {
-		if r.Err != nil {
-			errs[r.Node] = r.Err
-		} else if r.ExitCode != 0 {
-			errs[r.Node] = fmt.Errorf("copy of dataset %d on %s exited %d: %s", id, r.Node, r.ExitCode, firstLine(r.Stderr))
+		var ns NodeScavenge
+		switch {
+		case r.Err != nil:
+			ns.Err = r.Err
+		case r.ExitCode != 0:
+			ns.Err = fmt.Errorf("scavenge of dataset %d on %s exited %d: %s", id, r.Node, r.ExitCode, firstLine(r.Stderr))
+		default:
+			if err := json.Unmarshal(r.Stdout, &ns.Result); err != nil {
+				ns.Err = fmt.Errorf("scavenge of dataset %d on %s: bad answer: %v", id, r.Node, err)
+			}
+		}
+		out[r.Node] = ns
+	}
+	return out
+}
+
+// FuncCopier runs a per-node function in this process, up to Fanout nodes at
+// once: for the local cluster and tests, where every node's cache is
+// reachable from here.
+type FuncCopier struct {
+	Fn     func(ctx context.Context, node string, id int64) (flush.ScavengeResult, error)
+	List   func(ctx context.Context, node string) ([]cache.Dataset, error)
+	Fanout int
+}
+
+// ListDatasets implements Copier.
+func (c FuncCopier) ListDatasets(ctx context.Context, nodes []string) map[string]NodeList {
+	res := make([]NodeList, len(nodes))
+	fan := c.Fanout
+	if fan <= 0 {
+		fan = remote.DefaultFanout
+	}
+	remote.Each(ctx, len(nodes), fan, func(ctx context.Context, i int) {
+		if c.List == nil {
+			res[i].Err = errors.New("no cache listing")
+			return
+		}
+		res[i].Datasets, res[i].Err = c.List(ctx, nodes[i])
+	})
+	out := make(map[string]NodeList, len(nodes))
+	for i, n := range nodes {
+		out[n] = res[i]
+	}
+	return out
+}
+
+// CopyDataset implements Copier.
+func (c FuncCopier) CopyDataset(ctx context.Context, nodes []string, id int64) map[string]NodeScavenge {
+	res := make([]NodeScavenge, len(nodes))
+	fan := c.Fanout
+	if fan <= 0 {
+		fan = remote.DefaultFanout
+	}
+	remote.Each(ctx, len(nodes), fan, func(ctx context.Context, i int) {
+		r, err := c.Fn(ctx, nodes[i], id)
+		res[i] = NodeScavenge{Result: r, Err: err}
+	})
+	out := make(map[string]NodeScavenge, len(nodes))
+	for i, n := range nodes {
+		out[n] = res[i]
+	}
+	return out
+}
+
+// ScavengeNode is the per-node side: copy what this node's cache (found
+// through env: SCR_CACHE_BASE, SCR_CNTL_BASE, user, job id) holds of
+// dataset id to the prefix. scr_postrun --scavenge-node runs it on a node.
+func ScavengeNode(ctx context.Context, env func(string) (string, bool), id int64, prefixDir string) (flush.ScavengeResult, error) {
+	return flush.Scavenge(ctx, cache.NewLayout(cache.Lookup(env)), int(id), prefixDir)
+}
+
+// ListNode is the per-node listing: the complete datasets of this node's
+// cache index (found through env, as for ScavengeNode).
+func ListNode(env func(string) (string, bool)) ([]cache.Dataset, error) {
+	l := cache.NewLayout(cache.Lookup(env))
+	ix, err := cache.ReadIndex(l.IndexPath())
+	if err != nil {
+		return nil, err
+	}
+	var out []cache.Dataset
+	for _, e := range ix.Datasets {
+		if e.Dataset.Complete {
+			out = append(out, e.Dataset)
 		}
 	}
-	return errs
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
 }
 
 func firstLine(b []byte) string {
@@ -55,12 +178,11 @@ func firstLine(b []byte) string {
 
 // ScavengeOptions configure Scavenge.
 type ScavengeOptions struct {
-	Prefix    string
-	Nodes     []string // the healthy nodes whose caches are read
-	Copier    Copier   // nil: ErrNoCopier for any dataset that needs a copy
-	Rebuilder prefix.Rebuilder
-	Log       io.Writer
-	Now       func() time.Time
+	Prefix string
+	Nodes  []string // the healthy nodes whose caches are read
+	Copier Copier   // nil: ErrNoCopier for any dataset that needs a copy
+	Log    io.Writer
+	Now    func() time.Time
 }
 
 // Plan is which datasets scavenge looks at, in order.
@@ -100,8 +222,8 @@ type ScavengeResult struct {
 // every output that needs a flush (oldest first, stopping at the first one
 // that cannot be completed), then the newest checkpoint that can be made
 // complete (older than a failed output), which becomes current. A dataset is
-// complete when every file its metadata lists is in the prefix, rebuilt from
-// redundancy where a node is gone (prefix.BuildDataset with the Rebuilder).
+// complete when every rank's files reached the prefix (flush.CommitScavenged
+// then writes its summary and index entry).
 func Scavenge(ctx context.Context, o ScavengeOptions) (ScavengeResult, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
@@ -115,6 +237,7 @@ func Scavenge(ctx context.Context, o ScavengeOptions) (ScavengeResult, error) {
 		return res, fmt.Errorf("scavenge: read flush state: %w", err)
 	}
 	entries := st.Entries()
+	entries = append(entries, discover(ctx, o, st)...)
 	byID := map[int64]*prefix.FlushEntry{}
 	for _, e := range entries {
 		byID[e.ID] = e
@@ -190,32 +313,95 @@ func Scavenge(ctx context.Context, o ScavengeOptions) (ScavengeResult, error) {
 	return res, nil
 }
 
-// scavengeOne copies dataset e from the nodes' caches and builds it in the
-// prefix. It reports whether redundancy had to fill gaps.
-func scavengeOne(ctx context.Context, o ScavengeOptions, e *prefix.FlushEntry, nodeErrs map[string]string) (bool, error) {
-	if err := os.MkdirAll(prefix.DatasetDir(o.Prefix, e.ID), 0o700); err != nil {
-		return false, err
+// discover asks the nodes which complete datasets their caches hold and
+// returns flush entries for those the flush state does not know: in cache,
+// and in the prefix too when the index says they were flushed complete.
+func discover(ctx context.Context, o ScavengeOptions, st *prefix.FlushState) []*prefix.FlushEntry {
+	if o.Copier == nil || len(o.Nodes) == 0 {
+		return nil
 	}
+	seen := map[int64]*prefix.FlushEntry{}
+	lists := o.Copier.ListDatasets(ctx, o.Nodes)
+	for _, n := range o.Nodes {
+		for _, d := range lists[n].Datasets {
+			id := int64(d.ID)
+			if st.Get(id) != nil || seen[id] != nil {
+				continue
+			}
+			seen[id] = &prefix.FlushEntry{ID: id, Name: d.Name, Checkpoint: d.IsCheckpoint(), Output: d.IsOutput(), Locations: []string{prefix.LocCache}}
+		}
+	}
+	if len(seen) == 0 {
+		return nil
+	}
+	idx, err := prefix.ReadIndex(o.Prefix)
+	var out []*prefix.FlushEntry
+	for id, e := range seen {
+		if err == nil {
+			if ie := idx.Get(id); ie != nil && ie.Valid() {
+				e.Set(prefix.LocPFS, true)
+			}
+		}
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// scavengeOne copies dataset e from the nodes' caches and commits it in the
+// prefix. It reports whether redundancy had to fill gaps (not yet: the
+// rebuild from scavenged redundancy data is not available).
+func scavengeOne(ctx context.Context, o ScavengeOptions, e *prefix.FlushEntry, nodeErrs map[string]string) (bool, error) {
 	if o.Copier == nil {
 		return false, ErrNoCopier
 	}
 	if len(o.Nodes) == 0 {
 		return false, errors.New("no healthy node to read a cache from")
 	}
-	errs := o.Copier.CopyDataset(ctx, o.Nodes, e.ID)
-	for n, err := range errs {
-		nodeErrs[n] = err.Error()
-	}
-	before, err := prefix.CheckDataset(ctx, o.Prefix, e.ID)
-	if err != nil {
-		return false, fmt.Errorf("check after copying from %d nodes (%d failed): %w", len(o.Nodes), len(errs), err)
-	}
-	chk, err := prefix.BuildDataset(ctx, o.Prefix, e.ID, o.Rebuilder, o.Now())
-	if err != nil {
+	if err := os.MkdirAll(prefix.DatasetDir(o.Prefix, e.ID), 0o700); err != nil {
 		return false, err
 	}
-	if !chk.Complete() {
-		return false, fmt.Errorf("%d files still missing after the rebuild (first: %v); copy failed on %d nodes", len(chk.Missing), chk.Missing[0], len(errs))
+	answers := o.Copier.CopyDataset(ctx, o.Nodes, e.ID)
+	var ds *cache.Dataset
+	for _, n := range sortedNodeKeys(answers) {
+		a := answers[n]
+		if a.Err != nil {
+			nodeErrs[n] = a.Err.Error()
+			continue
+		}
+		if ds == nil || a.Result.Dataset.Ranks > ds.Ranks {
+			d := a.Result.Dataset
+			ds = &d
+		}
+	}
+	if ds == nil {
+		return false, fmt.Errorf("no healthy node holds it (%d nodes asked, %d failed)", len(o.Nodes), len(nodeErrs))
+	}
+	perRank := make([][]prefix.File, ds.Ranks)
+	recovered := make([]bool, ds.Ranks)
+	for _, n := range sortedNodeKeys(answers) {
+		for _, rr := range answers[n].Result.Ranks {
+			if rr.Rank < 0 || rr.Rank >= ds.Ranks || recovered[rr.Rank] {
+				continue
+			}
+			if rr.Err != "" {
+				nodeErrs[n] = fmt.Sprintf("rank %d: %s", rr.Rank, rr.Err)
+				continue
+			}
+			perRank[rr.Rank], recovered[rr.Rank] = rr.Files, true
+		}
+	}
+	var missing []int
+	for r, ok := range recovered {
+		if !ok {
+			missing = append(missing, r)
+		}
+	}
+	if err := flush.CommitScavenged(ctx, o.Prefix, *ds, perRank, recovered); err != nil {
+		if errors.Is(err, flush.ErrIncomplete) {
+			return false, fmt.Errorf("%d of %d ranks not recovered (ranks %s); their nodes are gone and the rebuild from redundancy is not available to scr_postrun yet", len(missing), ds.Ranks, rankList(missing))
+		}
+		return false, err
 	}
 	if err := prefix.UpdateFlush(ctx, o.Prefix, func(s *prefix.FlushState) error {
 		if fe := s.Get(e.ID); fe != nil {
@@ -225,5 +411,30 @@ func scavengeOne(ctx context.Context, o ScavengeOptions, e *prefix.FlushEntry, n
 	}); err != nil {
 		return false, err
 	}
-	return !before.Complete(), nil
+	return false, nil
+}
+
+func sortedNodeKeys(m map[string]NodeScavenge) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// rankList prints ranks compactly, at most 10 of them.
+func rankList(r []int) string {
+	var b strings.Builder
+	for i, x := range r {
+		if i == 10 {
+			fmt.Fprintf(&b, ",... (%d more)", len(r)-10)
+			break
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprint(&b, x)
+	}
+	return b.String()
 }
