@@ -122,6 +122,13 @@ func SystemPing(ctx context.Context, node string) error {
 // It returns when all nodes are done or ctx ends (unfinished checks are
 // then reported as not run).
 func Probe(ctx context.Context, nodes []string, opts Options) map[string]Result {
+	return probe(ctx, nodes, opts, nil)
+}
+
+// probe is Probe where nodeCtx, if not nil, gives each node's own context
+// (a child of ctx that Check cancels once the resource manager has
+// reported the node down).
+func probe(ctx context.Context, nodes []string, opts Options, nodeCtx map[string]context.Context) map[string]Result {
 	opts = opts.withDefaults()
 	ping := opts.Ping
 	if ping == nil {
@@ -129,6 +136,9 @@ func Probe(ctx context.Context, nodes []string, opts Options) map[string]Result 
 	}
 	res := make([]Result, len(nodes))
 	remote.Each(ctx, len(nodes), opts.Fanout, func(ctx context.Context, i int) {
+		if c, ok := nodeCtx[nodes[i]]; ok {
+			ctx = c
+		}
 		res[i] = probeNode(ctx, nodes[i], ping, opts)
 	})
 	out := make(map[string]Result, len(nodes))
@@ -303,6 +313,20 @@ func Check(ctx context.Context, req Request) (Report, error) {
 		}
 	}
 
+	// Each probed node gets its own context, cancelled as soon as the
+	// resource manager reports the node down: no need to wait two seconds
+	// for the ping of a node Slurm already knows is dead.
+	nodeCtx := make(map[string]context.Context, len(probeNodes))
+	nodeCancel := make(map[string]context.CancelFunc, len(probeNodes))
+	for _, n := range probeNodes {
+		nodeCtx[n], nodeCancel[n] = context.WithCancel(ctx)
+	}
+	defer func() {
+		for _, cancel := range nodeCancel {
+			cancel()
+		}
+	}()
+
 	var (
 		wg     sync.WaitGroup
 		rmDown map[string]string
@@ -331,6 +355,11 @@ func Check(ctx context.Context, req Request) (Report, error) {
 			if rep.RMErr != nil {
 				rmDown = nil
 			}
+			for n := range rmDown {
+				if cancel, ok := nodeCancel[n]; ok {
+					cancel()
+				}
+			}
 		}()
 		if opts.Transport == nil {
 			tr, err := req.Manager.Transport(ctx)
@@ -346,7 +375,7 @@ func Check(ctx context.Context, req Request) (Report, error) {
 			}
 		}
 	}
-	rep.Probes = Probe(ctx, probeNodes, opts)
+	rep.Probes = probe(ctx, probeNodes, opts, nodeCtx)
 	wg.Wait()
 	rep.Down = Decide(Inputs{Nodes: nodes, Specified: req.Specified, Excluded: req.Excluded, RMDown: rmDown, Probes: rep.Probes})
 	return rep, nil

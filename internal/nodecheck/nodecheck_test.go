@@ -277,3 +277,21 @@ func TestStorageProgramMissingIsNotAnEchoFailure(t *testing.T) {
 		t.Fatalf("decision %q", d)
 	}
 }
+
+// A node the resource manager reports down is not pinged to the end: its
+// probe is cancelled when the answer arrives.
+func TestRMDownCancelsProbe(t *testing.T) {
+	root, _, m := localCluster(t, 2)
+	mark(t, root, "n2", local.PowerOffFile, "")
+	mark(t, root, "n2", local.DownFile, "dead\n")
+	rep, err := Check(context.Background(), Request{Manager: m, Options: Options{Checks: []string{CheckPing}, PingTimeout: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Down["n2"] != ReasonRM+" (local: dead)" || len(rep.Down) != 1 {
+		t.Fatalf("Down = %q", rep.Down)
+	}
+	if p := rep.Probes["n2"]; p.Ping.Ran {
+		t.Errorf("n2's ping ran to the end (%+v) although the RM had reported it", p.Ping)
+	}
+}

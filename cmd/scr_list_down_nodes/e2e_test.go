@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scr-go/scr/internal/rm/slurm"
+	"github.com/scr-go/scr/internal/vcluster"
+)
+
+// TestE2ESlurm runs scr_list_down_nodes inside a real Slurm allocation of the
+// virtual cluster (SCR_E2E=1, root): all healthy; then node3 powered off
+// before Slurm notices (our ping must catch it, fast); then after Slurm has
+// marked it down (the sinfo query, checked on live output).
+func TestE2ESlurm(t *testing.T) {
+	c := vcluster.Start(t, vcluster.Options{Nodes: 3, Timeouts: vcluster.TimeoutsFast})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	bin := filepath.Join(t.TempDir(), "scr_list_down_nodes")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	job, err := c.Sbatch(ctx, "#!/bin/sh\nexec sleep 600\n", "-N3", "--no-kill", "--no-requeue", "-t", "10", "-o", "/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitJob(ctx, job, func(s string) bool { return s == "RUNNING" }); err != nil {
+		t.Fatal(err)
+	}
+	_, nodelist, _ := c.JobState(ctx, job)
+	env := []string{"SLURM_JOB_ID=" + job, "SLURM_JOB_NODELIST=" + nodelist}
+	t.Logf("allocation %s on %s", job, nodelist)
+
+	type listing struct {
+		Down    string
+		Reasons []struct{ Node, Reason string }
+		RMError string `json:"resource_manager_error"`
+	}
+	list := func(label string) (int, listing, time.Duration) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		cmd := c.Command(ctx, "node1", []string{bin, "--json"}, env)
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		start := time.Now()
+		err := cmd.Run()
+		d := time.Since(start)
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%s: %v", label, err)
+		}
+		var l listing
+		if err := json.Unmarshal(out.Bytes(), &l); err != nil {
+			t.Fatalf("%s: %v: %s / %s", label, err, out.String(), errb.String())
+		}
+		t.Logf("%s: exit %d in %.2f s: %s %s", label, code, d.Seconds(), strings.TrimSpace(out.String()), strings.TrimSpace(errb.String()))
+		return code, l, d
+	}
+
+	if code, l, _ := list("healthy"); code != exitNoneDown || l.Down != "" {
+		t.Fatalf("healthy allocation: exit %d, down %q", code, l.Down)
+	}
+
+	if _, err := c.PowerOff(ctx, "node3"); err != nil {
+		t.Fatal(err)
+	}
+	code, l, d := list("node3 powered off, Slurm not yet aware")
+	if code != exitSomeDown || l.Down != "node3" {
+		t.Fatalf("exit %d, down %q", code, l.Down)
+	}
+	if d > 3*time.Second {
+		t.Errorf("took %v with one dead node; the target is 3 s", d)
+	}
+
+	if _, err := c.WaitState(ctx, "node3", vcluster.IsDown); err != nil {
+		t.Fatal(err)
+	}
+	// The live sinfo output, parsed by the adapter.
+	raw, err := c.Exec(ctx, "node1", []string{"sinfo", "-h", "-o", "%N|%T|%E", "-n", nodelist}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("live sinfo output:\n%s", raw)
+	down, err := slurm.ParseSinfo(raw)
+	if err != nil || !strings.HasPrefix(down["node3"], "slurm: down") || len(down) != 1 {
+		t.Errorf("ParseSinfo(live) = %q, %v", down, err)
+	}
+	code, l, _ = list("node3 down in Slurm")
+	if code != exitSomeDown || l.Down != "node3" || len(l.Reasons) != 1 ||
+		!strings.HasPrefix(l.Reasons[0].Reason, "Reported down by resource manager (slurm: down") {
+		t.Fatalf("exit %d, listing %+v", code, l)
+	}
+}
