@@ -63,6 +63,9 @@ func (h *Handle) startAsync(ctx context.Context, ds cache.Dataset) error {
 	}
 	dir := h.layout.RankDir(ds.ID, h.rank)
 	fm, ferr := cache.ReadFilemap(dir)
+	if err := h.agree(ctx, "async flush: mark flushing", h.noteCached(ctx, ds, true)); err != nil {
+		return err
+	}
 	actx, cancel := context.WithCancel(context.Background())
 	a := &asyncFlush{ds: ds, done: make(chan struct{}), cancel: cancel}
 	h.async = a
@@ -139,7 +142,7 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 		lerr = cache.WriteFilemap(dir, fm)
 	}
 	if err := h.agree(ctx, "fetch: record dataset", lerr); err != nil {
-		h.discard(d.ID)
+		h.discard(ctx, d.ID)
 		return nil, err
 	}
 	files := []string{cache.FilemapName}
@@ -147,14 +150,14 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 		files = append(files, f.Rel)
 	}
 	if err := h.encode(ctx, *d, dir, files); err != nil {
-		h.discard(d.ID)
+		h.discard(ctx, d.ID)
 		return nil, err
 	}
 	lerr = h.updateIndex(func(ix *cache.Index) {
 		ix.Datasets[d.ID] = &cache.Entry{Dataset: *d, Path: h.layout.DatasetDir(d.ID), Flushed: true}
 	})
 	if err := h.agree(ctx, "fetch: update cache index", lerr); err != nil {
-		h.discard(d.ID)
+		h.discard(ctx, d.ID)
 		return nil, err
 	}
 	h.cached[d.ID] = *d

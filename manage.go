@@ -92,7 +92,7 @@ func (h *Handle) Current(ctx context.Context, name string) error {
 	var lerr error
 	for id := range h.cached {
 		if id > a.ID {
-			if err := h.discard(id); err != nil && lerr == nil {
+			if err := h.discard(ctx, id); err != nil && lerr == nil {
 				lerr = err
 			}
 		}
@@ -144,7 +144,7 @@ func (h *Handle) Delete(ctx context.Context, name string) error {
 	}
 	var lerr error
 	if id != 0 {
-		lerr = h.discard(id)
+		lerr = h.discard(ctx, id)
 		if h.loaded != nil && h.loaded.ID == id {
 			h.loaded = nil
 		}

@@ -74,7 +74,7 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 		lerr = os.MkdirAll(cache.MetaDir(dir), cache.DirMode)
 	}
 	if err := h.agree(ctx, fmt.Sprintf("StartOutput(%s): create %s", ds.Name, dir), lerr); err != nil {
-		h.discard(ds.ID)
+		h.discard(ctx, ds.ID)
 		return err
 	}
 	h.dsID = id
@@ -147,7 +147,7 @@ func (h *Handle) evict(ctx context.Context, forName string) error {
 	}
 	var lerr error
 	for _, id := range plan {
-		if err := h.discard(id); err != nil && lerr == nil {
+		if err := h.discard(ctx, id); err != nil && lerr == nil {
 			lerr = err
 		}
 	}
@@ -157,7 +157,8 @@ func (h *Handle) evict(ctx context.Context, forName string) error {
 // discard removes a dataset from this node's cache and from the handle's
 // view. Every rank calls it for the same id; the node leader removes the
 // directory and the index entry.
-func (h *Handle) discard(id int) error {
+func (h *Handle) discard(ctx context.Context, id int) error {
+	ferr := h.noteGone(ctx, id)
 	delete(h.cached, id)
 	delete(h.flushed, id)
 	for i := 0; i < len(h.cands); i++ {
@@ -167,11 +168,16 @@ func (h *Handle) discard(id int) error {
 		}
 	}
 	if h.node == nil || h.node.Rank() != 0 {
-		return nil
+		return ferr
 	}
+	// Remove the data first: it frees the space the index write may need.
+	rerr := os.RemoveAll(h.layout.DatasetDir(id))
 	err := h.updateIndex(func(ix *cache.Index) { delete(ix.Datasets, id) })
-	if rerr := os.RemoveAll(h.layout.DatasetDir(id)); rerr != nil && err == nil {
+	if rerr != nil && err == nil {
 		err = fmt.Errorf("remove %s: %w", h.layout.DatasetDir(id), rerr)
+	}
+	if err == nil {
+		err = ferr
 	}
 	return err
 }
@@ -309,6 +315,11 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		rep.Bytes += meta.Size
 	}
 	rep.Rels = rels
+	if !rep.Valid {
+		if hint := spaceHint(o.dir); hint != "" {
+			rep.Reason += "; " + hint
+		}
+	}
 
 	// Rank 0 decides.
 	b, _ := json.Marshal(rep)
@@ -324,7 +335,7 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		return h.commErr("Complete: share verdict", err)
 	}
 	if !v.OK {
-		lerr := h.discard(ds.ID)
+		lerr := h.discard(ctx, ds.ID)
 		if err := h.agree(ctx, "Complete: discard invalid dataset", lerr); err != nil {
 			return errors.Join(&InvalidError{Dataset: ds.Name, Ranks: v.Ranks, Reasons: v.Reasons, Dup: v.Dup}, err)
 		}
@@ -336,7 +347,7 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 	// Metadata, then redundancy, then the complete mark.
 	lerr := cache.WriteFilemap(o.dir, fm)
 	if err := h.agree(ctx, "Complete: write filemap", lerr); err != nil {
-		h.discard(ds.ID)
+		h.discard(ctx, ds.ID)
 		return err
 	}
 	protect := []string{cache.FilemapName}
@@ -344,15 +355,18 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		protect = append(rels, cache.FilemapName)
 	}
 	if err := h.encode(ctx, ds, o.dir, protect); err != nil {
-		h.discard(ds.ID)
+		h.discard(ctx, ds.ID)
 		h.agree(ctx, "Complete: discard", nil)
 		return err
 	}
 	lerr = h.updateIndex(func(ix *cache.Index) {
 		ix.Datasets[ds.ID] = &cache.Entry{Dataset: ds, Path: h.layout.DatasetDir(ds.ID)}
 	})
+	if lerr == nil {
+		lerr = h.noteCached(ctx, ds, false)
+	}
 	if err := h.agree(ctx, "Complete: mark dataset complete in the cache index", lerr); err != nil {
-		h.discard(ds.ID)
+		h.discard(ctx, ds.ID)
 		return err
 	}
 	h.cached[ds.ID] = ds

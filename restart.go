@@ -63,7 +63,8 @@ func (h *Handle) recover(ctx context.Context) error {
 		flushed[id] = true
 	}
 
-	// 3. Everybody learns what every node holds.
+	// 3. Everybody learns what every node holds (and rank 0 records the
+	// run's nodes).
 	b, _ := json.Marshal(rep)
 	allb, err := h.world.Allgather(ctx, b)
 	if err != nil {
@@ -74,6 +75,15 @@ func (h *Handle) recover(ctx context.Context) error {
 		if err := json.Unmarshal(x, &reps[r]); err != nil {
 			return fmt.Errorf("scr: Init: bad cache report from rank %d: %w", r, err)
 		}
+	}
+	var hosts []string
+	for _, rp := range reps {
+		if rp.Leader {
+			hosts = append(hosts, rp.Node)
+		}
+	}
+	if err := h.agree(ctx, "Init: write the nodes file and app.conf", h.recordRun(hosts)); err != nil {
+		return err
 	}
 	known := map[int]cache.Dataset{}
 	for _, rp := range reps {
@@ -91,9 +101,13 @@ func (h *Handle) recover(ctx context.Context) error {
 
 	if h.cfg.purge || !h.cfg.distribute {
 		for _, id := range ids {
-			h.discard(id)
+			h.discard(ctx, id)
 		}
-		return h.agree(ctx, "Init: purge cache", h.writeIndex(nil))
+		lerr := h.writeIndex(nil)
+		if err := h.mirrorCache(ctx, nil); err != nil && lerr == nil {
+			lerr = err
+		}
+		return h.agree(ctx, "Init: purge cache", lerr)
 	}
 
 	// 4. Bring back each dataset, newest first: migrate, verify, rebuild.
@@ -106,7 +120,7 @@ func (h *Handle) recover(ctx context.Context) error {
 			if errors.Is(err, comm.ErrPeerLost) {
 				return err
 			}
-			h.discard(id)
+			h.discard(ctx, id)
 			if ds.IsOutput() && !flushed[id] {
 				outputBound = min(outputBound, id)
 			}
@@ -130,7 +144,7 @@ func (h *Handle) recover(ctx context.Context) error {
 		var keep []cache.Dataset
 		for _, ds := range kept {
 			if ds.ID > newest {
-				h.discard(ds.ID)
+				h.discard(ctx, ds.ID)
 				continue
 			}
 			keep = append(keep, ds)
@@ -138,7 +152,11 @@ func (h *Handle) recover(ctx context.Context) error {
 		kept = keep
 	}
 	h.cands = cands
-	return h.agree(ctx, "Init: write the cache index", h.writeIndex(kept))
+	lerr = h.writeIndex(kept)
+	if err := h.mirrorCache(ctx, kept); err != nil && lerr == nil {
+		lerr = err
+	}
+	return h.agree(ctx, "Init: write the cache index and flush state", lerr)
 }
 
 // scanNode reads the node's cache index (leader only), deletes datasets
@@ -548,7 +566,7 @@ func (h *Handle) CompleteRestart(ctx context.Context, valid bool) error {
 			lerr = nil
 		}
 	}
-	if err := h.discard(d.ID); err != nil && lerr == nil {
+	if err := h.discard(ctx, d.ID); err != nil && lerr == nil {
 		lerr = err
 	}
 	if h.tried == 0 || int64(d.ID) < h.tried {

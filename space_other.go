@@ -1,0 +1,5 @@
+//go:build !linux
+
+package scr
+
+func spaceHint(string) string { return "" }
