@@ -237,7 +237,7 @@ func (w *world) erase(r int, kind eraseKind, files []FileInfo) {
 		}
 		w.erase(r, eraseRed, files)
 	case interrupted:
-		if err := writeState(d, stateEncoding); err != nil {
+		if err := writeState(filepath.Join(d, metaDir), stateEncoding); err != nil {
 			w.t.Fatal(err)
 		}
 	}

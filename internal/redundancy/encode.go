@@ -128,6 +128,10 @@ func agree(ctx context.Context, world comm.Comm, local error) error {
 // StateFile "encoded". Every rank returns nil, or every rank returns an
 // error (an *EncodeError when a rank failed locally).
 func Encode(ctx context.Context, g *Group, s Scheme, files []FileInfo, dir string) error {
+	return encode(ctx, g, s, files, RankDirs(dir))
+}
+
+func encode(ctx context.Context, g *Group, s Scheme, files []FileInfo, dir Dirs) error {
 	n := len(g.Set.Ranks)
 	if err := s.Check(n); err != nil {
 		return fmt.Errorf("%w (set %d, rank %d)", err, g.Set.ID, g.World.Rank())
@@ -138,10 +142,10 @@ func Encode(ctx context.Context, g *Group, s Scheme, files []FileInfo, dir strin
 		}
 	}
 	var le localErr
-	le.set(writeState(dir, stateEncoding))
+	le.set(writeState(dir.Meta, stateEncoding))
 	self := toDesc(g.World.Rank(), files)
 	total := totalSize(files)
-	lf, err := openLogical(dir, files, false)
+	lf, err := openLogical(dir.Data, files, false)
 	le.set(err)
 	if lf == nil {
 		lf = &logical{total: total} // reads give zeros
@@ -192,7 +196,7 @@ func Encode(ctx context.Context, g *Group, s Scheme, files []FileInfo, dir strin
 			}
 		}
 	}
-	w, err := createRed(dir, h)
+	w, err := createRed(dir.Meta, h)
 	le.set(err)
 	var out func(seg int, b []byte)
 	if w != nil {
@@ -222,7 +226,7 @@ func Encode(ctx context.Context, g *Group, s Scheme, files []FileInfo, dir strin
 	if err := agree(ctx, g.World, le.err); err != nil {
 		return err
 	}
-	if err := writeState(dir, stateEncoded); err != nil {
+	if err := writeState(dir.Meta, stateEncoded); err != nil {
 		return fmt.Errorf("redundancy: rank %d: %w", g.World.Rank(), err)
 	}
 	return nil

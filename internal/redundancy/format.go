@@ -19,7 +19,23 @@ import (
 const (
 	DataFile  = ".scr/red.data"  // header + redundancy payload
 	StateFile = ".scr/red.state" // "encoding\n" or "encoded\n"
+
+	metaDir   = ".scr"
+	redName   = "red.data"
+	stateName = "red.state"
 )
+
+// Dirs says where one rank's files are (Data: file names are relative to
+// it) and where its redundancy files are (Meta: red.data, red.state).
+// Encode and Rebuild use RankDirs(dir); RebuildOffline takes any.
+type Dirs struct {
+	Data string
+	Meta string
+}
+
+// RankDirs is the layout of a rank directory in the cache: files in dir,
+// redundancy files in dir/.scr.
+func RankDirs(dir string) Dirs { return Dirs{Data: dir, Meta: filepath.Join(dir, metaDir)} }
 
 const (
 	magic         = "SCRRED01"
@@ -115,8 +131,8 @@ type redWriter struct {
 	state error
 }
 
-func createRed(dir string, h *header) (*redWriter, error) {
-	p := filepath.Join(dir, filepath.FromSlash(DataFile))
+func createRed(meta string, h *header) (*redWriter, error) {
+	p := filepath.Join(meta, redName)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return nil, fmt.Errorf("redundancy: %w", err)
 	}
@@ -194,8 +210,8 @@ type redFile struct {
 
 // openRed opens DataFile and checks its header. With payload, it also
 // reads every segment and checks its CRC32C.
-func openRed(dir string, payload bool) (*redFile, error) {
-	p := filepath.Join(dir, filepath.FromSlash(DataFile))
+func openRed(meta string, payload bool) (*redFile, error) {
+	p := filepath.Join(meta, redName)
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
@@ -307,8 +323,8 @@ const (
 	stateEncoded  = "encoded"
 )
 
-func writeState(dir, state string) error {
-	p := filepath.Join(dir, filepath.FromSlash(StateFile))
+func writeState(meta, state string) error {
+	p := filepath.Join(meta, stateName)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return fmt.Errorf("redundancy: %w", err)
 	}
@@ -325,8 +341,10 @@ func writeState(dir, state string) error {
 // State returns the encode state of a rank directory: "encoded",
 // "encoding" (an encode or rebuild started and did not finish: the
 // redundancy data must not be trusted) or "" (none).
-func State(dir string) string {
-	b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(StateFile)))
+func State(dir string) string { return stateAt(filepath.Join(dir, metaDir)) }
+
+func stateAt(meta string) string {
+	b, err := os.ReadFile(filepath.Join(meta, stateName))
 	if err != nil {
 		return ""
 	}

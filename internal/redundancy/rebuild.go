@@ -75,6 +75,10 @@ const (
 // the same *UnrecoverableError and nothing is changed. Local failures
 // during the rebuild give every rank an *EncodeError.
 func Rebuild(ctx context.Context, g *Group, s Scheme, dir string) (Result, error) {
+	return rebuild(ctx, g, s, RankDirs(dir))
+}
+
+func rebuild(ctx context.Context, g *Group, s Scheme, dir Dirs) (Result, error) {
 	n := len(g.Set.Ranks)
 	me := g.World.Rank()
 	if err := s.Check(n); err != nil {
@@ -85,10 +89,10 @@ func Rebuild(ctx context.Context, g *Group, s Scheme, dir string) (Result, error
 	var hdr *header
 	var red *redFile
 	redOK, why := false, ""
-	if r, err := openRed(dir, true); err == nil {
+	if r, err := openRed(dir.Meta, true); err == nil {
 		if err := r.h.matches(g, s); err == nil {
 			hdr, red = &r.h, r
-			redOK = State(dir) == stateEncoded
+			redOK = stateAt(dir.Meta) == stateEncoded
 			if !redOK {
 				why = "encode or rebuild was interrupted"
 			}
@@ -154,7 +158,7 @@ func Rebuild(ctx context.Context, g *Group, s Scheme, dir string) (Result, error
 	case !redOK:
 		st = stMissing
 	default:
-		if err := verify(dir, self.infos()); err != nil {
+		if err := verify(dir.Data, self.infos()); err != nil {
 			st, why = stMissing, err.Error()
 		}
 	}
@@ -289,7 +293,7 @@ func lossReport(ctx context.Context, g *Group, s Scheme, ok bool, lost []int, st
 }
 
 // rebuildSet runs inside one set whose lost positions are tolerable.
-func rebuildSet(ctx context.Context, g *Group, s Scheme, dir string, lost []int, self *desc, lefts []desc, hdr *header, red *redFile, le *localErr) error {
+func rebuildSet(ctx context.Context, g *Group, s Scheme, dir Dirs, lost []int, self *desc, lefts []desc, hdr *header, red *redFile, le *localErr) error {
 	var left *desc
 	if len(lefts) > 0 && lefts[0].Rank >= 0 {
 		left = &lefts[0]
@@ -311,9 +315,9 @@ func rebuildSet(ctx context.Context, g *Group, s Scheme, dir string, lost []int,
 	var w *redWriter
 	out := func(int, []byte) {}
 	if missing {
-		le.set(writeState(dir, stateEncoding))
+		le.set(writeState(dir.Meta, stateEncoding))
 		var err error
-		lf, err = openLogical(dir, self.infos(), true)
+		lf, err = openLogical(dir.Data, self.infos(), true)
 		le.set(err)
 		h := &header{Version: formatVersion, Scheme: s.Type.String(), Failures: k, Set: g.Set.ID,
 			Members: g.Set.Ranks, Index: g.Index, Self: *self, Lefts: lefts}
@@ -326,13 +330,13 @@ func rebuildSet(ctx context.Context, g *Group, s Scheme, dir string, lost []int,
 		case XOR, RS:
 			h.Chunk, h.Segments, h.SegSize = chunk, k, chunk
 		}
-		if w, err = createRed(dir, h); err == nil {
+		if w, err = createRed(dir.Meta, h); err == nil {
 			out = func(seg int, b []byte) { le.set(w.write(seg, b)) }
 		}
 		le.set(err)
 	} else {
 		var err error
-		lf, err = openLogical(dir, self.infos(), false)
+		lf, err = openLogical(dir.Data, self.infos(), false)
 		le.set(err)
 	}
 	if lf == nil {
@@ -363,10 +367,10 @@ func rebuildSet(ctx context.Context, g *Group, s Scheme, dir string, lost []int,
 		}
 		le.set(lf.close())
 		if le.err == nil {
-			le.set(applyMeta(dir, self.infos()))
+			le.set(applyMeta(dir.Data, self.infos()))
 		}
 		if le.err == nil {
-			le.set(writeState(dir, stateEncoded))
+			le.set(writeState(dir.Meta, stateEncoded))
 		}
 	}
 	return nil
