@@ -100,8 +100,7 @@ func (c *Config) locatePrefix() error {
 		c.prefixDir = p
 		return nil
 	}
-	if v, o, ok := c.lookupEntries(c.app, "SCR_PREFIX"); ok {
-		_ = o
+	if v, _, ok := c.lookupEntries(c.app, "SCR_PREFIX"); ok {
 		c.prefixDir = v
 		return nil
 	}
@@ -367,9 +366,11 @@ func (c *Config) Set(s string) error {
 	if strings.ContainsAny(s, "\n\r") {
 		return fmt.Errorf("config: Set(%q): a setting is one line", s)
 	}
-	if k, ok := strings.CutSuffix(strings.TrimSpace(s), "="); ok && !strings.ContainsAny(k, " \t=") {
-		c.Unset(strings.TrimSpace(k))
-		return nil
+	if k, ok := strings.CutSuffix(strings.TrimSpace(s), "="); ok {
+		if k = strings.TrimSpace(k); k != "" && !strings.ContainsAny(k, " \t=") {
+			c.Unset(k)
+			return nil
+		}
 	}
 	kvs, err := ParseLine(s, c.env)
 	if err != nil {

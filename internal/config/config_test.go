@@ -148,11 +148,11 @@ func TestSetUnsetQuery(t *testing.T) {
 	if v, _, _ := c.Query("SCR_JOB_NAME"); v != "a=b" {
 		t.Errorf("SCR_JOB_NAME = %q", v)
 	}
-	must(c.Set("SCR_CACHE_SIZE="))
+	must(c.Set("SCR_CACHE_SIZE ="))
 	if v, _, _ := c.Query("SCR_CACHE_SIZE"); v != "1" {
 		t.Errorf("after unset SCR_CACHE_SIZE = %q, want default 1", v)
 	}
-	for _, bad := range []string{"", "   ", "SCR_FLUSH", "SCR_FLUSH=1 EXTRA=2", "=3", "A=\"x y\"", "A=1\nB=2"} {
+	for _, bad := range []string{"", "   ", "=", "SCR_FLUSH", "SCR_FLUSH=1 EXTRA=2", "=3", "A=\"x y\"", "A=1\nB=2"} {
 		if err := c.Set(bad); err == nil {
 			t.Errorf("Set(%q) succeeded", bad)
 		}

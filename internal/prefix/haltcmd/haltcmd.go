@@ -103,10 +103,16 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 			continue
 		}
 		states = append(states, st)
-		if !o.JSON && (o.List || o.Verbose) {
+		switch {
+		case o.JSON:
+		case o.List || o.Verbose:
 			if err := printState(out, st); err != nil {
 				errs = append(errs, err)
 			}
+		case st.Removed:
+			fmt.Fprintf(out, "%s: halt file removed\n", dir)
+		default:
+			fmt.Fprintf(out, "%s: halt file updated (scr_halt -l shows it)\n", dir)
 		}
 	}
 	if o.JSON {
@@ -196,7 +202,7 @@ func apply(o Options, h *prefix.Halt) {
 	if reason == "" {
 		reason = prefix.ReasonJobHalted
 	}
-	if !o.setsCondition() || o.Immediate {
+	if !o.setsCondition() || o.Immediate || o.Reason != "" {
 		if h.ExitReason == "" || h.ExitReason == prefix.ReasonFinalizeCalled || o.Reason != "" {
 			h.ExitReason = reason
 		}

@@ -50,6 +50,11 @@ func TestRun(t *testing.T) {
 				t.Errorf("%+v", h)
 			}
 		}},
+		{"reason with a condition", nil, Options{Reason: "MAINT", Seconds: i64(60)}, func(t *testing.T, h *prefix.Halt, ok bool) {
+			if h.ExitReason != "MAINT" || *h.HaltSeconds != 60 {
+				t.Errorf("%+v", h)
+			}
+		}},
 		{"checkpoints do not set a reason", nil, Options{Checkpoints: i64(3)}, func(t *testing.T, h *prefix.Halt, ok bool) {
 			if h.ExitReason != "" || *h.CheckpointsLeft != 3 {
 				t.Errorf("%+v", h)
