@@ -132,3 +132,25 @@ func TestExitCodes(t *testing.T) {
 		t.Errorf("--help: exit %d", code)
 	}
 }
+
+// SCR_EXCLUDE_NODES and CACHEDIR ... BYTES come from the user config file
+// (<prefix>/.scrconf), as in SCR.
+func TestConfigFile(t *testing.T) {
+	root := cluster(t, 3)
+	pfx := filepath.Join(root, "prefix")
+	os.MkdirAll(pfx, 0o755)
+	// The cache directory must hold an exabyte (1048576 TB): none does.
+	conf := "SCR_EXCLUDE_NODES=n1\nCACHEDIR=" + filepath.Join(root, "n3", "shm") + " BYTES=1048576TB\n"
+	if err := os.WriteFile(filepath.Join(pfx, ".scrconf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd("-r")
+	if code != exitSomeDown || !strings.HasPrefix(out, "n1: User excluded via SCR_EXCLUDE_NODES\nn2: scr_check_node: FAIL: cache directory") ||
+		!strings.Contains(out, "insufficient space") {
+		t.Fatalf("exit %d\nout %q\nstderr %q", code, out, errs)
+	}
+	os.WriteFile(filepath.Join(pfx, ".scrconf"), []byte("CACHEDIR=/x BYTES=lots\n"), 0o644)
+	if code, _, errs := runCmd(); code != exitUsage || !strings.Contains(errs, "BYTES=lots") {
+		t.Errorf("bad BYTES: exit %d, %q", code, errs)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scr-go/scr/internal/config"
 	"github.com/scr-go/scr/internal/hostlist"
 	"github.com/scr-go/scr/internal/prefix"
 	"github.com/scr-go/scr/internal/remote"
@@ -62,12 +63,17 @@ func Run(ctx context.Context, o ListOptions) (Listing, error) {
 		}
 		return hostlist.Dedupe(h), nil
 	}
+	cfg, err := config.Load(config.Options{Env: config.Lookup(env)})
+	if err != nil {
+		return out, &UsageError{Msg: fmt.Sprintf("configuration: %v", err)}
+	}
+	param := func(name string) string { v, _ := cfg.String(name); return v }
 	nodes, err := parse("node list", o.Nodes)
 	if err != nil {
 		return out, err
 	}
 	if len(nodes) == 0 {
-		if nodes, err = parse("SCR_NODELIST", env.Get("SCR_NODELIST")); err != nil {
+		if nodes, err = parse("SCR_NODELIST", param("SCR_NODELIST")); err != nil {
 			return out, err
 		}
 	}
@@ -75,13 +81,13 @@ func Run(ctx context.Context, o ListOptions) (Listing, error) {
 	if err != nil {
 		return out, err
 	}
-	excl, err := parse("SCR_EXCLUDE_NODES", env.Get("SCR_EXCLUDE_NODES"))
+	excl, err := parse("SCR_EXCLUDE_NODES", param("SCR_EXCLUDE_NODES"))
 	if err != nil {
 		return out, err
 	}
 	checks := o.Checks
 	if checks == nil {
-		if s := strings.TrimSpace(env.Get("SCR_NODE_TESTS")); s != "" {
+		if s := strings.TrimSpace(param("SCR_NODE_TESTS")); s != "" {
 			for _, c := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
 				switch c {
 				case CheckPing, CheckEcho, CheckDirCapacity:
@@ -90,6 +96,12 @@ func Run(ctx context.Context, o ListOptions) (Listing, error) {
 					return out, &UsageError{Msg: fmt.Sprintf("SCR_NODE_TESTS: unknown test %q (known: ping, echo, dir_capacity)", c)}
 				}
 			}
+		}
+	}
+	dirs := o.Dirs
+	if dirs == nil {
+		if dirs, err = configDirs(cfg); err != nil {
+			return out, err
 		}
 	}
 
@@ -113,7 +125,7 @@ func Run(ctx context.Context, o ListOptions) (Listing, error) {
 		opts.Transport = remote.SSH{} // no resource manager: reach the nodes as pdsh -Rssh would
 	}
 	if o.Self != "" && opts.StorageArgv == nil {
-		opts.StorageArgv = append([]string{o.Self}, StorageArgs(o.Dirs, o.Free)...)
+		opts.StorageArgv = append([]string{o.Self}, StorageArgs(dirs, o.Free)...)
 	}
 	rep, err := Check(ctx, Request{Nodes: nodes, Specified: down, Excluded: excl, Manager: mgr, Options: opts})
 	if err != nil {
@@ -121,22 +133,36 @@ func Run(ctx context.Context, o ListOptions) (Listing, error) {
 	}
 	out.Nodes, out.Down, out.RMErr = rep.Nodes, rep.Down, rep.RMErr
 	if o.Log && len(out.Down) > 0 {
-		out.LogErr = logDown(env, out.Down, o.Secs)
+		out.LogErr = logDown(cfg.PrefixDir(), env, out.Down, o.Secs)
 	}
 	out.Duration = time.Since(start)
 	return out, nil
 }
 
-// logDown appends one node_down event per down node to the timeline.
-func logDown(env rm.Env, down map[string]string, secs string) error {
-	dir := env.Get("SCR_PREFIX")
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return fmt.Errorf("--log: no SCR_PREFIX and no working directory: %w", err)
+// configDirs reads the storage test's directories and sizes from the
+// configuration: CNTLDIR=<dir> BYTES=<n> and CACHEDIR=<dir> BYTES=<n>
+// entries (nil when there are none: each node's bases are checked).
+func configDirs(cfg *config.Config) ([]Dir, error) {
+	var dirs []Dir
+	for _, kind := range []struct{ key, kind string }{{"CNTLDIR", "cntl"}, {"CACHEDIR", "cache"}} {
+		for _, e := range cfg.Entries(kind.key) {
+			d := Dir{Kind: kind.kind, Path: e.Value}
+			if b, ok := e.Child("BYTES"); ok {
+				n, err := ParseBytes(b)
+				if err != nil {
+					return nil, &UsageError{Msg: fmt.Sprintf("%s=%s BYTES=%s (%s): %v", kind.key, e.Value, b, e.Origin, err)}
+				}
+				d.Bytes = n
+			}
+			dirs = append(dirs, d)
 		}
-		dir = wd
 	}
+	return dirs, nil
+}
+
+// logDown appends one node_down event per down node to the timeline of
+// the prefix dir.
+func logDown(dir string, env rm.Env, down map[string]string, secs string) error {
 	run, _ := strconv.Atoi(env.Get("SCR_RUN_ID"))
 	var errs []error
 	for _, n := range Sorted(down) {

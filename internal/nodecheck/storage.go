@@ -172,7 +172,8 @@ func DefaultDirs(getenv func(string) string) []Dir {
 }
 
 // ParseStorageArgs reads the arguments after --check-storage (see
-// StorageArgs). Without --cntl or --cache the node's DefaultDirs are used.
+// StorageArgs). A kind (cntl, cache) not given is checked at the node's own
+// base directory (DefaultDirs), unless that path is already in the list.
 func ParseStorageArgs(args []string, getenv func(string) string) (dirs []Dir, free bool, err error) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -201,8 +202,18 @@ func ParseStorageArgs(args []string, getenv func(string) string) (dirs []Dir, fr
 			return nil, false, fmt.Errorf("storage check: unknown argument %q", a)
 		}
 	}
-	if len(dirs) == 0 {
-		dirs = DefaultDirs(getenv)
+	// A kind not given is checked at the node's own base (DefaultDirs).
+	have := map[string]bool{}
+	seen := map[string]bool{}
+	for _, d := range dirs {
+		have[d.Kind] = true
+		seen[filepath.Clean(d.Path)] = true
+	}
+	for _, d := range DefaultDirs(getenv) {
+		if !have[d.Kind] && !seen[filepath.Clean(d.Path)] {
+			dirs = append(dirs, d)
+			seen[filepath.Clean(d.Path)] = true
+		}
 	}
 	return dirs, free, nil
 }
