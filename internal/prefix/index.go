@@ -249,3 +249,29 @@ func (x *Index) FetchCandidate(below int64) *IndexEntry {
 	}
 	return nil
 }
+
+// PrefixSizeVictims is the SCR_PREFIX_SIZE decision: with keep > 0, the
+// checkpoints to delete from the prefix so that only the keep newest valid
+// checkpoints remain. Only checkpoints older than the keep-th newest valid
+// one are chosen; datasets with the OUTPUT flag and the CURRENT checkpoint
+// are never chosen. keep <= 0 keeps everything. Newest first.
+func (x *Index) PrefixSizeVictims(keep int) []*IndexEntry {
+	if keep <= 0 {
+		return nil
+	}
+	var out []*IndexEntry
+	valid := 0
+	for _, e := range x.Entries() {
+		if !e.Dataset.Checkpoint {
+			continue
+		}
+		if valid >= keep && !e.Dataset.Output && e.Dataset.Name != x.Current {
+			out = append(out, e)
+			continue
+		}
+		if e.Valid() {
+			valid++
+		}
+	}
+	return out
+}

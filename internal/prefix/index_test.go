@@ -3,8 +3,10 @@ package prefix
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -178,5 +180,32 @@ func TestCorruptIndexFixtures(t *testing.T) {
 				t.Fatal("corrupt index was rewritten")
 			}
 		})
+	}
+}
+
+func TestPrefixSizeVictims(t *testing.T) {
+	now := time.Now()
+	x := NewIndex()
+	for i := int64(1); i <= 6; i++ {
+		d := ckpt(i, fmt.Sprintf("c%d", i))
+		if i == 2 {
+			d.Output = true // checkpoint and output: never deleted
+		}
+		x.Put(d)
+		x.MarkFlushed(i, true, now)
+	}
+	x.MarkFailed(6, now) // a failed newest does not count as kept
+	x.Current = "c1"
+	names := func(es []*IndexEntry) string {
+		var s []string
+		for _, e := range es {
+			s = append(s, e.Dataset.Name)
+		}
+		return strings.Join(s, ",")
+	}
+	for keep, want := range map[int]string{0: "", 1: "c4,c3", 2: "c3", 3: "", 9: ""} {
+		if got := names(x.PrefixSizeVictims(keep)); got != want {
+			t.Errorf("keep %d: %q, want %q", keep, got, want)
+		}
 	}
 }
