@@ -386,3 +386,27 @@ func TestPerRankEnvironments(t *testing.T) {
 		}
 	}
 }
+
+func TestResolve(t *testing.T) {
+	opts, pfx := setup(t, "SCR_SET_SIZE=4\n", "", "SCR_FLUSH", "3")
+	opts.NoAppFile = true
+	c, s, err := Resolve(opts, []string{"SCR_FLUSH=1", "SCR_CACHE_SIZE=2", "CKPT=0 TYPE=XOR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Flush != 3 || s.CacheSize != 2 || s.SetSize != 4 {
+		t.Fatalf("%+v", s)
+	}
+	if err := c.SaveApp(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(pfx, ".scr", "app.conf")); !strings.Contains(string(b), "SCR_CACHE_SIZE=2") {
+		t.Errorf("app.conf: %s", b)
+	}
+	if _, _, err := Resolve(opts, []string{"SCR_FLUSH"}); err == nil || !strings.Contains(err.Error(), `Set("SCR_FLUSH")`) {
+		t.Errorf("bad API string: %v", err)
+	}
+	if _, _, err := Resolve(opts, []string{"SCR_FLUSH=x"}); err != nil {
+		t.Errorf("env wins, the API value is never parsed: %v", err)
+	}
+}

@@ -7,7 +7,12 @@
 // library saved in <prefix>/.scr/app.conf; the system file is
 // SCR_CONFIG_FILE, else /etc/scr/scr.conf.
 //
-// Typical use:
+// The library resolves a rank's settings in one call (then rank 0 calls
+// cfg.SaveApp at Init):
+//
+//	cfg, s, err := config.Resolve(config.Options{Env: lookup, NoAppFile: true}, opts.Config)
+//
+// Step by step:
 //
 //	cfg, err := config.Load(config.Options{Env: lookup})
 //	...

@@ -364,3 +364,24 @@ func (s *Settings) Validate() error {
 	errs = append(errs, validateDescriptors(s)...)
 	return errors.Join(errs...)
 }
+
+// Resolve is the library's one-call setup: Load with opts, apply the
+// application's API strings (SCR_Config syntax) in order, and resolve the
+// typed settings. An API string that does not parse is an error naming it.
+// Rank 0 should then call cfg.SaveApp() so commands see the API values.
+func Resolve(opts Options, api []string) (*Config, *Settings, error) {
+	c, err := Load(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range api {
+		if err := c.Set(s); err != nil {
+			return nil, nil, err
+		}
+	}
+	s, err := c.Settings()
+	if err != nil {
+		return c, nil, err
+	}
+	return c, s, nil
+}
