@@ -61,8 +61,8 @@ type tcpTransport struct {
 
 	mu      sync.Mutex
 	out     map[int]*outConn
-	in      map[net.Conn]bool
-	hosts   []string // by world rank; filled as learnt
+	in      map[net.Conn]*sync.Mutex // accepted connections and their write locks
+	hosts   []string                 // by world rank; filled as learnt
 	closing bool
 
 	predSeen  atomic.Int64 // unix nanos of the last frame from my ring predecessor
@@ -90,7 +90,7 @@ func newTCP(cfg tcpConfig) *tcpTransport {
 		box:   newMailbox(),
 		done:  make(chan struct{}),
 		out:   map[int]*outConn{},
-		in:    map[net.Conn]bool{},
+		in:    map[net.Conn]*sync.Mutex{},
 		hosts: make([]string, cfg.size),
 	}
 	t.hosts[cfg.rank] = cfg.host
@@ -265,7 +265,7 @@ func (t *tcpTransport) acceptLoop() {
 			c.Close()
 			continue
 		}
-		t.in[c] = true
+		t.in[c] = new(sync.Mutex)
 		t.wg.Add(1)
 		t.mu.Unlock()
 		go func() {
@@ -566,13 +566,14 @@ func (t *tcpTransport) heartbeat() {
 }
 
 // watch declares the ring predecessor lost when nothing came from it for
-// the timeout (less one check period, so detection stays within the bound).
+// the timeout less two check periods (one for the check, one for telling
+// the others and exiting), so every rank ends within the bound.
 // Stop: t.done.
 func (t *tcpTransport) watch() {
 	defer t.wg.Done()
 	pred := (t.cfg.rank - 1 + t.cfg.size) % t.cfg.size
 	period := t.cfg.timeout / 20
-	silence := t.cfg.timeout - period
+	silence := t.cfg.timeout - 2*period // + one period of checking + propagation stays within the bound
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
@@ -625,44 +626,55 @@ func (t *tcpTransport) lost(r int, reason string, detected bool) {
 func (t *tcpTransport) forwardLost(e *PeerLostError) {
 	p := t.cfg.size
 	payload := encodeParts([][]byte{u32(e.Rank), []byte(e.Host), []byte(e.Reason)})
+	var hb [hdrSize]byte
+	header{typ: frameLost, chunk: len(payload)}.put(hb[:])
+	frame := append(hb[:], payload...)
 	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.timeout)
 	defer cancel()
 	var wg sync.WaitGroup
+	write := func(c net.Conn, wmu *sync.Mutex) {
+		done := make(chan struct{})
+		go func() {
+			wmu.Lock()
+			c.Write(frame)
+			wmu.Unlock()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+	// Every peer connected to this rank hears it on that connection first,
+	// before it could see this rank go away and take that for a new loss.
+	sent := map[int]bool{}
+	t.mu.Lock()
+	for r, oc := range t.out {
+		select {
+		case <-oc.ready:
+			if oc.c != nil && r != e.Rank {
+				sent[r] = true
+				wg.Go(func() { write(oc.c, &oc.wmu) })
+			}
+		default:
+		}
+	}
+	for c, wmu := range t.in {
+		wg.Go(func() { write(c, wmu) })
+	}
+	t.mu.Unlock()
 	for d := 1; d < p; d *= 2 {
 		dst := (t.cfg.rank + d) % p
-		if dst == e.Rank {
+		if dst == e.Rank || sent[dst] {
 			continue
 		}
 		wg.Go(func() {
-			t.mu.Lock()
-			oc := t.out[dst]
-			t.mu.Unlock()
-			if oc == nil {
-				c, err := t.dial(ctx, dst)
-				if err != nil {
-					return
-				}
-				defer c.Close()
-				oc = &outConn{c: c}
-			} else {
-				select {
-				case <-oc.ready:
-				case <-ctx.Done():
-					return
-				}
-				if oc.c == nil {
-					return
-				}
+			c, err := t.dial(ctx, dst)
+			if err != nil {
+				return
 			}
-			done := make(chan struct{})
-			go func() {
-				oc.writeFrame(header{typ: frameLost}, payload)
-				close(done)
-			}()
-			select {
-			case <-done:
-			case <-ctx.Done():
-			}
+			defer c.Close()
+			write(c, new(sync.Mutex))
 		})
 	}
 	wg.Wait()
@@ -691,8 +703,8 @@ func (t *tcpTransport) close() error {
 		default:
 		}
 	}
-	for c := range t.in {
-		conns = append(conns, wconn{c, nil})
+	for c, wmu := range t.in {
+		conns = append(conns, wconn{c, wmu})
 	}
 	t.mu.Unlock()
 	err := t.cfg.ln.Close()

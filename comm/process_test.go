@@ -1,0 +1,195 @@
+package comm_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scr-go/scr/comm"
+	"github.com/scr-go/scr/internal/locallaunch"
+	"github.com/scr-go/scr/internal/prefix"
+)
+
+// TestMain doubles as the rank program of the process tests (the os/exec
+// helper-process pattern): with SCR_COMM_HELPER set, it bootstraps with
+// comm.FromEnv and the default fatal policy, reports ready, and runs
+// collectives until a peer is lost.
+func TestMain(m *testing.M) {
+	if os.Getenv("SCR_COMM_HELPER") != "" {
+		os.Exit(helper())
+	}
+	os.Exit(m.Run())
+}
+
+func helper() int {
+	ctx := context.Background()
+	c, err := comm.FromEnv(ctx, comm.Options{})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "helper: %v\n", err)
+		return 3
+	}
+	dir := os.Getenv("SCR_COMM_HELPER_DIR")
+	if err := c.Barrier(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "helper: %v\n", err)
+		return 4
+	}
+	os.WriteFile(filepath.Join(dir, "ready."+strconv.Itoa(c.Rank())), nil, 0o644)
+	for {
+		if err := c.Barrier(ctx); err != nil {
+			// The fatal policy exits before we get here in most cases.
+			time.Sleep(time.Hour)
+		}
+		if _, err := c.Allreduce(ctx, comm.OpSum, []int64{1}); err != nil {
+			time.Sleep(time.Hour)
+		}
+		time.Sleep(20 * time.Millisecond) // the job's "compute"
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// lossScenario launches n helper ranks, waits until all are up, hurts the
+// victim with sig and checks every other rank ends with ExitPeerLost. It
+// returns the slowest survivor's exit latency.
+func lossScenario(t *testing.T, n, perNode, victim int, sig syscall.Signal, timeout time.Duration) time.Duration {
+	dir, pfx := t.TempDir(), t.TempDir()
+	env := append(os.Environ(),
+		"SCR_COMM_HELPER=loop", "SCR_COMM_HELPER_DIR="+dir, "SCR_PREFIX="+pfx,
+		fmt.Sprintf("SCR_COMM_TIMEOUT=%g", timeout.Seconds()), "SCR_RUN_ID=1")
+	var (
+		mu       sync.Mutex
+		pids     = make([]int, n)
+		survived = 0
+		allDone  = make(chan struct{})
+	)
+	stderr := &syncBuf{}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	resc := make(chan *locallaunch.Result, 1)
+	go func() {
+		res, err := locallaunch.Run(ctx, locallaunch.Options{
+			N: n, PerNode: perNode, CacheRoot: t.TempDir(), Argv: []string{os.Args[0]}, Env: env,
+			Stdout: stderr, Stderr: stderr, KeepGoing: true,
+			Started: func(r, pid int) { mu.Lock(); pids[r] = pid; mu.Unlock() },
+			Exited: func(r int, _ locallaunch.RankResult) {
+				mu.Lock()
+				defer mu.Unlock()
+				if r != victim {
+					if survived++; survived == n-1 {
+						close(allDone)
+					}
+				}
+			},
+		})
+		if err != nil {
+			t.Errorf("launch: %v", err)
+		}
+		resc <- res
+	}()
+	// Wait until every rank is up.
+	for {
+		ents, _ := os.ReadDir(dir)
+		if len(ents) == n {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d ranks came up; output:\n%s", len(ents), n, stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	mu.Lock()
+	vpid := pids[victim]
+	mu.Unlock()
+	t0 := time.Now()
+	syscall.Kill(vpid, sig)
+	select {
+	case <-allDone:
+	case <-ctx.Done():
+		t.Fatalf("survivors did not all exit; output:\n%s", stderr)
+	}
+	syscall.Kill(vpid, syscall.SIGKILL) // a stopped victim stays until killed
+	res := <-resc
+	if res == nil {
+		t.FailNow()
+	}
+	var slowest time.Duration
+	for r, rr := range res.Ranks {
+		if r == victim {
+			continue
+		}
+		if rr.Code != comm.ExitPeerLost {
+			t.Errorf("rank %d on %s exited with %d, want %d", r, rr.Node, rr.Code, comm.ExitPeerLost)
+		}
+		slowest = max(slowest, rr.End.Sub(t0))
+	}
+	out := stderr.String()
+	if got := strings.Count(out, "scr: lost rank "); got != n-1 {
+		t.Errorf("%d 'scr: lost rank' lines, want %d:\n%s", got, n-1, out)
+	}
+	evs, err := prefix.ReadTimeline(pfx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := false
+	for _, ev := range evs {
+		if ev.Event != "peer_lost" || ev.Source != "comm" || ev.Run != 1 {
+			t.Errorf("unexpected timeline event %+v", ev)
+		}
+		if lr, _ := ev.Fields["lost_rank"].(float64); int(lr) == victim {
+			seen = true
+		}
+	}
+	if !seen {
+		t.Errorf("no peer_lost event for rank %d in the timeline: %+v", victim, evs)
+	}
+	t.Logf("%d ranks, %v of rank %d: slowest survivor exited %v later (timeout %v); %d timeline events",
+		n, sig, victim, slowest.Round(time.Millisecond), timeout, len(evs))
+	return slowest
+}
+
+func TestProcessKill9(t *testing.T) {
+	lossScenario(t, 6, 2, 3, syscall.SIGKILL, 3*time.Second)
+}
+
+func TestProcessSilentLoss(t *testing.T) {
+	// SIGSTOP: the process keeps its sockets open, sends nothing, never
+	// closes: what a vanished node looks like. A short timeout keeps the
+	// test quick; the E2E variant uses the default.
+	lossScenario(t, 6, 2, 2, syscall.SIGSTOP, time.Second)
+}
+
+func TestProcessLossE2E(t *testing.T) {
+	if os.Getenv("SCR_E2E") != "1" {
+		t.Skip("64 processes and the default 3 s bound: set SCR_E2E=1")
+	}
+	const bound = 3 * time.Second
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGSTOP} {
+		if d := lossScenario(t, 64, 8, 37, sig, bound); d > bound+time.Second {
+			t.Errorf("%v: survivors took %v, bound %v", sig, d, bound)
+		}
+	}
+}
