@@ -144,6 +144,8 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 		if h.nodeName, err = os.Hostname(); err != nil {
 			return nil, fmt.Errorf("scr: Init on rank %d: no node name (set SCR_NODE_NAME): %w", h.rank, err)
 		}
+		h.nodeName, _, _ = strings.Cut(h.nodeName, ".") // the short name, as the resource manager uses
+
 	}
 	h.prefix = cfg.prefix
 	if h.prefix == "" {

@@ -2,18 +2,13 @@ package main
 
 import (
 	"context"
-	"os"
 
 	"github.com/scr-go/scr/comm"
 )
 
-// bootstrap returns the world communicator. Until comm.FromEnv lands the
-// program runs as a single rank; the multi-rank logic (Run) is tested with
-// comm.NewLocal.
+// bootstrap returns the world communicator of this launched process:
+// PMI-1, a rendezvous directory, or a singleton (comm.FromEnv). A lost
+// peer ends the process with exit code 75 (comm's default fatal policy).
 func bootstrap(ctx context.Context) (comm.Comm, error) {
-	host, _ := os.LookupEnv("SCR_NODE_NAME")
-	if host == "" {
-		host, _ = os.Hostname()
-	}
-	return comm.NewLocal([]string{host})[0], nil
+	return comm.FromEnv(ctx, comm.Options{})
 }
