@@ -92,6 +92,19 @@ func Load(opts Options) (*Config, error) {
 // SCR_PREFIX from the environment, else a value set through the API, else
 // Options.Dir, else the working directory.
 func (c *Config) locatePrefix() error {
+	if err := c.findPrefix(); err != nil {
+		return err
+	}
+	// Ranks and commands may run in different directories: make it absolute.
+	abs, err := filepath.Abs(c.prefixDir)
+	if err != nil {
+		return fmt.Errorf("config: prefix %q: %w", c.prefixDir, err)
+	}
+	c.prefixDir = abs
+	return nil
+}
+
+func (c *Config) findPrefix() error {
 	if v, ok := c.env("SCR_PREFIX"); ok && v != "" {
 		p, err := ExpandEnv(v, c.env)
 		if err != nil {

@@ -410,3 +410,18 @@ func TestResolve(t *testing.T) {
 		t.Errorf("env wins, the API value is never parsed: %v", err)
 	}
 }
+
+func TestRelativePrefixIsMadeAbsolute(t *testing.T) {
+	wd, _ := os.Getwd()
+	c, err := Load(Options{Env: envMap("SCR_PREFIX", "rel/ckpt"), SystemFile: "/nonexistent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(wd, "rel/ckpt"); c.PrefixDir() != want {
+		t.Fatalf("%q, want %q", c.PrefixDir(), want)
+	}
+	s, err := c.Settings()
+	if err != nil || s.Prefix != filepath.Join(wd, "rel/ckpt") {
+		t.Fatalf("%q %v", s.Prefix, err)
+	}
+}

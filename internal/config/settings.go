@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -140,6 +141,8 @@ func (c *Config) Settings() (*Settings, error) {
 	str("SCR_PREFIX", &s.Prefix)
 	if s.Prefix == "" {
 		s.Prefix = c.prefixDir
+	} else if abs, err := filepath.Abs(s.Prefix); err == nil {
+		s.Prefix = abs
 	}
 	str("SCR_CNTL_BASE", &s.CntlBase)
 	str("SCR_CACHE_BASE", &s.CacheBase)
