@@ -99,6 +99,11 @@ func (h *Handle) Current(ctx context.Context, name string) error {
 	}
 	h.loaded = nil
 	h.tried = int64(a.ID) + 1
+	// Offer exactly this checkpoint next: from the cache if it is there,
+	// else HaveRestart fetches CURRENT from the prefix.
+	if len(h.cands) > 0 && h.cands[0].ID != a.ID {
+		h.cands = nil
+	}
 	return h.agree(ctx, "Current: delete newer cached datasets", lerr)
 }
 

@@ -274,7 +274,7 @@ func (h *Handle) intact(ds cache.Dataset, dir string) bool {
 		return false
 	}
 	if ds.Bypass {
-		return true
+		return cache.Verify(h.prefix, fm) == nil // the files are on the prefix
 	}
 	return cache.Verify(dir, fm) == nil
 }

@@ -180,6 +180,11 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	if err := h.recover(ctx); err != nil {
 		return nil, err
 	}
+	if cfg.current != "" {
+		if err := h.Current(ctx, cfg.current); err != nil {
+			return nil, fmt.Errorf("scr: Init: SCR_CURRENT=%s: %w", cfg.current, err)
+		}
+	}
 	h.lastCkptEnd = time.Now()
 	if err := h.world.Barrier(ctx); err != nil {
 		return nil, h.commErr("Init", err)

@@ -495,3 +495,41 @@ func TestConfigPrecedence(t *testing.T) {
 		t.Fatalf("unset must restore the default: %q", v)
 	}
 }
+
+func TestCurrentPicksAnOlderCheckpoint(t *testing.T) {
+	j := newJob(t, map[string]string{"SCR_FLUSH": "1", "SCR_CACHE_SIZE": "3"})
+	writeN := func(ctx context.Context, h *Handle) error {
+		for step := 1; step <= 3; step++ {
+			if err := checkpoint(ctx, h, step, 50, 0); err != nil {
+				return err
+			}
+		}
+		return h.Finalize(ctx)
+	}
+	mustAll(t, j.run(four, nil, writeN))
+	// In cache: ckpt.2 offered, ckpt.3 deleted from the cache.
+	var res results[restartResult]
+	mustAll(t, j.run(four, nil, func(ctx context.Context, h *Handle) error {
+		if err := h.Current(ctx, "ckpt.2"); err != nil {
+			return err
+		}
+		rr, err := restart(ctx, h, 50)
+		res.set(h.Rank(), rr)
+		return err
+	}))
+	sameName(t, res.m, "ckpt.2")
+	if _, err := os.Stat(filepath.Join(j.cacheDir("n1"), "scr.dataset.3")); !os.IsNotExist(err) {
+		t.Fatalf("newer dataset kept after Current: %v", err)
+	}
+	// SCR_CURRENT with the cache gone: fetched from the prefix.
+	for _, n := range four {
+		j.wipe(n)
+	}
+	sameName(t, restartAll(t, j, four, map[string]string{"SCR_CURRENT": "ckpt.1"}, 50), "ckpt.1")
+	errs := j.run(four, nil, func(ctx context.Context, h *Handle) error { return h.Current(ctx, "nope") })
+	for r, err := range errs {
+		if !errors.Is(err, ErrNotFound) {
+			t.Fatalf("rank %d: Current(unknown) = %v", r, err)
+		}
+	}
+}
