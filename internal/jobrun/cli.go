@@ -17,6 +17,7 @@ import (
 	"github.com/scr-go/scr/internal/launch"
 	"github.com/scr-go/scr/internal/nodecheck"
 	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/remote"
 	"github.com/scr-go/scr/internal/rm"
 	_ "github.com/scr-go/scr/internal/rm/all" // every resource manager
 )
@@ -180,7 +181,14 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 		},
 		Prerun: func(context.Context) error { return Prerun(p) },
 		Postrun: func(ctx context.Context, healthy []string, _ map[string]string) error {
-			_, err := Scavenge(ctx, ScavengeOptions{Prefix: p, Nodes: healthy, Copier: o.Copier, Log: o.Stderr})
+			cp := o.Copier
+			if cp == nil {
+				var err error
+				if cp, err = remoteCopier(ctx, mgr, p); err != nil {
+					return err
+				}
+			}
+			_, err := Scavenge(ctx, ScavengeOptions{Prefix: p, Nodes: healthy, Copier: cp, Log: o.Stderr})
 			return err
 		},
 	}
@@ -354,4 +362,113 @@ func siblingCommand(name string) string {
 		return p
 	}
 	return ""
+}
+
+// remoteCopier scavenges through the resource manager's transport by running
+// `scr_postrun --scavenge-node` / `--list-node` on each node.
+func remoteCopier(ctx context.Context, mgr rm.Manager, prefixDir string) (Copier, error) {
+	self := siblingCommand("scr_postrun")
+	if self == "" {
+		return nil, fmt.Errorf("%w: scr_postrun not found next to this command or in PATH", ErrNoCopier)
+	}
+	t, err := mgr.Transport(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: no way to run commands on the nodes: %w", mgr.Name(), err)
+	}
+	return RemoteCopier{
+		Transport: t,
+		Argv: func(id int64) []string {
+			return []string{self, "--scavenge-node", "--id", fmt.Sprint(id), "--prefix", prefixDir}
+		},
+		ListArgv: []string{self, "--list-node"},
+		// Copying a checkpoint takes longer than a check: a node's share
+		// is bounded by its cache size; ten minutes is the hang guard.
+		Options: remote.Options{Timeout: 10 * time.Minute},
+	}, nil
+}
+
+// PostrunCmdOptions are scr_postrun's inputs.
+type PostrunCmdOptions struct {
+	Prefix string // -p; "" = SCR_PREFIX or the working directory
+	Env    Env
+	Log    io.Writer
+	Copier Copier // nil = remote copy through the resource manager
+	Down   DownLister
+}
+
+// ErrNoHealthyNode: every node of the allocation is down.
+var ErrNoHealthyNode = errors.New("no healthy node left to scavenge from")
+
+// PostrunCmd is scr_postrun: find the healthy nodes of the allocation and
+// scavenge the datasets that are only in their caches.
+func PostrunCmd(ctx context.Context, o PostrunCmdOptions) (ScavengeResult, error) {
+	if o.Env == nil {
+		o.Env = os.LookupEnv
+	}
+	p, err := PrefixOf(o.Prefix, o.Env)
+	if err != nil {
+		return ScavengeResult{}, err
+	}
+	cfg, err := config.Load(config.Options{Env: config.Lookup(o.Env), Dir: p})
+	if err != nil {
+		return ScavengeResult{}, err
+	}
+	if on, err := cfg.Bool("SCR_ENABLE"); err != nil || !on {
+		return ScavengeResult{}, err
+	}
+	mgr, nodes, err := allocation(ctx, o.Env)
+	if err != nil {
+		return ScavengeResult{}, err
+	}
+	down := o.Down
+	if down == nil {
+		checks, err := nodeTests(cfg)
+		if err != nil {
+			return ScavengeResult{}, err
+		}
+		var excl []string
+		if v, _ := cfg.String("SCR_EXCLUDE_NODES"); v != "" {
+			if excl, err = hostlist.Expand(v); err != nil {
+				return ScavengeResult{}, fmt.Errorf("SCR_EXCLUDE_NODES=%q: %w", v, err)
+			}
+		}
+		// Storage is not checked here: a full cache is still readable.
+		checks = slices.DeleteFunc(slices.Clone(checks), func(c string) bool { return c == nodecheck.CheckDirCapacity })
+		down = NodecheckLister{Manager: mgr, Exclude: excl, Options: nodecheck.Options{Checks: checks}}
+	}
+	dn, err := down.DownNodes(ctx, nodes, nil)
+	if err != nil && o.Log != nil {
+		fmt.Fprintf(o.Log, "scr_postrun: warning: node check incomplete: %v\n", err)
+	}
+	healthy := launch.Request{Nodes: nodes, Down: sortedKeys(dn)}.Healthy()
+	if len(healthy) == 0 {
+		return ScavengeResult{}, ErrNoHealthyNode
+	}
+	cp := o.Copier
+	if cp == nil {
+		if cp, err = remoteCopier(ctx, mgr, p); err != nil {
+			return ScavengeResult{}, err
+		}
+	}
+	return Scavenge(ctx, ScavengeOptions{Prefix: p, Nodes: healthy, Copier: cp, Log: o.Log})
+}
+
+// PrerunCmd is scr_prerun: resolve the prefix and prepare it, unless
+// SCR_ENABLE=0. It returns the prefix and whether anything was done.
+func PrerunCmd(dir string, env Env) (string, bool, error) {
+	if env == nil {
+		env = os.LookupEnv
+	}
+	p, err := PrefixOf(dir, env)
+	if err != nil {
+		return "", false, err
+	}
+	cfg, err := config.Load(config.Options{Env: config.Lookup(env), Dir: p})
+	if err != nil {
+		return p, false, err
+	}
+	if on, err := cfg.Bool("SCR_ENABLE"); err != nil || !on {
+		return p, false, err
+	}
+	return p, true, Prerun(p)
 }

@@ -211,11 +211,11 @@ func PlanScavenge(entries []*prefix.FlushEntry) Plan {
 
 // ScavengeResult says what scavenge did.
 type ScavengeResult struct {
-	Scavenged  []int64 // datasets copied to the prefix, complete
-	Failed     map[int64]string
-	Current    string // checkpoint now current in the index ("" if none chosen)
-	Checkpoint int64  // its id (0 if none)
-	NodeErrors map[string]string
+	Scavenged  []int64           `json:"scavenged"`   // datasets copied to the prefix, complete
+	Failed     map[int64]string  `json:"failed"`      // dataset -> why it could not be completed
+	Current    string            `json:"current"`     // checkpoint now current in the index ("" if none chosen)
+	Checkpoint int64             `json:"checkpoint"`  // its id (0 if none)
+	NodeErrors map[string]string `json:"node_errors"` // node -> what went wrong there
 }
 
 // Scavenge copies the datasets that only live in cache to the prefix:

@@ -1,0 +1,71 @@
+package runcmd
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/scr-go/scr/internal/jobrun"
+	"github.com/scr-go/scr/internal/launch"
+)
+
+func TestExitCode(t *testing.T) {
+	ok := jobrun.CmdResult{Result: jobrun.Result{LastExit: 0}}
+	failed := jobrun.CmdResult{Result: jobrun.Result{LastExit: 75, Reason: "no runs left"}}
+	halted := jobrun.CmdResult{Result: jobrun.Result{LastExit: 75, Halted: true}}
+	tests := []struct {
+		name        string
+		res         jobrun.CmdResult
+		err         error
+		interrupted bool
+		want        int
+	}{
+		{"done", ok, nil, false, ExitDone},
+		{"halted", halted, nil, false, ExitDone},
+		{"not done", failed, nil, false, ExitNotDone},
+		{"usage", failed, &jobrun.UsageError{Msg: "x"}, false, ExitUsage},
+		{"launcher args", failed, fmt.Errorf("attempt 2: %w", &launch.ArgsError{Launcher: "srun", Msg: "x"}), false, ExitUsage},
+		{"launcher missing", failed, &launch.StartError{Argv: []string{"srun"}, Err: errors.New("not found")}, false, ExitCannotRun},
+		{"no allocation", failed, jobrun.ErrNotInAllocation, false, ExitCannotRun},
+		{"postrun", ok, &jobrun.PostrunError{Err: errors.New("x")}, false, ExitPostrun},
+		{"interrupted", failed, errors.New("context canceled"), true, ExitInterrupted},
+		{"passthrough", jobrun.CmdResult{Passthrough: true, Result: jobrun.Result{LastExit: 7}}, nil, false, 7},
+	}
+	for _, tc := range tests {
+		var b bytes.Buffer
+		if got := exitCode("scr_run", tc.res, tc.err, tc.interrupted, &b); got != tc.want {
+			t.Errorf("%s: exit %d, want %d (%s)", tc.name, got, tc.want, b.String())
+		}
+	}
+}
+
+func TestMainPassthroughAndErrors(t *testing.T) {
+	var out, errb bytes.Buffer
+	t.Setenv("SCR_ENABLE", "0")
+	if code := Main("scr_run", "", []string{"sh", "-c", "echo hi; exit 7"}, &out, &errb); code != 7 || out.String() != "hi\n" {
+		t.Fatalf("passthrough: exit %d out %q err %q", code, out.String(), errb.String())
+	}
+	t.Setenv("SCR_ENABLE", "1")
+	for _, k := range []string{"SCR_NODELIST", "SLURM_JOB_ID", "FLUX_URI", "LSB_JOBID", "SCR_RESOURCE_MANAGER"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("SCR_PREFIX", t.TempDir())
+	errb.Reset()
+	if code := Main("scr_srun", "srun", []string{"-N", "2", "./app"}, &out, &errb); code != ExitCannotRun || !strings.Contains(errb.String(), "not inside an allocation") {
+		t.Fatalf("no allocation: exit %d: %s", code, errb.String())
+	}
+	errb.Reset()
+	if code := Main("scr_run", "", []string{"aprun", "./app"}, &out, &errb); code != ExitUsage || !strings.Contains(errb.String(), "unknown launcher") {
+		t.Fatalf("unknown launcher: exit %d: %s", code, errb.String())
+	}
+	errb.Reset()
+	if code := Main("scr_run", "", nil, &out, &errb); code != ExitUsage {
+		t.Fatalf("no args: exit %d", code)
+	}
+	out.Reset()
+	if code := Main("scr_flux_run", "flux", []string{"--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "EXIT STATUS") {
+		t.Fatalf("help: %d", code)
+	}
+}
