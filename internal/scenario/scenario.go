@@ -1,0 +1,578 @@
+// Package scenario runs scr-go's reference scenario on a virtual cluster with
+// real Slurm: a job under scr_run checkpoints into /dev/shm with XOR, a node
+// that runs ranks is powered off, and the job must die fast, name the node,
+// relaunch on the healthy nodes (the spare included), rebuild the lost
+// node's files from redundancy and restart from the newest checkpoint.
+//
+// Run drives one scenario and measures each recovery phase from the
+// power-off, using the timeline that scr_run and the library write under the
+// prefix (doc/seams.md, section 5). The e2e tests and the `scr_demo` command
+// both call it.
+package scenario
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/scr-go/scr/internal/hostlist"
+	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/vcluster"
+)
+
+// Options describe one scenario. The zero value is the reference scenario:
+// 3 nodes, a 2-node run of test_api with 64 MB per rank every 2 s, XOR,
+// production-like Slurm timeouts, the run's second node powered off once a
+// checkpoint is complete.
+type Options struct {
+	// Name labels the cluster and the output; default "demo".
+	Name string
+	// Nodes is the allocation size; JobNodes the nodes of each run (one
+	// rank per node). Defaults 3 and 2.
+	Nodes, JobNodes int
+	// Timeouts is Slurm's node-failure detection speed; default production
+	// (SlurmdTimeout=300), so that scr-go's own detection must act.
+	Timeouts vcluster.Timeouts
+	// SetSize is SCR_SET_SIZE (default 8: one XOR set over the whole run).
+	SetSize int
+	// Flush is SCR_FLUSH (default 0: nothing reaches the prefix before the
+	// postrun scavenge, which proves a restart came from the cache).
+	Flush int
+	// Size is test_api's --size (default 64MB), Seconds its --seconds
+	// (default 2).
+	Size    string
+	Seconds int
+	// VictimRanks are the ranks whose nodes are powered off (default: the
+	// last rank). The batch host (the allocation's first node) is never a
+	// victim: under --no-kill the job would lose its script.
+	VictimRanks []int
+	// SrunArgs are extra arguments for the user's srun (e.g. -w node2,node3
+	// to keep rank 0 off the batch host).
+	SrunArgs []string
+	// DuringWrite powers off while a checkpoint is being written, instead
+	// of between checkpoints.
+	DuringWrite bool
+	// WantSource is the restart source the scenario must end with:
+	// "cache-rebuild" (default) or "prefix".
+	WantSource string
+	// MoreCheckpoints is how many checkpoints the relaunched run writes
+	// before scr_halt stops it (default 2).
+	MoreCheckpoints int
+	// BinDir holds the project's binaries (default $SCR_BIN).
+	BinDir string
+	// StateDir is the cluster's state directory (default: a new temporary
+	// directory). OutDir receives timeline.json (default: none).
+	StateDir, OutDir string
+	// Logf receives progress lines.
+	Logf func(format string, args ...any)
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Name == "" {
+		o.Name = "demo"
+	}
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	if o.JobNodes == 0 {
+		o.JobNodes = 2
+	}
+	if o.Timeouts == "" {
+		o.Timeouts = vcluster.TimeoutsProduction
+	}
+	if o.SetSize == 0 {
+		o.SetSize = 8
+	}
+	if o.Size == "" {
+		o.Size = "64MB"
+	}
+	if o.Seconds == 0 {
+		o.Seconds = 2
+	}
+	if len(o.VictimRanks) == 0 {
+		o.VictimRanks = []int{o.JobNodes - 1}
+	}
+	if o.WantSource == "" {
+		o.WantSource = "cache-rebuild"
+	}
+	if o.MoreCheckpoints == 0 {
+		o.MoreCheckpoints = 2
+	}
+	if o.BinDir == "" {
+		o.BinDir = os.Getenv("SCR_BIN")
+	}
+	if o.BinDir == "" {
+		return o, errors.New("scenario: no binaries: set SCR_BIN to the directory of the built commands (make build)")
+	}
+	for _, b := range []string{"scr_run", "test_api", "scr_halt", "scr_list_down_nodes", "scr_index"} {
+		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {
+			return o, fmt.Errorf("scenario: %s missing in %s: run `make build`", b, o.BinDir)
+		}
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if o.JobNodes >= o.Nodes {
+		return o, fmt.Errorf("scenario: %d job nodes in a %d-node allocation leave no spare", o.JobNodes, o.Nodes)
+	}
+	return o, nil
+}
+
+// Result is what a scenario measured. Times are seconds after the power-off
+// (of the first victim); a phase that did not happen is -1.
+type Result struct {
+	Scenario                     string   `json:"scenario"`
+	PowerOff                     string   `json:"poweroff_time"`
+	Victims                      []string `json:"victims"`
+	StepExit                     float64  `json:"step_exit_s"`
+	Detected                     float64  `json:"detected_s"`
+	DetectedReason               string   `json:"detected_reason"`
+	Relaunch                     float64  `json:"relaunch_s"`
+	Started                      float64  `json:"started_s"`
+	Rebuilt                      float64  `json:"rebuilt_s"`
+	FirstCheckpoint              float64  `json:"first_checkpoint_s"`
+	LastCheckpointBeforePowerOff string   `json:"last_checkpoint_before_poweroff"`
+	RestartedFrom                string   `json:"restarted_from"`
+	RestartSource                string   `json:"restart_source"`
+	Verified                     bool     `json:"verified"`
+	RelaunchNodes                []string `json:"relaunch_nodes"`
+	DownList                     string   `json:"scr_list_down_nodes"`
+	DownListSeconds              float64  `json:"scr_list_down_nodes_s"`
+	Scavenged                    string   `json:"scavenged"`
+	JobState                     string   `json:"job_state"`
+}
+
+// Table renders the recovery timeline for people.
+func (r *Result) Table() string {
+	var b strings.Builder
+	row := func(what string, s float64, note string) {
+		v := "      -"
+		if s >= 0 {
+			v = fmt.Sprintf("%7.2f", s)
+		}
+		fmt.Fprintf(&b, "  %-34s %s s  %s\n", what, v, note)
+	}
+	fmt.Fprintf(&b, "Recovery timeline (%s), seconds after power-off of %s:\n", r.Scenario, strings.Join(r.Victims, ","))
+	row("power-off", 0, r.PowerOff)
+	row("step exit (scr_run regains control)", r.StepExit, "")
+	row("node failure detected", r.Detected, r.DetectedReason)
+	row("relaunch", r.Relaunch, strings.Join(r.RelaunchNodes, ","))
+	row("ranks started", r.Started, "")
+	row("rebuild done", r.Rebuilt, "")
+	row("first new checkpoint", r.FirstCheckpoint, "")
+	fmt.Fprintf(&b, "  last checkpoint before power-off: %s\n", r.LastCheckpointBeforePowerOff)
+	fmt.Fprintf(&b, "  restarted from: %s (source %s, every byte verified: %v)\n", r.RestartedFrom, r.RestartSource, r.Verified)
+	fmt.Fprintf(&b, "  scr_list_down_nodes: %q in %.2f s\n", r.DownList, r.DownListSeconds)
+	fmt.Fprintf(&b, "  scavenged to the prefix: %s; job %s\n", r.Scavenged, r.JobState)
+	return b.String()
+}
+
+// Run brings up a cluster, runs the scenario, takes the cluster down and
+// returns the measurements. The error says which expectation failed; the
+// Result is filled as far as the scenario got.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	state := o.StateDir
+	if state == "" {
+		if state, err = os.MkdirTemp("", "scr-scenario-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(state)
+	}
+	c, err := vcluster.Up(ctx, vcluster.Options{
+		Name: o.Name, StateDir: filepath.Join(state, "vc"), Nodes: o.Nodes,
+		Timeouts: o.Timeouts, BinDir: o.BinDir, Logf: o.Logf,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if derr := c.Down(dctx); derr != nil {
+			o.Logf("scenario: taking the cluster down: %v", derr)
+		}
+	}()
+	s := &run{o: o, c: c, res: &Result{Scenario: o.Name}}
+	err = s.drive(ctx)
+	if err != nil {
+		o.Logf("scenario: %v\n--- job output ---\n%s\n--- cluster logs ---\n%s", err, s.jobOutput(), c.Logs())
+	}
+	if o.OutDir != "" {
+		if werr := s.res.Save(filepath.Join(o.OutDir, "timeline.json")); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return s.res, err
+}
+
+// Save writes the result as indented JSON, creating the directory.
+func (r *Result) Save(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+type run struct {
+	o      Options
+	c      *vcluster.Cluster
+	res    *Result
+	jobID  string
+	prefix string
+	out    string
+}
+
+func (s *run) jobOutput() string {
+	b, _ := os.ReadFile(s.out)
+	return string(b)
+}
+
+// script is the job script: the reference scenario's scr_run line.
+func (s *run) script() string {
+	env := map[string]string{
+		"SCR_PREFIX":       s.prefix,
+		"SCR_CACHE_BYPASS": "0",
+		"SCR_COPY_TYPE":    "XOR",
+		"SCR_SET_SIZE":     strconv.Itoa(s.o.SetSize),
+		"SCR_FLUSH":        strconv.Itoa(s.o.Flush),
+		"SCR_CACHE_SIZE":   "2",
+		"SCR_RUNS":         "4",
+		"SCR_DEBUG":        "1",
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("#!/bin/bash\n# scr-go reference scenario (written by internal/scenario)\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s=%s\n", k, env[k])
+	}
+	fmt.Fprintf(&b, "cd %s\n", s.prefix)
+	srun := append([]string{"srun", "-N" + strconv.Itoa(s.o.JobNodes), "-n" + strconv.Itoa(s.o.JobNodes)}, s.o.SrunArgs...)
+	fmt.Fprintf(&b, "scr_run %s test_api --size %s --times 1000 --seconds %d\n", strings.Join(srun, " "), s.o.Size, s.o.Seconds)
+	b.WriteString("rc=$?\necho \"scr_run exited with $rc\"\nexit $rc\n")
+	return b.String()
+}
+
+func (s *run) drive(ctx context.Context) error {
+	o, c := s.o, s.c
+	s.prefix = filepath.Join(c.SharedDir(), "prefix")
+	if err := os.MkdirAll(s.prefix, 0o755); err != nil {
+		return err
+	}
+	s.out = filepath.Join(c.SharedDir(), "job.out")
+	id, err := c.Sbatch(ctx, s.script(), "--no-kill", "--no-requeue", "-N"+strconv.Itoa(o.Nodes), "--output="+s.out)
+	if err != nil {
+		return err
+	}
+	s.jobID = id
+	o.Logf("scenario: job %s submitted", id)
+
+	// The first checkpoint of run 1.
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	ck, off, err := prefix.WaitTimeline(wctx, s.prefix, 0, 20*time.Millisecond, func(e prefix.Event) bool {
+		return e.Event == "checkpoint" && e.Run == 1
+	})
+	if err != nil {
+		return fmt.Errorf("no checkpoint of the first run within 90 s: %w", err)
+	}
+	o.Logf("scenario: first checkpoint %v complete", ck.Fields["name"])
+
+	victims, err := s.victims(ctx)
+	if err != nil {
+		return err
+	}
+	s.res.Victims = victims
+	if o.DuringWrite {
+		if err := s.waitWriteStart(ctx, victims[0], off); err != nil {
+			return err
+		}
+	}
+	var at time.Time
+	for i, v := range victims {
+		t, err := c.PowerOff(ctx, v)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			at = t
+		}
+		_ = prefix.AppendTimeline(s.prefix, prefix.Event{Time: t, Source: "test", Event: "poweroff", Fields: map[string]any{"node": v}})
+	}
+	s.res.PowerOff = at.UTC().Format(time.RFC3339Nano)
+	o.Logf("scenario: powered off %v at %s", victims, at.Format("15:04:05.000"))
+
+	// scr_list_down_nodes on the batch host, as a user would run it.
+	s.listDown(ctx, at)
+
+	// The relaunched run's first checkpoint, then a halt after a few more.
+	wctx2, cancel2 := context.WithTimeout(ctx, 120*time.Second)
+	defer cancel2()
+	_, _, err = prefix.WaitTimeline(wctx2, s.prefix, 0, 50*time.Millisecond, func(e prefix.Event) bool {
+		return e.Event == "checkpoint" && e.Run > 1 && e.Time.After(at)
+	})
+	if err != nil {
+		s.measure(at)
+		return fmt.Errorf("no checkpoint after the power-off within 120 s: %w", err)
+	}
+	if nodes, err := s.stepNodes(ctx); err == nil {
+		s.res.RelaunchNodes = nodes
+	} else {
+		o.Logf("scenario: nodes of the relaunched step: %v", err)
+	}
+	halt := exec.CommandContext(ctx, filepath.Join(o.BinDir, "scr_halt"), "--checkpoints", strconv.Itoa(o.MoreCheckpoints), s.prefix)
+	if out, err := halt.CombinedOutput(); err != nil {
+		return fmt.Errorf("scr_halt: %v: %s", err, out)
+	}
+	jctx, cancel3 := context.WithTimeout(ctx, 120*time.Second)
+	defer cancel3()
+	st, err := c.WaitJob(jctx, s.jobID, func(st string) bool {
+		return st != "RUNNING" && st != "PENDING" && st != "CONFIGURING" && st != "COMPLETING"
+	})
+	s.res.JobState = st
+	if err != nil {
+		s.measure(at)
+		return fmt.Errorf("the job did not end after scr_halt: %w", err)
+	}
+	if err := s.measure(at); err != nil {
+		return err
+	}
+	return s.check(st)
+}
+
+// stepNodes returns the node list of the job's running parallel step.
+func (s *run) stepNodes(ctx context.Context) ([]string, error) {
+	out, err := s.c.Exec(ctx, "head", []string{"squeue", "-h", "-s", "-j", s.jobID, "-o", "%i %N"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	var nodes []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 || strings.HasSuffix(f[0], ".batch") || strings.HasSuffix(f[0], ".extern") {
+			continue
+		}
+		if nodes, err = hostlist.Expand(f[1]); err != nil {
+			return nil, err
+		}
+	}
+	if len(nodes) != s.o.JobNodes {
+		return nil, fmt.Errorf("the running step has nodes %v, want %d (squeue: %q)", nodes, s.o.JobNodes, out)
+	}
+	return nodes, nil
+}
+
+// victims maps the victim ranks to nodes: one rank per node, block order,
+// so rank i runs on the i-th node of the first step's node list.
+func (s *run) victims(ctx context.Context) ([]string, error) {
+	nodes, err := s.stepNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batch := s.c.NodeNames()[0]
+	var vs []string
+	for _, r := range s.o.VictimRanks {
+		if r < 0 || r >= len(nodes) {
+			return nil, fmt.Errorf("victim rank %d: the run has %d ranks", r, len(nodes))
+		}
+		if nodes[r] == batch {
+			return nil, fmt.Errorf("victim rank %d runs on the batch host %s: choose another", r, batch)
+		}
+		vs = append(vs, nodes[r])
+	}
+	return vs, nil
+}
+
+// waitWriteStart returns once the node's cache holds a dataset directory
+// that no checkpoint event has completed yet: a write is in progress.
+func (s *run) waitWriteStart(ctx context.Context, node string, off int64) error {
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	done := map[string]bool{}
+	for {
+		evs, next, _ := prefix.ReadTimelineFrom(s.prefix, off)
+		off = next
+		for _, e := range evs {
+			if e.Event == "checkpoint" {
+				done[fmt.Sprint(e.Fields["dataset"])] = true
+			}
+		}
+		out, err := s.c.Exec(wctx, node, []string{"sh", "-c", "ls -d /dev/shm/*/scr.*/scr.dataset.* 2>/dev/null"}, nil)
+		if err == nil || len(out) > 0 {
+			for _, p := range strings.Fields(string(out)) {
+				id := strings.TrimPrefix(filepath.Base(p), "scr.dataset.")
+				if !done[id] {
+					// Let the write get going, then pull the plug.
+					time.Sleep(50 * time.Millisecond)
+					return nil
+				}
+			}
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("no checkpoint write seen starting on %s: %w", node, wctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// listDown runs scr_list_down_nodes --reason in the job's environment on
+// the batch host and records what and how fast it answered.
+func (s *run) listDown(ctx context.Context, at time.Time) {
+	batch := s.c.NodeNames()[0]
+	nodes := hostlist.Compress(s.c.NodeNames())
+	env := []string{"SLURM_JOB_ID=" + s.jobID, "SLURM_JOBID=" + s.jobID, "SLURM_JOB_NODELIST=" + nodes, "SLURM_NODELIST=" + nodes, "SCR_PREFIX=" + s.prefix}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	cmd := s.c.Command(lctx, batch, []string{"scr_list_down_nodes", "--reason"}, env)
+	out, _ := cmd.Output()
+	s.res.DownListSeconds = time.Since(start).Seconds()
+	s.res.DownList = strings.TrimSpace(string(out))
+	s.o.Logf("scenario: scr_list_down_nodes --reason (%.2f s after power-off, took %.2f s): %s", start.Sub(at).Seconds(), s.res.DownListSeconds, s.res.DownList)
+}
+
+// measure fills the result from the timeline.
+func (s *run) measure(at time.Time) error {
+	evs, err := prefix.ReadTimeline(s.prefix)
+	if err != nil {
+		return err
+	}
+	r := s.res
+	r.StepExit, r.Detected, r.Relaunch, r.Started, r.Rebuilt, r.FirstCheckpoint = -1, -1, -1, -1, -1, -1
+	since := func(e prefix.Event) float64 { return e.Time.Sub(at).Seconds() }
+	first := func(v *float64, e prefix.Event) {
+		if *v < 0 {
+			*v = since(e)
+		}
+	}
+	relaunchRun := 0
+	for _, e := range evs {
+		after := !e.Time.Before(at)
+		switch {
+		case e.Event == "checkpoint" && !after:
+			r.LastCheckpointBeforePowerOff, _ = e.Fields["name"].(string)
+		case e.Event == "step_exit" && after:
+			first(&r.StepExit, e)
+		case e.Event == "node_down" && after && r.Detected < 0:
+			if n, _ := e.Fields["node"].(string); contains(r.Victims, n) {
+				first(&r.Detected, e)
+				r.DetectedReason, _ = e.Fields["reason"].(string)
+			}
+		case e.Event == "launch" && after && relaunchRun == 0:
+			first(&r.Relaunch, e)
+			relaunchRun = e.Run
+		case e.Event == "started" && relaunchRun > 0 && e.Run == relaunchRun:
+			first(&r.Started, e)
+		case e.Event == "rebuilt" && relaunchRun > 0 && e.Run == relaunchRun:
+			first(&r.Rebuilt, e)
+		case e.Event == "restart" && relaunchRun > 0 && e.Run == relaunchRun && r.RestartedFrom == "":
+			r.RestartedFrom, _ = e.Fields["name"].(string)
+			r.RestartSource, _ = e.Fields["from"].(string)
+		case e.Event == "checkpoint" && relaunchRun > 0 && e.Run == relaunchRun:
+			first(&r.FirstCheckpoint, e)
+		case e.Event == "scavenge":
+			r.Scavenged, _ = e.Fields["name"].(string)
+		}
+	}
+	return nil
+}
+
+var restartLine = regexp.MustCompile(`Restarting from checkpoint named (\S+)`)
+
+// check compares the result with what the scenario must show.
+func (s *run) check(jobState string) error {
+	r, o := s.res, s.o
+	var errs []error
+	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	out := s.jobOutput()
+	if m := restartLine.FindAllStringSubmatch(out, -1); len(m) == 0 {
+		fail("test_api printed no restart line")
+	} else if name := m[len(m)-1][1]; name != r.RestartedFrom {
+		fail("test_api restarted from %s, the library offered %s", name, r.RestartedFrom)
+	} else {
+		// test_api verifies every byte of the restart and exits non-zero
+		// when a check fails; the relaunched step must have exited 0.
+		r.Verified = !strings.Contains(out, "did not find its checkpoint") && s.relaunchExitedZero()
+	}
+	if !r.Verified {
+		fail("the restart was not verified (see the job output)")
+	}
+	if r.RestartSource != o.WantSource {
+		fail("restart source %q, want %q", r.RestartSource, o.WantSource)
+	}
+	want := r.LastCheckpointBeforePowerOff
+	if o.DuringWrite || o.WantSource == "prefix" {
+		want = "" // an earlier checkpoint is right; checked below
+	}
+	if want != "" && r.RestartedFrom != want {
+		fail("restarted from %s, want the last checkpoint before the power-off, %s", r.RestartedFrom, want)
+	}
+	if r.RestartedFrom == "" {
+		fail("no restart was offered after the power-off")
+	}
+	for _, v := range r.Victims {
+		if !strings.Contains(r.DownList, v) {
+			fail("scr_list_down_nodes did not name %s: %q", v, r.DownList)
+		}
+		if contains(r.RelaunchNodes, v) {
+			fail("the relaunch used the dead node %s", v)
+		}
+	}
+	if o.WantSource == "cache-rebuild" && r.Rebuilt < 0 {
+		fail("no rebuilt event: the restart was not rebuilt from redundancy")
+	}
+	if jobState != "COMPLETED" {
+		fail("job ended %s, want COMPLETED", jobState)
+	}
+	if r.Scavenged == "" {
+		fail("postrun scavenged nothing to the prefix")
+	} else if _, err := os.Stat(filepath.Join(s.prefix, r.Scavenged, "rank_0.ckpt")); err != nil {
+		fail("scavenged checkpoint %s is not in the prefix: %v", r.Scavenged, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *run) relaunchExitedZero() bool {
+	evs, err := prefix.ReadTimeline(s.prefix)
+	if err != nil {
+		return false
+	}
+	last := -1
+	for _, e := range evs {
+		if e.Event == "step_exit" {
+			st, _ := e.Fields["status"].(float64)
+			last = int(st)
+		}
+	}
+	return last == 0
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
