@@ -3,6 +3,8 @@ package prefix
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -57,6 +59,34 @@ func BenchmarkRank2File10k(b *testing.B) {
 			if _, err := ReadRank2FilePart(dir, s, p); err != nil {
 				b.Fatal(err)
 			}
+		}
+	}
+}
+
+// BenchmarkCheckDataset10k: scr_index --build's check of a dataset of
+// 10,000 ranks with one file each (stat of every file, 16 at a time).
+func BenchmarkCheckDataset10k(b *testing.B) {
+	dir := b.TempDir()
+	const ranks = 10000
+	s := &Summary{Dataset: Dataset{ID: 1, Name: "c1"}, Ranks: ranks, RanksPerPart: DefaultRanksPerPart}
+	for p := 0; p < s.Parts(); p++ {
+		part := &Rank2FilePart{First: p * DefaultRanksPerPart}
+		for r := part.First; r < min(part.First+DefaultRanksPerPart, ranks); r++ {
+			rel := fmt.Sprintf("c1/r%d", r)
+			part.Ranks = append(part.Ranks, []File{{Path: rel, Size: 0}})
+		}
+		WriteRank2FilePart(dir, 1, p, part)
+	}
+	WriteSummary(dir, s)
+	os.MkdirAll(filepath.Join(dir, "c1"), 0o700)
+	for r := 0; r < ranks; r++ {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("c1/r%d", r)), nil, 0o600)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		chk, err := CheckDataset(context.Background(), dir, 1)
+		if err != nil || !chk.Complete() {
+			b.Fatal(err)
 		}
 	}
 }
