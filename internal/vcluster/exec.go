@@ -214,3 +214,25 @@ func (c *Cluster) Logs() string {
 	}
 	return b.String()
 }
+
+// Salloc makes an allocation without a shell (`salloc --no-shell args...`
+// from node1) and returns its job id; run steps in it with
+// `srun --jobid=ID`. Cancel it with `scancel ID` (Down removes it anyway).
+func (c *Cluster) Salloc(ctx context.Context, args ...string) (string, error) {
+	argv := append([]string{"salloc", "--no-shell"}, args...)
+	cmd := c.CommandDir(ctx, c.Nodes()[0].Name, c.SharedDir(), argv, nil)
+	if cmd.Err != nil {
+		return "", cmd.Err
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("vcluster: %s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
+	}
+	const granted = "Granted job allocation "
+	for _, line := range strings.Split(string(out), "\n") {
+		if i := strings.Index(line, granted); i >= 0 {
+			return strings.TrimSpace(line[i+len(granted):]), nil
+		}
+	}
+	return "", fmt.Errorf("vcluster: %s: no job id in %q", strings.Join(argv, " "), out)
+}
