@@ -341,9 +341,9 @@ func (s *Settings) Validate() error {
 	}
 	for _, t := range s.NodeTests {
 		switch t {
-		case "ping", "echo", "dir_capacity", "dir_writable", "none":
+		case "ping", "echo", "dir_capacity": // as internal/nodecheck knows them
 		default:
-			bad("SCR_NODE_TESTS", strings.Join(s.NodeTests, ","), "unknown test %q (known: ping, echo, dir_capacity, dir_writable, none)", t)
+			bad("SCR_NODE_TESTS", strings.Join(s.NodeTests, ","), "unknown test %q (known: ping, echo, dir_capacity)", t)
 		}
 	}
 	if s.Watchdog && s.WatchdogTimeout <= 0 {
