@@ -52,6 +52,9 @@ type Manager struct {
 	cfg   rm.Config
 	jobID string // FLUX_JOB_ID or the instance's jobid attribute
 	envID bool   // jobID came from FLUX_JOB_ID (we are a job of the instance)
+
+	mu    sync.Mutex
+	lists map[string][]string // hostlist answers: they do not change during an allocation
 }
 
 // New reads the job id (see the package doc) and returns the manager.
@@ -76,7 +79,30 @@ func (m *Manager) Name() string { return "flux" }
 // JobID implements rm.Manager.
 func (m *Manager) JobID() string { return m.jobID }
 
+// hostlist runs `flux hostlist WHAT` once per manager (an instance's or a
+// job's hosts are fixed for its life; a lost node stays in the list) and
+// caches the answer, so Nodes, DownNodes and Transport cost one query.
 func (m *Manager) hostlist(ctx context.Context, what string) ([]string, error) {
+	m.mu.Lock()
+	cached, ok := m.lists[what]
+	m.mu.Unlock()
+	if ok {
+		return append([]string(nil), cached...), nil
+	}
+	hosts, err := m.queryHostlist(ctx, what)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	if m.lists == nil {
+		m.lists = map[string][]string{}
+	}
+	m.lists[what] = hosts
+	m.mu.Unlock()
+	return append([]string(nil), hosts...), nil
+}
+
+func (m *Manager) queryHostlist(ctx context.Context, what string) ([]string, error) {
 	out, err := m.cfg.Run(ctx, []string{"flux", "hostlist", what})
 	if err != nil {
 		return nil, fmt.Errorf("flux: node list: %w", err)

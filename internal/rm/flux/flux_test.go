@@ -119,3 +119,24 @@ func TestDetect(t *testing.T) {
 		t.Fatalf("Detect: %v %v", m, err)
 	}
 }
+
+func TestHostlistAskedOnce(t *testing.T) {
+	rp := &rmtest.Replay{Replies: situation("nested-after-poweroff-detected", "nested-after-poweroff-detected", "nested-after-poweroff-detected")}
+	m, err := flux.New(context.Background(), rm.Config{Env: rm.MapEnv(map[string]string{"FLUX_URI": "x"}), Run: rp.Runner()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	m.Nodes(ctx)
+	m.DownNodes(ctx)
+	m.Transport(ctx)
+	n := 0
+	for _, c := range rp.Calls {
+		if c == cmdInstance {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("flux hostlist instance asked %d times: %q", n, rp.Calls)
+	}
+}
