@@ -1,6 +1,7 @@
 package comm
 
 import (
+	"bufio"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -455,8 +456,11 @@ func (t *tcpTransport) readLoop(c net.Conn, peer int, incoming bool) {
 		off int
 	}
 	parts := map[key]*partial{}
+	// Buffered: small frames cost one read for many; a large chunk read
+	// into an empty buffer goes straight to its destination.
+	br := bufio.NewReaderSize(c, 64<<10)
 	for {
-		_, err := io.ReadFull(c, hb[:])
+		_, err := io.ReadFull(br, hb[:])
 		if err == nil {
 			h := getHeader(hb[:])
 			if incoming && peer == (t.cfg.rank-1+t.cfg.size)%t.cfg.size {
@@ -473,7 +477,7 @@ func (t *tcpTransport) readLoop(c net.Conn, peer int, incoming bool) {
 					err = fmt.Errorf("frame overruns its message (%d+%d > %d)", p.off, h.chunk, len(p.buf))
 					break
 				}
-				if _, err = io.ReadFull(c, p.buf[p.off:p.off+h.chunk]); err != nil {
+				if _, err = io.ReadFull(br, p.buf[p.off:p.off+h.chunk]); err != nil {
 					break
 				}
 				p.off += h.chunk
@@ -491,7 +495,7 @@ func (t *tcpTransport) readLoop(c net.Conn, peer int, incoming bool) {
 				return
 			case frameLost:
 				b := make([]byte, h.chunk)
-				if _, err = io.ReadFull(c, b); err != nil {
+				if _, err = io.ReadFull(br, b); err != nil {
 					break
 				}
 				if ps, perr := decodeParts(b); perr == nil && len(ps) == 3 && len(ps[0]) == 4 {
