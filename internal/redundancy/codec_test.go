@@ -213,10 +213,12 @@ func (w *world) erase(r int, kind eraseKind, files []FileInfo) {
 	case eraseRed:
 		os.Remove(filepath.Join(d, filepath.FromSlash(DataFile)))
 	case corrupt:
-		p := filepath.Join(d, filepath.FromSlash(DataFile))
+		// a data file with a recorded CRC, else the header of red.data
+		// (a damaged payload is found when it is used: TestDamagedParity)
+		p, at := filepath.Join(d, filepath.FromSlash(DataFile)), 20
 		for _, f := range files {
 			if f.CRC32C != nil && f.Size > 0 {
-				p = filepath.Join(d, filepath.FromSlash(f.Name))
+				p, at = filepath.Join(d, filepath.FromSlash(f.Name)), int(f.Size/2)
 				break
 			}
 		}
@@ -224,7 +226,7 @@ func (w *world) erase(r int, kind eraseKind, files []FileInfo) {
 		if err != nil {
 			w.t.Fatal(err)
 		}
-		b[len(b)/2] ^= 0x40
+		b[at] ^= 0x40
 		if err := os.WriteFile(p, b, 0o600); err != nil {
 			w.t.Fatal(err)
 		}

@@ -30,8 +30,10 @@
 //
 // A rank on a spare node passes an empty (or missing) rankDir. Each rank
 // checks its files against its file list (present, recorded size, recorded
-// CRC32C) and its redundancy file (header and payload CRCs, state
-// "encoded"); a rank that fails any check is lost. If every set lost no
+// CRC32C) and its redundancy file (header CRC, size, state "encoded"); a
+// rank that fails any check is lost. A payload's CRCs are checked as the
+// rebuild reads it: damage there fails the rebuild (never a garbage file)
+// and marks that rank's redundancy untrusted. If every set lost no
 // more than its scheme tolerates, the lost ranks' files (with mode and
 // times), red.data and red.state are rebuilt in place, and res.Files is the
 // rank's file list (recovered from a neighbour when the rank had nothing).

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -169,4 +171,40 @@ func TestRSSparesForKNodes(t *testing.T) {
 		w.erase(r, eraseNode, nil)
 	}
 	w.checkRebuild(s, files, good, map[int]bool{0: true, 3: true, 6: true}, 3)
+}
+
+// TestDamagedParity: a damaged payload is found when a rebuild uses it.
+// With nothing lost the dataset stays usable (its files are intact); when a
+// rebuild reads the damaged parity, every rank gets an error instead of a
+// garbage file, and the damaged rank is marked untrusted so the next
+// attempt reports the set unrecoverable.
+func TestDamagedParity(t *testing.T) {
+	w := newWorld(t, nodes(4, 1), 8)
+	files := w.writeData(sizes(3000, 10), 8)
+	s := Scheme{Type: XOR, BufSize: 256}
+	noErrs(t, "encode", w.run(func(ctx context.Context, g *Group) error {
+		return Encode(ctx, g, s, files[g.World.Rank()], w.dir(g.World.Rank()))
+	}))
+	p := filepath.Join(w.dir(1), DataFile)
+	b, _ := os.ReadFile(p)
+	b[len(b)-10] ^= 1 // inside the payload
+	os.WriteFile(p, b, 0o600)
+	damaged := w.snapshot()
+	w.checkRebuild(s, files, damaged, nil, 0)
+
+	w.erase(0, eraseNode, nil)
+	errs := w.run(func(ctx context.Context, g *Group) error {
+		_, err := Rebuild(ctx, g, s, w.dir(g.World.Rank()))
+		return err
+	})
+	for r, err := range errs {
+		var ee *EncodeError
+		if !errors.As(err, &ee) || ee.First != 1 {
+			t.Fatalf("rank %d: %v, want an *EncodeError naming rank 1", r, err)
+		}
+	}
+	if State(w.dir(1)) != stateEncoding || State(w.dir(0)) == stateEncoded {
+		t.Fatalf("states after the failed rebuild: rank 0 %q, rank 1 %q", State(w.dir(0)), State(w.dir(1)))
+	}
+	w.checkUnrecoverable(s, "after damaged parity", map[int]bool{0: true, 1: true})
 }

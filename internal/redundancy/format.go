@@ -201,22 +201,32 @@ func (w *redWriter) abort() {
 	os.Remove(w.path + ".tmp")
 }
 
-// redFile is an opened, checked DataFile.
+// redFile is an opened DataFile with a checked header. Its payload is
+// checked as it is read: readAt feeds each segment's CRC32C while reads
+// come front to back, and checkPayload finishes the job (reading whatever
+// was not read in order).
 type redFile struct {
-	f    *os.File
-	base int64
-	h    header
+	f       *os.File
+	base    int64
+	h       header
+	trailer []uint32
+	crc     []hash.Hash32
+	pos     []int64 // bytes of each segment read in order so far; -1: out of order
+	used    []bool  // segments readAt touched
 }
 
-// openRed opens DataFile and checks its header. With payload, it also
-// reads every segment and checks its CRC32C.
+// openRed opens DataFile and checks its header and size. With payload, it
+// also reads every segment and checks its CRC32C.
 func openRed(meta string, payload bool) (*redFile, error) {
 	p := filepath.Join(meta, redName)
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
 	}
-	r, err := readRed(f, payload)
+	r, err := readRed(f)
+	if err == nil && payload {
+		err = r.checkPayload(false)
+	}
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", p, err)
@@ -224,7 +234,7 @@ func openRed(meta string, payload bool) (*redFile, error) {
 	return r, nil
 }
 
-func readRed(f *os.File, payload bool) (*redFile, error) {
+func readRed(f *os.File) (*redFile, error) {
 	pre := make([]byte, len(magic)+4)
 	if _, err := io.ReadFull(f, pre); err != nil {
 		return nil, fmt.Errorf("short header: %w", err)
@@ -251,7 +261,7 @@ func readRed(f *os.File, payload bool) (*redFile, error) {
 	if h.Version != formatVersion {
 		return nil, fmt.Errorf("format version %d, this build reads %d", h.Version, formatVersion)
 	}
-	if h.Segments < 0 || h.SegSize < 0 || h.Chunk < 0 || h.Index < 0 || h.Index >= len(h.Members) {
+	if h.Segments < 0 || h.Segments > 256 || h.SegSize < 0 || h.Chunk < 0 || h.Index < 0 || h.Index >= len(h.Members) {
 		return nil, errors.New("header out of range")
 	}
 	if err := h.Self.check(); err != nil {
@@ -267,26 +277,48 @@ func readRed(f *os.File, payload bool) (*redFile, error) {
 		return nil, err
 	}
 	want := r.base + int64(h.Segments)*h.SegSize + 4*int64(h.Segments)
-	if st.Size() != want {
+	if h.SegSize > st.Size() || st.Size() != want {
 		return nil, fmt.Errorf("size %d, want %d", st.Size(), want)
 	}
-	if payload {
-		buf := make([]byte, 256<<10)
-		trailer := make([]byte, 4*h.Segments)
-		if _, err := f.ReadAt(trailer, want-int64(len(trailer))); err != nil {
-			return nil, err
-		}
-		for s := range h.Segments {
-			c := crc32.New(castagnoli)
-			if _, err := io.CopyBuffer(c, io.NewSectionReader(f, r.base+int64(s)*h.SegSize, h.SegSize), buf); err != nil {
-				return nil, err
-			}
-			if c.Sum32() != binary.LittleEndian.Uint32(trailer[4*s:]) {
-				return nil, fmt.Errorf("segment %d CRC mismatch", s)
-			}
-		}
+	tb := make([]byte, 4*h.Segments)
+	if _, err := f.ReadAt(tb, want-int64(len(tb))); err != nil {
+		return nil, err
+	}
+	r.trailer = make([]uint32, h.Segments)
+	r.crc = make([]hash.Hash32, h.Segments)
+	r.pos = make([]int64, h.Segments)
+	r.used = make([]bool, h.Segments)
+	for i := range r.trailer {
+		r.trailer[i] = binary.LittleEndian.Uint32(tb[4*i:])
+		r.crc[i] = crc32.New(castagnoli)
 	}
 	return r, nil
+}
+
+// checkPayload verifies every segment's CRC32C, from what readAt saw in
+// order, else by reading the segment. With usedOnly, segments readAt never
+// touched are skipped.
+func (r *redFile) checkPayload(usedOnly bool) error {
+	var buf []byte
+	for s := range r.h.Segments {
+		if usedOnly && !r.used[s] {
+			continue
+		}
+		if r.pos[s] != r.h.SegSize {
+			if buf == nil {
+				buf = make([]byte, 256<<10)
+			}
+			c := crc32.New(castagnoli)
+			if _, err := io.CopyBuffer(c, io.NewSectionReader(r.f, r.base+int64(s)*r.h.SegSize, r.h.SegSize), buf); err != nil {
+				return err
+			}
+			r.crc[s], r.pos[s] = c, r.h.SegSize
+		}
+		if r.crc[s].Sum32() != r.trailer[s] {
+			return fmt.Errorf("segment %d CRC mismatch", s)
+		}
+	}
+	return nil
 }
 
 func (r *redFile) readAt(seg int, b []byte, off int64) error {
@@ -295,6 +327,13 @@ func (r *redFile) readAt(seg int, b []byte, off int64) error {
 	}
 	if _, err := r.f.ReadAt(b, r.base+int64(seg)*r.h.SegSize+off); err != nil {
 		return fmt.Errorf("redundancy: %w", err)
+	}
+	r.used[seg] = true
+	if r.pos[seg] == off {
+		r.crc[seg].Write(b)
+		r.pos[seg] += int64(len(b))
+	} else {
+		r.pos[seg] = -1
 	}
 	return nil
 }

@@ -89,7 +89,7 @@ func rebuild(ctx context.Context, g *Group, s Scheme, dir Dirs) (Result, error) 
 	var hdr *header
 	var red *redFile
 	redOK, why := false, ""
-	if r, err := openRed(dir.Meta, true); err == nil {
+	if r, err := openRed(dir.Meta, false); err == nil {
 		if err := r.h.matches(g, s); err == nil {
 			hdr, red = &r.h, r
 			redOK = stateAt(dir.Meta) == stateEncoded
@@ -214,9 +214,23 @@ func rebuild(ctx context.Context, g *Group, s Scheme, dir Dirs) (Result, error) 
 		if err := rebuildSet(ctx, g, s, dir, lost, self, lefts, hdr, red, &le); err != nil {
 			return Result{}, commErr(g, "rebuilding", err)
 		}
+		if red != nil && !res.Rebuilt {
+			// The payload this rank contributed must have been intact;
+			// if not, the rebuild fails and this rank's redundancy is
+			// marked untrusted, so the next attempt counts it lost.
+			if err := red.checkPayload(true); err != nil {
+				le.set(fmt.Errorf("redundancy: rank %d: %s: %w", me, red.f.Name(), err))
+				writeState(dir.Meta, stateEncoding)
+			}
+		}
 	}
 	if err := agree(ctx, g.World, le.err); err != nil {
 		return Result{}, err
+	}
+	if res.Rebuilt {
+		if err := writeState(dir.Meta, stateEncoded); err != nil {
+			return Result{}, fmt.Errorf("redundancy: rank %d: %w", me, err)
+		}
 	}
 	return res, nil
 }
@@ -368,9 +382,6 @@ func rebuildSet(ctx context.Context, g *Group, s Scheme, dir Dirs, lost []int, s
 		le.set(lf.close())
 		if le.err == nil {
 			le.set(applyMeta(dir.Data, self.infos()))
-		}
-		if le.err == nil {
-			le.set(writeState(dir.Meta, stateEncoded))
 		}
 	}
 	return nil
