@@ -401,3 +401,33 @@ func readRC(t *testing.T, p string) (int, float64) {
 }
 
 func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+func TestSSHBetweenNodes(t *testing.T) {
+	vcluster.Require(t)
+	if err := vcluster.CheckPrograms(true); err != nil {
+		t.Fatal(err)
+	}
+	c := vcluster.Start(t, vcluster.Options{Nodes: 2, SSH: true})
+	ctx := ctxT(t, time.Minute)
+	if c.SSHConfig() == "" {
+		t.Fatal("no ssh config with Options.SSH")
+	}
+	out := mustExec(t, ctx, c, "node1", "ssh", "node2", "hostname; echo $SLURM_CONF")
+	if f := strings.Fields(out); len(f) != 2 || f[0] != "node2" || f[1] != c.SlurmConf() {
+		t.Errorf("ssh node2 from node1 printed %q", out)
+	}
+	at, err := c.PowerOff(ctx, "node2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.Exec(ctx, "node1", []string{"ssh", "node2", "true"}, nil); err == nil {
+		t.Fatalf("ssh to a powered-off node succeeded: %s", out)
+	}
+	t.Logf("poweroff -> ssh node2 fails: %v", time.Since(at).Round(time.Millisecond))
+	if err := c.PowerOn(ctx, "node2"); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustExec(t, ctx, c, "node1", "ssh", "node2", "hostname"); strings.TrimSpace(out) != "node2" {
+		t.Errorf("ssh after power-on printed %q", out)
+	}
+}
