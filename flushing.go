@@ -134,7 +134,10 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 	if err != nil || d == nil {
 		return nil, err
 	}
-	d.Scheme = h.scheme()
+	if err := h.protection(d); err != nil {
+		h.discard(ctx, d.ID)
+		return nil, err
+	}
 	dir := h.layout.RankDir(d.ID, h.rank)
 	fm, lerr := cache.ReadFilemap(dir)
 	if lerr == nil {

@@ -2,9 +2,7 @@ package scr
 
 import (
 	"context"
-	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/scr-go/scr/internal/cache"
 	"github.com/scr-go/scr/internal/prefix"
@@ -90,18 +88,5 @@ func (h *Handle) recordRun(hosts []string) error {
 	if err := prefix.WriteNodes(h.prefix, &prefix.Nodes{Nodes: len(hosts), Hosts: hosts}); err != nil {
 		return err
 	}
-	if len(h.set.config) == 0 {
-		return nil
-	}
-	keys := make([]string, 0, len(h.set.config))
-	for k := range h.set.config {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	b.WriteString("# written by the scr-go library at Init: values set through Options.Config\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s=%s\n", k, h.set.config[k])
-	}
-	return prefix.WriteAppConf(h.prefix, []byte(b.String()))
+	return h.cc.SaveApp()
 }

@@ -80,7 +80,16 @@ func (j *job) runB(hosts []string, fn func(ctx context.Context, h *Handle) error
 	return j.runEnv(hosts, nil, fn)
 }
 
+// runWithConfig is run with Options.Config on every rank.
+func (j *job) runWithConfig(hosts []string, api []string, fn func(ctx context.Context, h *Handle) error) []error {
+	return j.runOpts(hosts, nil, api, fn)
+}
+
 func (j *job) runEnv(hosts []string, extra map[string]string, fn func(ctx context.Context, h *Handle) error) []error {
+	return j.runOpts(hosts, extra, nil, fn)
+}
+
+func (j *job) runOpts(hosts []string, extra map[string]string, api []string, fn func(ctx context.Context, h *Handle) error) []error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	comms := comm.NewLocal(hosts)
@@ -91,7 +100,7 @@ func (j *job) runEnv(hosts []string, extra map[string]string, fn func(ctx contex
 		go func(r int) {
 			defer wg.Done()
 			defer comms[r].Close()
-			h, err := Init(ctx, Options{Comm: comms[r], Node: hosts[r], Env: j.envFor(hosts[r], extra)})
+			h, err := Init(ctx, Options{Comm: comms[r], Node: hosts[r], Env: j.envFor(hosts[r], extra), Config: api})
 			if err != nil {
 				errs[r] = err
 				return

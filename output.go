@@ -14,6 +14,7 @@ import (
 
 	"github.com/scr-go/scr/comm"
 	"github.com/scr-go/scr/internal/cache"
+	"github.com/scr-go/scr/internal/config"
 	"github.com/scr-go/scr/internal/prefix"
 )
 
@@ -52,8 +53,11 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	}
 	ds := cache.Dataset{
 		ID: id, Name: name, Flags: cache.Flags(flags), CkptID: ckpt,
-		Created: h.outStart.UTC(), User: cache.UserName(h.set.lookup), JobID: cache.JobID(h.set.lookup),
-		Ranks: h.size, Scheme: h.scheme(), Bypass: h.cfg.bypass,
+		Created: h.outStart.UTC(), User: h.cfg.user, JobID: h.cfg.jobID,
+		Ranks: h.size,
+	}
+	if err := h.protection(&ds); err != nil {
+		return err
 	}
 	if err := h.bcastJSON(ctx, h.world, &ds); err != nil {
 		return h.commErr("StartOutput: share dataset record", err)
@@ -113,13 +117,18 @@ func (h *Handle) sameArgs(ctx context.Context, call, s string, n int) error {
 	return nil
 }
 
-func (h *Handle) scheme() string {
-	if h.nodes <= 1 && h.cfg.copyType != "SINGLE" {
-		// All ranks on one node: nothing can survive the node, so a
-		// cross-node scheme only costs time (SCR does the same).
-		return "SINGLE"
+// protection picks the redundancy descriptor of a dataset (SCR's rules:
+// OUTPUT descriptor for outputs, else the largest INTERVAL dividing the
+// checkpoint id) and applies SCR's conveniences (one node or a shared
+// store: SINGLE; RS with one failure: XOR).
+func (h *Handle) protection(ds *cache.Dataset) error {
+	d, err := config.Select(h.cfg.descs, ds.IsCheckpoint(), ds.IsOutput(), int64(ds.CkptID))
+	if err != nil {
+		return fmt.Errorf("scr: dataset %s: %w: %w", ds.Name, ErrConfig, err)
 	}
-	return h.cfg.copyType
+	d, _ = config.Adjust(d, h.cfg.stores, config.Topology{Ranks: h.size, Nodes: h.nodes})
+	ds.Scheme, ds.Bypass, ds.SetSize, ds.Failures, ds.Group = strings.ToUpper(d.Type), d.Bypass, d.SetSize, d.SetFailures, d.Group
+	return nil
 }
 
 // evict deletes the oldest cached datasets until one more fits, waiting
@@ -454,5 +463,9 @@ func (h *Handle) encode(ctx context.Context, ds cache.Dataset, dir string, files
 }
 
 func (h *Handle) spec(ds cache.Dataset) codecSpec {
-	return codecSpec{Scheme: ds.Scheme, SetSize: h.cfg.setSize, Failures: h.cfg.setFailures, BufSize: h.cfg.bufSize, Dataset: ds.ID}
+	size := ds.SetSize
+	if size < 1 {
+		size = 8
+	}
+	return codecSpec{Scheme: ds.Scheme, SetSize: size, Failures: ds.Failures, Group: ds.Group, BufSize: h.cfg.bufSize, Dataset: ds.ID}
 }

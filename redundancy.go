@@ -16,6 +16,7 @@ type codecSpec struct {
 	Scheme   string // SINGLE, PARTNER, XOR, RS
 	SetSize  int    // minimum ranks per redundancy set
 	Failures int    // RS: lost members tolerated per set
+	Group    string // failure group: NODE, WORLD or a GROUPS name
 	BufSize  int    // piece size for transfers
 	Dataset  int    // dataset id (for messages)
 }

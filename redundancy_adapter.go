@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/scr-go/scr/comm"
 	"github.com/scr-go/scr/internal/cache"
+	"github.com/scr-go/scr/internal/config"
 	"github.com/scr-go/scr/internal/redundancy"
 )
 
@@ -24,18 +26,19 @@ func (h *Handle) redundancyCodec(scheme string) (codec, error) {
 	return redCodec{h: h, t: t}, nil
 }
 
-// group returns this rank's redundancy set for a set size, formed once per
-// run (collective the first time).
-func (h *Handle) group(ctx context.Context, size int) (*redundancy.Group, error) {
-	if g := h.groups[size]; g != nil {
+// group returns this rank's redundancy set for a failure group and set
+// size, formed once per run (collective the first time).
+func (h *Handle) group(ctx context.Context, name string, size int) (*redundancy.Group, error) {
+	key := fmt.Sprintf("%s/%d", name, size)
+	if g := h.groups[key]; g != nil {
 		return g, nil
 	}
-	hosts, err := h.world.Allgather(ctx, []byte(h.nodeName))
+	all, err := h.world.Allgather(ctx, []byte(h.failureGroup(name)))
 	if err != nil {
 		return nil, err
 	}
-	groups := make([]string, len(hosts))
-	for i, b := range hosts {
+	groups := make([]string, len(all))
+	for i, b := range all {
 		groups[i] = string(b)
 	}
 	sets, err := redundancy.Sets(groups, size)
@@ -47,10 +50,33 @@ func (h *Handle) group(ctx context.Context, size int) (*redundancy.Group, error)
 		return nil, err
 	}
 	if h.groups == nil {
-		h.groups = map[int]*redundancy.Group{}
+		h.groups = map[string]*redundancy.Group{}
 	}
-	h.groups[size] = g
+	h.groups[key] = g
 	return g, nil
+}
+
+// failureGroup is this rank's failure group under a group name: its node
+// (NODE, the default), one for all (WORLD), or its node's value in a
+// GROUPS line of the configuration (its node when the node has none).
+func (h *Handle) failureGroup(name string) string {
+	switch strings.ToUpper(name) {
+	case "", config.GroupNode:
+		return h.nodeName
+	case config.GroupWorld:
+		return config.GroupWorld
+	}
+	for _, g := range h.cfg.groups {
+		if g.Host == h.nodeName {
+			if v, ok := g.Values[strings.ToUpper(name)]; ok {
+				return name + "=" + v
+			}
+			if v, ok := g.Values[name]; ok {
+				return name + "=" + v
+			}
+		}
+	}
+	return h.nodeName
 }
 
 func (c redCodec) scheme(spec codecSpec) redundancy.Scheme {
@@ -58,7 +84,7 @@ func (c redCodec) scheme(spec codecSpec) redundancy.Scheme {
 }
 
 func (c redCodec) Encode(ctx context.Context, world comm.Comm, spec codecSpec, dir string, files []string) error {
-	g, err := c.h.group(ctx, spec.SetSize)
+	g, err := c.h.group(ctx, spec.Group, spec.SetSize)
 	if err != nil {
 		return err
 	}
@@ -91,7 +117,7 @@ func (c redCodec) Encode(ctx context.Context, world comm.Comm, spec codecSpec, d
 }
 
 func (c redCodec) Rebuild(ctx context.Context, world comm.Comm, spec codecSpec, dir string, lost bool) (int, error) {
-	g, err := c.h.group(ctx, spec.SetSize)
+	g, err := c.h.group(ctx, spec.Group, spec.SetSize)
 	if err != nil {
 		return 0, err
 	}

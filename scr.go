@@ -14,6 +14,7 @@ import (
 
 	"github.com/scr-go/scr/comm"
 	"github.com/scr-go/scr/internal/cache"
+	"github.com/scr-go/scr/internal/config"
 	"github.com/scr-go/scr/internal/prefix"
 	"github.com/scr-go/scr/internal/redundancy"
 )
@@ -56,8 +57,8 @@ type Handle struct {
 	size     int
 	nodeName string
 	nodes    int // nodes in the run
-	set      *settings
-	cfg      config
+	cc       *config.Config
+	cfg      params
 	prefix   string
 	layout   cache.Layout
 
@@ -74,7 +75,7 @@ type Handle struct {
 	tried   int64 // fetch: the last prefix dataset tried (fetch next below it)
 
 	async  *asyncFlush
-	groups map[int]*redundancy.Group // redundancy sets by set size, formed once
+	groups map[string]*redundancy.Group // redundancy sets by group and set size, formed once
 
 	// Need_checkpoint policy state.
 	needCalls   int
@@ -112,13 +113,7 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	if opts.Comm == nil {
 		return nil, fmt.Errorf("scr: Init: Options.Comm is nil: %w", ErrConfig)
 	}
-	set := newSettings(opts.Env)
-	for _, kv := range opts.Config {
-		if err := set.apply(kv); err != nil {
-			return nil, err
-		}
-	}
-	cfg, err := set.parse()
+	cc, cfg, err := resolve(opts.Env, opts.Config)
 	if err != nil {
 		return nil, fmt.Errorf("scr: Init on rank %d: %w", opts.Comm.Rank(), err)
 	}
@@ -126,7 +121,7 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 		world:   opts.Comm,
 		rank:    opts.Comm.Rank(),
 		size:    opts.Comm.Size(),
-		set:     set,
+		cc:      cc,
 		cfg:     cfg,
 		cached:  map[int]cache.Dataset{},
 		flushed: map[int]bool{},
@@ -138,7 +133,7 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	}
 	h.nodeName = opts.Node
 	if h.nodeName == "" {
-		h.nodeName = set.str("SCR_NODE_NAME")
+		h.nodeName = cfg.nodeName
 	}
 	if h.nodeName == "" {
 		if h.nodeName, err = os.Hostname(); err != nil {
@@ -157,7 +152,7 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 		return nil, fmt.Errorf("scr: Init: prefix %q: %w", cfg.prefix, err)
 	}
 	h.prefix = filepath.Clean(h.prefix)
-	h.layout = cache.NewLayout(set.lookup)
+	h.layout = cfg.layout()
 
 	if h.node, err = h.world.SplitString(ctx, h.nodeName); err != nil {
 		return nil, h.commErr("Init: group ranks by node", err)
@@ -230,47 +225,21 @@ func (h *Handle) Finalize(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Config queries a parameter ("KEY", returns its value) at any time, or
-// sets one ("KEY=VALUE") or unsets a value set this way ("KEY="); setting
-// is only allowed before Init, i.e. through Options.Config, and returns a
-// StateError here.
+// Config queries a parameter at any time: "KEY" returns its value as
+// resolved for this rank ("" when unset), "PARENT=VALUE CHILD" a
+// descriptor's child (e.g. "CKPT=0 TYPE"). Setting ("KEY=VALUE") is only
+// possible before Init, through Options.Config; here it returns a
+// *StateError.
 func (h *Handle) Config(s string) (string, error) {
 	s = strings.TrimSpace(s)
-	if strings.Contains(s, "=") {
+	if f := strings.Fields(s); len(f) == 1 && strings.Contains(s, "=") {
 		return "", &StateError{Call: "Config(" + s + ")", State: h.state.String(), Hint: "set parameters before Init with Options.Config"}
 	}
-	v, _ := h.set.lookup(strings.ToUpper(s))
+	v, _, err := h.cc.Query(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	return v, nil
-}
-
-// Config resolves a parameter the way a handle would, before Init: the
-// environment (env, or os.LookupEnv when nil), then settings in SCR_Config
-// syntax, then the default. ok is false for an unknown, unset parameter.
-func Config(env func(string) (string, bool), settings []string, key string) (value string, ok bool, err error) {
-	s := newSettings(env)
-	for _, kv := range settings {
-		if err := s.apply(kv); err != nil {
-			return "", false, err
-		}
-	}
-	v, ok := s.lookup(strings.ToUpper(strings.TrimSpace(key)))
-	return v, ok, nil
-}
-
-// apply handles one SCR_Config setting: "KEY=VALUE" sets, "KEY=" unsets.
-func (s *settings) apply(kv string) error {
-	k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-	k = strings.ToUpper(strings.TrimSpace(k))
-	if !ok || k == "" {
-		return &ConfigError{Key: kv, Value: "", Want: "KEY=VALUE in Options.Config"}
-	}
-	v = strings.TrimSpace(v)
-	if v == "" {
-		delete(s.config, k)
-		return nil
-	}
-	s.config[k] = v
-	return nil
 }
 
 // Rank is this handle's rank in the world communicator.

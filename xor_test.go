@@ -2,8 +2,10 @@ package scr
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -118,5 +120,40 @@ func TestXORWipeAllFetchesFromPrefix(t *testing.T) {
 	sameName(t, restartAll(t, j, four, nil, size), "ckpt.2")
 	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
 		t.Fatalf("second restart from %q, want cache-rebuild", got)
+	}
+}
+
+func TestMultiLevelDescriptorsFromConfig(t *testing.T) {
+	j := newJob(t, map[string]string{"SCR_CACHE_SIZE": "2"})
+	delete(j.env, "SCR_COPY_TYPE")
+	api := []string{"SCR_COPY_TYPE=FILE", "CKPT=0 INTERVAL=1 TYPE=SINGLE", "CKPT=1 INTERVAL=2 TYPE=XOR"}
+	var schemes results[[]string]
+	comms := j.runWithConfig(four, api, func(ctx context.Context, h *Handle) error {
+		var got []string
+		for step := 1; step <= 2; step++ {
+			if err := checkpoint(ctx, h, step, 999, 0); err != nil {
+				return err
+			}
+			got = append(got, h.cached[h.dsID].Scheme)
+		}
+		schemes.set(h.Rank(), got)
+		if v, err := h.Config("CKPT=1 TYPE"); err != nil || v != "XOR" {
+			return fmt.Errorf("query CKPT=1 TYPE: %q %v", v, err)
+		}
+		return h.Finalize(ctx)
+	})
+	mustAll(t, comms)
+	if fmt.Sprint(schemes.m[0]) != "[SINGLE XOR]" {
+		t.Fatalf("schemes %v", schemes.m[0])
+	}
+	// app.conf has the API values for the job scripts.
+	b, err := os.ReadFile(filepath.Join(j.prefix, ".scr", "app.conf"))
+	if err != nil || !strings.Contains(string(b), "XOR") {
+		t.Fatalf("app.conf: %q %v", b, err)
+	}
+	j.wipe("n2")
+	sameName(t, restartAll(t, j, four, nil, 999), "ckpt.2")
+	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
+		t.Fatalf("restart from %q", got)
 	}
 }

@@ -155,8 +155,11 @@ type Dataset struct {
 	Files    int64     `json:"files,omitempty"` // total over ranks, set at Complete
 	Bytes    int64     `json:"bytes,omitempty"` // total over ranks, set at Complete
 	Complete bool      `json:"complete"`
-	Scheme   string    `json:"scheme,omitempty"` // redundancy: SINGLE, PARTNER, XOR, RS
-	Bypass   bool      `json:"bypass,omitempty"` // files were written to the prefix directly
+	Scheme   string    `json:"scheme,omitempty"`   // redundancy: SINGLE, PARTNER, XOR, RS
+	SetSize  int       `json:"set_size,omitempty"` // minimum ranks per redundancy set
+	Failures int       `json:"failures,omitempty"` // RS: members a set may lose
+	Group    string    `json:"group,omitempty"`    // failure group: NODE, WORLD or a GROUPS name
+	Bypass   bool      `json:"bypass,omitempty"`   // files were written to the prefix directly
 }
 
 // IsCheckpoint says whether the dataset carries the checkpoint flag.
