@@ -1,0 +1,305 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/scr-go/scr"
+	"github.com/scr-go/scr/comm"
+)
+
+// Options of one benchmark run.
+type Options struct {
+	Dir   string // scratch directory in tmpfs; one subdirectory per node
+	Nodes int    // simulated nodes, one rank each
+	Size  int64  // bytes per rank
+	Reps  int    // repetitions; the median is reported
+	Fsync bool   // fsync every written file (plain and SCR alike)
+}
+
+// Result holds median times and the ratios to the plain write.
+type Result struct {
+	Nodes        int     `json:"nodes"`
+	BytesPerRank int64   `json:"bytes_per_rank"`
+	Reps         int     `json:"reps"`
+	PlainSecs    float64 `json:"plain_write_secs"`  // every rank writes its bytes
+	SingleSecs   float64 `json:"single_ckpt_secs"`  // StartOutput..Complete, SINGLE
+	XORSecs      float64 `json:"xor_ckpt_secs"`     // StartOutput..Complete, XOR
+	NodeSecs     float64 `json:"plain_node_secs"`   // one rank writes one node's bytes
+	RebuildSecs  float64 `json:"rebuild_init_secs"` // Init that rebuilds one lost node
+	SingleRatio  float64 `json:"single_ratio"`      // target <= 1.2
+	XORRatio     float64 `json:"xor_ratio"`         // target <= 3
+	RebuildRatio float64 `json:"rebuild_ratio"`     // target <= 4
+}
+
+// Targets of the ratios.
+const (
+	TargetSingle  = 1.2
+	TargetXOR     = 3.0
+	TargetRebuild = 4.0
+)
+
+func median(x []float64) float64 {
+	s := append([]float64(nil), x...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func pattern(size int64, r int) []byte {
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(i*7 + r)
+	}
+	return b
+}
+
+func writeFile(path string, data []byte, fsync bool) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil && fsync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// bench is one simulated job.
+type bench struct {
+	o     Options
+	hosts []string
+	data  [][]byte
+}
+
+func (b *bench) nodeDir(host string) string { return filepath.Join(b.o.Dir, host) }
+
+func (b *bench) env(host string, scheme string) func(string) (string, bool) {
+	m := map[string]string{
+		"SCR_PREFIX": filepath.Join(b.o.Dir, "prefix"), "SCR_CACHE_BASE": b.nodeDir(host),
+		"SCR_CNTL_BASE": b.nodeDir(host), "SCR_JOB_ID": "bench", "SCR_USER_NAME": "bench",
+		"SCR_COPY_TYPE": scheme, "SCR_FLUSH": "0", "SCR_CACHE_SIZE": "1",
+	}
+	if v := os.Getenv("SCR_MPI_BUF_SIZE"); v != "" {
+		m["SCR_MPI_BUF_SIZE"] = v // piece size of the encode, for tuning runs
+	}
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// ranks runs fn on every rank concurrently over a fresh comm.NewLocal and
+// returns the wall time from the common start to the last rank's end.
+func (b *bench) ranks(ctx context.Context, fn func(ctx context.Context, c comm.Comm) error) error {
+	comms := comm.NewLocal(b.hosts)
+	errs := make([]error, len(comms))
+	var wg sync.WaitGroup
+	for r := range comms {
+		wg.Add(1)
+		go func(r int) {
+			defer wg.Done()
+			defer comms[r].Close()
+			errs[r] = fn(ctx, comms[r])
+		}(r)
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			return fmt.Errorf("rank %d: %w", r, err)
+		}
+	}
+	return nil
+}
+
+// timed measures the slowest rank's time of a section between barriers.
+func timed(ctx context.Context, c comm.Comm, section func() error) (float64, error) {
+	if err := c.Barrier(ctx); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := section(); err != nil {
+		return 0, err
+	}
+	if err := c.Barrier(ctx); err != nil {
+		return 0, err
+	}
+	return time.Since(start).Seconds(), nil
+}
+
+func (b *bench) plain(ctx context.Context, rep int) (float64, error) {
+	var secs float64
+	err := b.ranks(ctx, func(ctx context.Context, c comm.Comm) error {
+		dir := filepath.Join(b.nodeDir(b.hosts[c.Rank()]), "plain")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		p := filepath.Join(dir, "rank_"+strconv.Itoa(c.Rank()))
+		s, err := timed(ctx, c, func() error { return writeFile(p, b.data[c.Rank()], b.o.Fsync) })
+		if c.Rank() == 0 {
+			secs = s
+		}
+		os.Remove(p)
+		return err
+	})
+	return secs, err
+}
+
+// ckpt writes one checkpoint per rank and returns the slowest rank's time;
+// keep leaves the job's cache in place (for the rebuild).
+func (b *bench) ckpt(ctx context.Context, scheme string, keep bool) (float64, error) {
+	var secs float64
+	err := b.ranks(ctx, func(ctx context.Context, c comm.Comm) error {
+		host := b.hosts[c.Rank()]
+		h, err := scr.Init(ctx, scr.Options{Comm: c, Node: host, Env: b.env(host, scheme)})
+		if err != nil {
+			return err
+		}
+		s, err := timed(ctx, c, func() error {
+			if err := h.StartOutput(ctx, "bench", scr.Checkpoint); err != nil {
+				return err
+			}
+			p, err := h.Route("bench/rank_" + strconv.Itoa(c.Rank()))
+			if err != nil {
+				return err
+			}
+			werr := writeFile(p, b.data[c.Rank()], b.o.Fsync)
+			if err := h.Complete(ctx, werr == nil); err != nil {
+				return err
+			}
+			return werr
+		})
+		if c.Rank() == 0 {
+			secs = s
+		}
+		if err != nil {
+			return err
+		}
+		return h.Finalize(ctx)
+	})
+	if !keep {
+		b.clean()
+	}
+	return secs, err
+}
+
+func (b *bench) clean() {
+	for _, host := range b.hosts {
+		os.RemoveAll(b.nodeDir(host))
+	}
+	os.RemoveAll(filepath.Join(b.o.Dir, "prefix"))
+}
+
+// rebuild checkpoints with XOR, wipes the last node, and times the Init
+// that rebuilds it (ranks verify their data afterwards).
+func (b *bench) rebuild(ctx context.Context) (float64, error) {
+	if _, err := b.ckpt(ctx, "XOR", true); err != nil {
+		return 0, err
+	}
+	os.RemoveAll(b.nodeDir(b.hosts[len(b.hosts)-1]))
+	var secs float64
+	err := b.ranks(ctx, func(ctx context.Context, c comm.Comm) error {
+		host := b.hosts[c.Rank()]
+		var h *scr.Handle
+		s, err := timed(ctx, c, func() error {
+			var err error
+			h, err = scr.Init(ctx, scr.Options{Comm: c, Node: host, Env: b.env(host, "XOR")})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if c.Rank() == 0 {
+			secs = s
+		}
+		name, ok, err := h.HaveRestart(ctx)
+		if err != nil || !ok {
+			return fmt.Errorf("no restart after rebuild (%s): %v", name, err)
+		}
+		if _, err := h.StartRestart(ctx); err != nil {
+			return err
+		}
+		p, err := h.Route("bench/rank_" + strconv.Itoa(c.Rank()))
+		valid := err == nil
+		if valid {
+			got, rerr := os.ReadFile(p)
+			valid = rerr == nil && string(got) == string(b.data[c.Rank()])
+		}
+		if err := h.CompleteRestart(ctx, valid); err != nil {
+			return fmt.Errorf("rebuilt data does not verify: %w", err)
+		}
+		return h.Finalize(ctx)
+	})
+	b.clean()
+	return secs, err
+}
+
+// nodeWrite times one rank writing one node's bytes.
+func (b *bench) nodeWrite() (float64, error) {
+	dir := filepath.Join(b.nodeDir("single"), "plain")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(b.nodeDir("single"))
+	p := filepath.Join(dir, "rank")
+	start := time.Now()
+	err := writeFile(p, b.data[0], b.o.Fsync)
+	return time.Since(start).Seconds(), err
+}
+
+// Run measures every figure Reps times and reports medians and ratios.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if o.Nodes < 2 {
+		return Result{}, fmt.Errorf("--nodes %d: XOR needs at least 2 nodes", o.Nodes)
+	}
+	if o.Reps < 1 {
+		o.Reps = 1
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return Result{}, err
+	}
+	b := &bench{o: o}
+	for i := 0; i < o.Nodes; i++ {
+		b.hosts = append(b.hosts, "node"+strconv.Itoa(i+1))
+		b.data = append(b.data, pattern(o.Size, i))
+	}
+	defer b.clean()
+	var plain, single, xor, node, rebuild []float64
+	for rep := 0; rep < o.Reps; rep++ {
+		// Interleave the measurements so drift hits all of them alike.
+		s, err := b.plain(ctx, rep)
+		if err != nil {
+			return Result{}, fmt.Errorf("plain write: %w", err)
+		}
+		plain = append(plain, s)
+		if s, err = b.ckpt(ctx, "SINGLE", false); err != nil {
+			return Result{}, fmt.Errorf("SINGLE checkpoint: %w", err)
+		}
+		single = append(single, s)
+		if s, err = b.ckpt(ctx, "XOR", false); err != nil {
+			return Result{}, fmt.Errorf("XOR checkpoint: %w", err)
+		}
+		xor = append(xor, s)
+		if s, err = b.nodeWrite(); err != nil {
+			return Result{}, fmt.Errorf("plain node write: %w", err)
+		}
+		node = append(node, s)
+		if s, err = b.rebuild(ctx); err != nil {
+			return Result{}, fmt.Errorf("rebuild: %w", err)
+		}
+		rebuild = append(rebuild, s)
+	}
+	r := Result{Nodes: o.Nodes, BytesPerRank: o.Size, Reps: o.Reps,
+		PlainSecs: median(plain), SingleSecs: median(single), XORSecs: median(xor),
+		NodeSecs: median(node), RebuildSecs: median(rebuild)}
+	r.SingleRatio = r.SingleSecs / r.PlainSecs
+	r.XORRatio = r.XORSecs / r.PlainSecs
+	r.RebuildRatio = r.RebuildSecs / r.NodeSecs
+	return r, nil
+}

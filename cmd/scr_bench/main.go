@@ -1,0 +1,120 @@
+// Command scr_bench measures what scr-go costs on this machine: checkpoint
+// time with SINGLE and with XOR, and the rebuild of one lost node, each as a
+// ratio to a plain write of the same bytes by the same ranks to the same
+// tmpfs with the same fsync policy, measured in the same run.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/scr-go/scr"
+)
+
+const usage = `usage: scr_bench [options]
+
+Simulates NODES nodes (one rank each, goroutines over an in-process
+communicator, one directory per node in tmpfs) and reports median times of:
+  plain     every rank writes SIZE bytes to its node's directory
+  SINGLE    StartOutput, Route, the same write, Complete with SINGLE
+  XOR       the same with XOR (one set over all nodes)
+  node      one rank writes SIZE bytes (one node's data)
+  rebuild   Init after one node's cache was wiped (XOR rebuild onto it)
+and the ratios SINGLE/plain (target <= 1.2), XOR/plain (target <= 3),
+rebuild/node (target <= 4).
+
+  --nodes N      simulated nodes (default 4)
+  --size SIZE    bytes per rank, units k/m/g (default 64MB)
+  --reps N       repetitions, median reported (default 3)
+  --dir DIR      scratch directory (default /dev/shm/scr_bench.<pid>)
+  --nofsync      do not fsync written files
+  --json         print the result as JSON
+  -h, --help     this text
+
+EXIT STATUS
+  0  measured; every ratio within its target
+  1  the benchmark failed (I/O, SCR error, rebuilt data did not verify)
+  2  usage error
+  4  measured; a ratio missed its target
+`
+
+var errUsage = errors.New("usage error")
+var errTarget = errors.New("a ratio missed its target")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type sizeFlag struct{ p *int64 }
+
+func (f sizeFlag) String() string { return "" }
+func (f sizeFlag) Set(s string) error {
+	n, err := scr.ParseSize(s)
+	if err != nil {
+		return err
+	}
+	*f.p = n
+	return nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o := Options{Nodes: 4, Size: 64 << 20, Reps: 3, Fsync: true}
+	var nofsync, asJSON bool
+	fs := flag.NewFlagSet("scr_bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.IntVar(&o.Nodes, "nodes", o.Nodes, "")
+	fs.Var(sizeFlag{&o.Size}, "size", "")
+	fs.IntVar(&o.Reps, "reps", o.Reps, "")
+	fs.StringVar(&o.Dir, "dir", "", "")
+	fs.BoolVar(&nofsync, "nofsync", false, "")
+	fs.BoolVar(&asJSON, "json", false, "")
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if err == nil && (o.Nodes < 2 || o.Reps < 1 || o.Size < 1 || fs.NArg() > 0) {
+		err = errors.New("--nodes >= 2, --reps >= 1, --size >= 1, no arguments")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "scr_bench: %v\n%s", err, usage)
+		return 2
+	}
+	o.Fsync = !nofsync
+	if o.Dir == "" {
+		o.Dir = filepath.Join("/dev/shm", "scr_bench."+strconv.Itoa(os.Getpid()))
+		defer os.RemoveAll(o.Dir)
+	}
+	r, err := Run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "scr_bench: %v\n", err)
+		return 1
+	}
+	if asJSON {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		fmt.Fprintln(stdout, string(b))
+	} else {
+		fmt.Fprintf(stdout, "%d nodes x %d bytes, fsync=%v, median of %d\n", r.Nodes, r.BytesPerRank, o.Fsync, r.Reps)
+		fmt.Fprintf(stdout, "plain write      %8.4f s\n", r.PlainSecs)
+		fmt.Fprintf(stdout, "SINGLE ckpt      %8.4f s   ratio %.2f (target <= %.1f)\n", r.SingleSecs, r.SingleRatio, TargetSingle)
+		fmt.Fprintf(stdout, "XOR ckpt         %8.4f s   ratio %.2f (target <= %.1f)\n", r.XORSecs, r.XORRatio, TargetXOR)
+		fmt.Fprintf(stdout, "plain node write %8.4f s\n", r.NodeSecs)
+		fmt.Fprintf(stdout, "XOR rebuild      %8.4f s   ratio %.2f (target <= %.1f)\n", r.RebuildSecs, r.RebuildRatio, TargetRebuild)
+	}
+	if r.SingleRatio > TargetSingle || r.XORRatio > TargetXOR || r.RebuildRatio > TargetRebuild {
+		fmt.Fprintf(stderr, "scr_bench: %v\n", errTarget)
+		return 4
+	}
+	return 0
+}
