@@ -88,7 +88,7 @@ func exitCode(err error) int {
 func parse(args []string) (cli.Options, error) {
 	o := cli.Options{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	g := flag.NewFlagSet("vcluster", flag.ContinueOnError)
-	g.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	g.Usage = func() { fmt.Fprint(os.Stdout, usage) }
 	g.StringVar(&o.StateDir, "state", "", "state directory")
 	g.StringVar(&o.Name, "name", "", "cluster name")
 	if err := g.Parse(args); err != nil {

@@ -465,10 +465,13 @@ func (c *Cluster) startHolder(ctx context.Context, node string, shm bool) error 
 	if shm {
 		shmArg = "shm"
 	}
-	cmd := exec.Command("nsenter", "--net="+netnsPath(c.netns(node)), "--",
-		"unshare", "--uts", "--mount", "--fork", "--propagation", "private", "--pid", "--ipc", "--mount-proc", "--",
+	nsenter, _ := lookPath("nsenter")
+	unshare, _ := lookPath("unshare")
+	cmd := exec.Command(nsenter, "--net="+netnsPath(c.netns(node)), "--",
+		unshare, "--uts", "--mount", "--fork", "--propagation", "private", "--pid", "--ipc", "--mount-proc", "--",
 		"sh", "-c", holderScript, "holder", node, shmArg, c.st.ShmSize, c.dir("etc", "hosts"), c.SSHConfig())
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = c.baseEnv()
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
@@ -553,7 +556,8 @@ func (c *Cluster) daemon(ctx context.Context, node string, argv ...string) error
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "nsenter", append(nsenterArgs(h, "/"), argv...)...)
+	nsenter, _ := lookPath("nsenter")
+	cmd := exec.CommandContext(ctx, nsenter, append(nsenterArgs(h, "/"), argv...)...)
 	cmd.Env = c.baseEnv()
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -28,7 +28,8 @@ func (c *Cluster) Command(ctx context.Context, node string, argv []string, env [
 // CommandDir is Command with an explicit working directory on the node.
 func (c *Cluster) CommandDir(ctx context.Context, node, dir string, argv []string, env []string) *exec.Cmd {
 	h, err := c.enterable(node)
-	cmd := exec.CommandContext(ctx, "nsenter", append(nsenterArgs(h, dir), argv...)...)
+	nsenter, _ := lookPath("nsenter")
+	cmd := exec.CommandContext(ctx, nsenter, append(nsenterArgs(h, dir), argv...)...)
 	if err == nil && len(argv) == 0 {
 		err = &NodeError{Node: node, Op: "exec", Err: errors.New("empty command")}
 	}
