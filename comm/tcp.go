@@ -612,10 +612,23 @@ func (t *tcpTransport) lost(r int, reason string, detected bool) {
 			e.Reason = fmt.Sprintf("%s (noticed by rank %d on %s)", reason, t.cfg.rank, t.cfg.host)
 		}
 		t.box.setFail(e)
-		// Not in t.wg: the policy may Close the communicator. It ends
-		// after the forwards (bounded by the timeout) and the policy.
+		// Not in t.wg: the policy may Close the communicator. The
+		// forwarding ends within the timeout (a dead target only stalls
+		// its own write); the policy runs once the forwards are out or
+		// after a short grace, so forwards to more dead ranks of a
+		// vanished node cannot push this rank past the bound.
+		fwd := make(chan struct{})
 		go func() {
+			defer close(fwd)
 			t.forwardLost(e)
+		}()
+		go func() {
+			grace := time.NewTimer(min(t.cfg.timeout/10, 300*time.Millisecond))
+			defer grace.Stop()
+			select {
+			case <-fwd:
+			case <-grace.C:
+			}
 			if t.cfg.onLost != nil {
 				t.cfg.onLost(e, detected)
 			}
