@@ -252,6 +252,7 @@ var errProtocol = errors.New("redundancy: protocol error: message of unexpected 
 func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, C int64, buf int, out func(int, []byte), le *localErr) error {
 	n, c := len(g.Set.Ranks), g.Comm
 	chunk := make([]byte, buf)
+	first := make([]byte, k*buf)
 	parts := make([][]byte, k)
 	for o := int64(0); o < C; o += int64(buf) {
 		m := int(min(int64(buf), C-o))
@@ -259,7 +260,12 @@ func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, 
 			if s < n-k {
 				acc := in
 				if s == 0 {
-					acc = make([]byte, k*m)
+					acc = first[:k*m] // Send copies: reusable
+					if _, ok := kern.(xorKernel); ok {
+						le.set(lf.readAt(acc, o)) // parity of one chunk is the chunk
+						return acc, nil
+					}
+					clear(acc)
 				} else if len(in) != k*m {
 					return nil, errProtocol
 				}

@@ -438,6 +438,7 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 	}
 	buf := int64(s.buf())
 	tmp := make([]byte, buf)
+	first := make([]byte, int64(len(lost))*buf)
 	parts := make([][]byte, len(lost))
 	for o := int64(0); o < C; o += buf {
 		m := int(min(buf, C-o))
@@ -445,7 +446,8 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 			if pos := slices.Index(r.chain, me); pos >= 0 {
 				var acc []byte
 				if pos == 0 {
-					acc = make([]byte, len(lost)*m)
+					acc = first[:len(lost)*m] // Send copies: reusable
+					clear(acc)
 				} else {
 					in, err := c.Recv(ctx, r.chain[pos-1], tagData)
 					if err != nil {
@@ -457,6 +459,10 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 					acc = in
 				}
 				b := tmp[:m]
+				direct := pos == 0 && s.Type == XOR // the sum of one shard is the shard
+				if direct {
+					b = acc
+				}
 				if sh := shard(me, p); sh < d {
 					le.set(lf.readAt(b, int64(sh)*C+o))
 				} else if red != nil {
@@ -467,7 +473,9 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 				for j := range lost {
 					parts[j] = acc[j*m : (j+1)*m]
 				}
-				le.set(r.kern.add(b, pos, parts))
+				if !direct {
+					le.set(r.kern.add(b, pos, parts))
+				}
 				if pos < len(r.chain)-1 {
 					if err := c.Send(ctx, r.chain[pos+1], tagData, acc); err != nil {
 						return err
