@@ -44,6 +44,10 @@ const (
 	DefaultStorageTimeout = 3 * time.Second
 	// DefaultRMTimeout bounds the resource manager's down-node query.
 	DefaultRMTimeout = 2 * time.Second
+	// DefaultPingFanout: pings are cheap (one small process, or nothing
+	// for simulated nodes) but a dead node holds its slot for two seconds;
+	// 256 (pdsh's -f in SCR) keeps a whole dead rack from queueing the rest.
+	DefaultPingFanout = 256
 )
 
 // Options configure Probe and Check. The zero value runs SCR's default
@@ -56,7 +60,8 @@ type Options struct {
 	// StorageArgv runs the storage check on a node (e.g. the path of
 	// scr_list_down_nodes followed by StorageArgs); nil skips the check.
 	StorageArgv    []string
-	Fanout         int // nodes checked at once; default remote.DefaultFanout
+	Fanout         int // nodes in remote checks (echo, storage) at once; default remote.DefaultFanout
+	PingFanout     int // pings at once; default DefaultPingFanout
 	PingTimeout    time.Duration
 	EchoTimeout    time.Duration
 	StorageTimeout time.Duration
@@ -74,6 +79,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Fanout <= 0 {
 		o.Fanout = remote.DefaultFanout
+	}
+	if o.PingFanout <= 0 {
+		o.PingFanout = DefaultPingFanout
 	}
 	if o.PingTimeout <= 0 {
 		o.PingTimeout = DefaultPingTimeout
@@ -116,11 +124,13 @@ func SystemPing(ctx context.Context, node string) error {
 	return nil
 }
 
-// Probe runs the configured checks on nodes: per node, ping (with retry),
-// then, only if ping passed, echo and storage at the same time. At most
-// opts.Fanout nodes are in progress at once; every check has its timeout.
-// It returns when all nodes are done or ctx ends (unfinished checks are
-// then reported as not run).
+// Probe runs the configured checks on nodes, as a two-stage pipeline: pings
+// (with retry; at most opts.PingFanout at once) feed the nodes that answered
+// to the remote checks (echo and storage as one remote command; at most
+// opts.Fanout nodes at once), so dead nodes waiting for their ping timeout
+// never hold up the remote checks of live ones. Every check has its
+// timeout. Probe returns when all nodes are done or ctx ends (unfinished
+// checks are then reported as not run).
 func Probe(ctx context.Context, nodes []string, opts Options) map[string]Result {
 	return probe(ctx, nodes, opts, nil)
 }
@@ -135,12 +145,42 @@ func probe(ctx context.Context, nodes []string, opts Options, nodeCtx map[string
 		ping = SystemPing
 	}
 	res := make([]Result, len(nodes))
-	remote.Each(ctx, len(nodes), opts.Fanout, func(ctx context.Context, i int) {
+	ctxOf := func(i int) context.Context {
 		if c, ok := nodeCtx[nodes[i]]; ok {
-			ctx = c
+			return c
 		}
-		res[i] = probeNode(ctx, nodes[i], ping, opts)
-	})
+		return ctx
+	}
+	// Stage 1 -> stage 2. Buffered for every node, so stage 1 never waits.
+	alive := make(chan int, len(nodes))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // stage 1: ends when every node was pinged or ctx ended
+		defer wg.Done()
+		defer close(alive)
+		remote.Each(ctx, len(nodes), opts.PingFanout, func(_ context.Context, i int) {
+			var ok bool
+			res[i].Ping, ok = pingNode(ctxOf(i), nodes[i], ping, opts)
+			if ok {
+				alive <- i
+			}
+		})
+	}()
+	go func() { // stage 2: ends when stage 1 has closed alive and all are done
+		defer wg.Done()
+		var workers sync.WaitGroup
+		for w := 0; w < opts.Fanout; w++ {
+			workers.Add(1)
+			go func() { // ends when alive is closed and drained
+				defer workers.Done()
+				for i := range alive {
+					remoteChecks(ctxOf(i), nodes[i], &res[i], opts)
+				}
+			}()
+		}
+		workers.Wait()
+	}()
+	wg.Wait()
 	out := make(map[string]Result, len(nodes))
 	for i, n := range nodes {
 		out[n] = res[i]
@@ -148,30 +188,48 @@ func probe(ctx context.Context, nodes []string, opts Options, nodeCtx map[string
 	return out
 }
 
+// pingNode pings with retry; ok means "go on with the remote checks" (the
+// ping passed, or could not run at all).
+func pingNode(ctx context.Context, node string, ping func(context.Context, string) error, opts Options) (Outcome, bool) {
+	if !opts.has(CheckPing) {
+		return Outcome{}, ctx.Err() == nil
+	}
+	var err error
+	for attempt := 0; attempt <= opts.PingRetries; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, opts.PingTimeout)
+		err = ping(pctx, node)
+		cancel()
+		if err == nil || errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+			break
+		}
+	}
+	switch {
+	case err == nil:
+		return Outcome{Ran: true}, true
+	case errors.Is(err, ErrUnavailable):
+		return Outcome{Detail: err.Error()}, true
+	case ctx.Err() != nil:
+		return Outcome{Detail: "not finished: " + ctx.Err().Error()}, false
+	default:
+		// A node that does not ping gets no remote checks.
+		return Outcome{Ran: true, Failed: true, Detail: err.Error()}, false
+	}
+}
+
+// probeNode runs both stages for one node (tests use it directly).
 func probeNode(ctx context.Context, node string, ping func(context.Context, string) error, opts Options) Result {
 	var p Result
-	if opts.has(CheckPing) {
-		var err error
-		for attempt := 0; attempt <= opts.PingRetries; attempt++ {
-			pctx, cancel := context.WithTimeout(ctx, opts.PingTimeout)
-			err = ping(pctx, node)
-			cancel()
-			if err == nil || errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
-				break
-			}
-		}
-		switch {
-		case err == nil:
-			p.Ping = Outcome{Ran: true}
-		case errors.Is(err, ErrUnavailable):
-			p.Ping = Outcome{Detail: err.Error()}
-		case ctx.Err() != nil:
-			p.Ping = Outcome{Detail: "not finished: " + ctx.Err().Error()}
-			return p
-		default:
-			p.Ping = Outcome{Ran: true, Failed: true, Detail: err.Error()}
-			return p // skip the remote checks of a node that does not ping
-		}
+	var ok bool
+	if p.Ping, ok = pingNode(ctx, node, ping, opts); ok {
+		remoteChecks(ctx, node, &p, opts)
+	}
+	return p
+}
+
+// remoteChecks runs echo and storage on a node that answered ping.
+func remoteChecks(ctx context.Context, node string, p *Result, opts Options) {
+	if ctx.Err() != nil {
+		return
 	}
 	doEcho := opts.has(CheckEcho) && opts.Transport != nil
 	doStorage := opts.has(CheckDirCapacity) && opts.Transport != nil && len(opts.StorageArgv) > 0
@@ -186,18 +244,18 @@ func probeNode(ctx context.Context, node string, ping func(context.Context, stri
 		if first, _, _ := strings.Cut(strings.TrimSpace(out), "\n"); strings.TrimSpace(first) != "UP" {
 			if !cannotRun(r) {
 				p.Echo = echoFailure(r)
-				return p
+				return
 			}
 			// The node answers but has no storage-check program: say so,
 			// and let a plain echo judge reachability.
 			e := remote.RunOne(ctx, opts.Transport, node, []string{"echo", "UP"}, remote.Options{Timeout: opts.EchoTimeout})
 			if e.Err != nil || strings.TrimSpace(string(e.Stdout)) != "UP" {
 				p.Echo = echoFailure(e)
-				return p
+				return
 			}
 			p.Echo = Outcome{Ran: true}
 			p.Storage = Outcome{Ran: true, Failed: true, Detail: fmt.Sprintf("scr_check_node: FAIL: cannot run %s on the node: %s", opts.StorageArgv[0], shortErr(r))}
-			return p
+			return
 		}
 		p.Echo = Outcome{Ran: true}
 		p.Storage = storageOutcome(r)
@@ -212,7 +270,6 @@ func probeNode(ctx context.Context, node string, ping func(context.Context, stri
 		r := remote.RunOne(ctx, opts.Transport, node, opts.StorageArgv, remote.Options{Timeout: opts.StorageTimeout})
 		p.Storage = storageOutcome(r)
 	}
-	return p
 }
 
 // cannotRun reports whether a remote command failed because its program is

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -293,5 +294,47 @@ func TestRMDownCancelsProbe(t *testing.T) {
 	}
 	if p := rep.Probes["n2"]; p.Ping.Ran {
 		t.Errorf("n2's ping ran to the end (%+v) although the RM had reported it", p.Ping)
+	}
+}
+
+// countingEcho is a transport that counts the remote commands it builds.
+type countingEcho struct{ n *atomic.Int64 }
+
+func (c countingEcho) Name() string { return "counting" }
+func (c countingEcho) Command(node string, argv []string) (remote.Cmd, error) {
+	c.n.Add(1)
+	return remote.Cmd{Path: "echo", Args: []string{"UP"}}, nil
+}
+
+// Dead nodes waiting for their ping must not hold up the remote checks of
+// live nodes: here the dead nodes' pings only give up once every live node
+// has been echoed, which can only happen if the stages overlap.
+func TestDeadPingsDoNotBlockLiveChecks(t *testing.T) {
+	var echoed atomic.Int64
+	nodes := []string{"d1", "a1", "d2", "a2", "a3", "a4"}
+	ping := func(ctx context.Context, node string) error {
+		if node[0] == 'a' {
+			return nil
+		}
+		deadline := time.After(10 * time.Second)
+		for echoed.Load() < 4 {
+			select {
+			case <-deadline:
+				return errors.New("live nodes were not checked while dead pings waited")
+			case <-time.After(time.Millisecond):
+			}
+		}
+		return errors.New("no reply")
+	}
+	res := Probe(context.Background(), nodes, Options{Checks: []string{CheckPing, CheckEcho}, Ping: ping, PingRetries: -1,
+		PingTimeout: time.Minute, Fanout: 1, PingFanout: 3, Transport: countingEcho{&echoed}})
+	for _, n := range nodes {
+		r := res[n]
+		if n[0] == 'a' && (!r.Echo.Ran || r.Echo.Failed) {
+			t.Errorf("%s: %+v", n, r)
+		}
+		if n[0] == 'd' && (!r.Ping.Failed || r.Ping.Detail != "no reply") {
+			t.Errorf("%s: %+v", n, r.Ping)
+		}
 	}
 }
