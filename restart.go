@@ -117,7 +117,7 @@ func (h *Handle) recover(ctx context.Context) error {
 		ds := known[id]
 		src, err := h.restore(ctx, ds, reps)
 		if err != nil {
-			if errors.Is(err, comm.ErrPeerLost) {
+			if errors.Is(err, comm.ErrPeerLost) || ctx.Err() != nil {
 				return err
 			}
 			h.discard(ctx, id)
@@ -316,18 +316,16 @@ func (h *Handle) migrate(ctx context.Context, ds cache.Dataset, reps []nodeRepor
 			plan = append(plan, transfer{src: holders[dst][0], dst: dst})
 		}
 	}
-	var lerr error
 	for _, t := range plan {
 		switch h.rank {
 		case t.src:
 			dir := h.layout.RankDir(ds.ID, t.dst)
 			if err := sendDir(ctx, h.world, t.dst, dir, h.cfg.bufSize); err != nil {
-				if errors.Is(err, comm.ErrPeerLost) {
+				if errors.Is(err, comm.ErrPeerLost) || ctx.Err() != nil {
 					return err
 				}
-				if lerr == nil {
-					lerr = err
-				}
+				// The receiver got an abort: its directory counts as
+				// lost and its set rebuilds it.
 				continue
 			}
 			os.RemoveAll(dir) // the rank lives elsewhere now
@@ -344,7 +342,6 @@ func (h *Handle) migrate(ctx context.Context, ds cache.Dataset, reps []nodeRepor
 	}
 	// Orphans nobody needs (ranks that moved and were served by another
 	// holder) go away with the next eviction of the dataset.
-	_ = lerr
 	return nil
 }
 
