@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/scr-go/scr/internal/hostlist"
 )
 
 func init() {
@@ -297,7 +299,7 @@ func (Mpirun) Cancel(context.Context, Runner, string, Command, string) error { r
 // nodes of the allocation in order. Killing its process group ends every rank.
 type Local struct{}
 
-var localWithValue = setOf("-n", "--nodes", "--dir", "--ppn")
+var localWithValue = setOf("-n", "--nodes", "--dir", "--ppn", "--ranks-per-node", "--cache-root")
 
 func (Local) Name() string { return "scr_launch" }
 
@@ -306,7 +308,11 @@ func (Local) WantedNodes(args []string) int {
 	if !ok || v == "" {
 		return 0
 	}
-	return len(strings.Split(v, ","))
+	nodes, err := hostlist.Expand(v)
+	if err != nil {
+		return 0
+	}
+	return len(nodes)
 }
 
 func (l Local) Build(r Request) (Command, error) {
@@ -318,7 +324,10 @@ func (l Local) Build(r Request) (Command, error) {
 	v, i, j, ok := optValue(args, "--nodes", "", localWithValue)
 	var want []string
 	if ok {
-		want = strings.Split(v, ",")
+		var err error
+		if want, err = hostlist.Expand(v); err != nil {
+			return Command{}, &ArgsError{Launcher: "scr_launch", Msg: fmt.Sprintf("--nodes %q: %v", v, err)}
+		}
 		args = append(args[:i:i], args[j:]...)
 	}
 	alloc := r.Nodes

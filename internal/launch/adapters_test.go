@@ -54,6 +54,8 @@ func TestBuild(t *testing.T) {
 			argv: []string{"scr_launch", "--nodes", "n1,n3,n4,n5", "-n", "8", "./app"}, nodes: []string{"n1", "n3", "n4", "n5"}},
 		{name: "local no nodes uses healthy", launcher: "scr_launch", args: []string{"-n", "3", "./app"}, down: []string{"n1", "n2"},
 			argv: []string{"scr_launch", "--nodes", "n3,n4,n5", "-n", "3", "./app"}, nodes: []string{"n3", "n4", "n5"}},
+		{name: "local host list ranges", launcher: "scr_launch", args: []string{"--nodes=n[1-3]", "--ppn", "2", "./app"}, down: []string{"n1"},
+			argv: []string{"scr_launch", "--nodes", "n2,n3,n4", "--ppn", "2", "./app"}, nodes: []string{"n2", "n3", "n4"}},
 		{name: "local too few", launcher: "scr_launch", args: []string{"--nodes=n1,n2,n3,n4", "./app"}, down: []string{"n1", "n2"}, wantErr: "only 3 healthy"},
 	}
 	for _, tc := range tests {
@@ -112,6 +114,7 @@ func TestWantedNodes(t *testing.T) {
 		{"flux", []string{"run", "-N", "2", "./app"}, 2},
 		{"flux", []string{"run", "./app"}, 0},
 		{"scr_launch", []string{"--nodes", "a,b,c", "./app"}, 3},
+		{"scr_launch", []string{"--nodes", "n[1-4]", "./app"}, 4},
 		{"lrun", []string{"-N", "5", "./app"}, 5},
 		{"mpirun", []string{"-np", "5", "./app"}, 0},
 	}
