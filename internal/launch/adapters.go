@@ -25,7 +25,8 @@ func init() {
 // Srun is Slurm's srun: down nodes go to --exclude (merged with the user's
 // own), the step gets a name to find its id, and when nodes are left out and
 // the user gave no --nodes, --nodes=<healthy count> stops srun from asking for
-// the whole allocation (it defaults to SLURM_NNODES).
+// the whole allocation (it defaults to SLURM_NNODES). Relaunches get
+// --overlap (see Build).
 type Srun struct{}
 
 var srunWithValue = setOf("-A", "--account", "-b", "--begin", "-c", "--cpus-per-task", "-d",
@@ -86,6 +87,13 @@ func (s Srun) Build(r Request) (Command, error) {
 		if _, _, _, ok := optValue(args, "--nodes", "-N", srunWithValue); !ok {
 			pre = append(pre, "--nodes="+strconv.Itoa(len(r.Healthy())))
 		}
+	}
+	if r.RunID > 1 && !hasFlag(args, "--overlap", srunWithValue) && !hasFlag(args, "--exclusive", srunWithValue) {
+		// A killed step that spanned a dead node stays COMPLETING until
+		// Slurm declares the node down (SlurmdTimeout, often 300 s) and
+		// keeps its CPUs on the surviving nodes: without --overlap the
+		// relaunch waits with "Requested nodes are busy".
+		pre = append(pre, "--overlap")
 	}
 	name, _, _, ok := optValue(args, "--job-name", "-J", srunWithValue)
 	if !ok {
@@ -364,3 +372,15 @@ func (l Local) Build(r Request) (Command, error) {
 	return Command{Argv: argv, Nodes: nodes, Exclude: append([]string(nil), r.Down...)}, nil
 }
 func (Local) Cancel(context.Context, Runner, string, Command, string) error { return nil }
+
+// hasFlag reports whether a boolean option (or --opt=value) appears before
+// the program.
+func hasFlag(args []string, flag string, withValue map[string]bool) bool {
+	end := progIndex(args, withValue)
+	for _, a := range args[:end] {
+		if a == flag || strings.HasPrefix(a, flag+"=") {
+			return true
+		}
+	}
+	return false
+}

@@ -13,6 +13,7 @@ func TestBuild(t *testing.T) {
 	tests := []struct {
 		name     string
 		launcher string
+		run      int
 		args     []string
 		down     []string
 		argv     []string
@@ -33,6 +34,10 @@ func TestBuild(t *testing.T) {
 			argv: []string{"srun", "-J", "mine", "-N", "2", "./app"}, stepName: "mine"},
 		{name: "srun program option not taken as srun's", launcher: "srun", args: []string{"-n", "2", "./app", "--nodes", "9"}, down: []string{"n3"},
 			argv: []string{"srun", "--exclude=n3", "--nodes=4", "--job-name=scr.77.1", "-n", "2", "./app", "--nodes", "9"}, stepName: "scr.77.1"},
+		{name: "srun relaunch overlaps the dying step", launcher: "srun", run: 2, args: []string{"-N", "2", "./app"}, down: []string{"n1"},
+			argv: []string{"srun", "--exclude=n1", "--overlap", "--job-name=scr.77.2", "-N", "2", "./app"}, stepName: "scr.77.2"},
+		{name: "srun relaunch keeps --exclusive", launcher: "srun", run: 3, args: []string{"--exclusive", "-N", "2", "./app"},
+			argv: []string{"srun", "--job-name=scr.77.3", "--exclusive", "-N", "2", "./app"}, stepName: "scr.77.3"},
 		{name: "srun nodelist with down", launcher: "srun", args: []string{"-w", "n[1-2]", "./app"}, down: []string{"n1"}, wantErr: "--nodelist"},
 		{name: "srun no program", launcher: "srun", args: []string{"-N", "2"}, wantErr: "no program"},
 		{name: "flux run", launcher: "flux", args: []string{"run", "-N2", "-n2", "./app"}, down: []string{"n2", "n4"},
@@ -64,7 +69,10 @@ func TestBuild(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := a.Build(Request{Args: tc.args, Nodes: alloc, Down: tc.down, MetaDir: "/p/.scr", JobID: "77", RunID: 1})
+			if tc.run == 0 {
+				tc.run = 1
+			}
+			c, err := a.Build(Request{Args: tc.args, Nodes: alloc, Down: tc.down, MetaDir: "/p/.scr", JobID: "77", RunID: tc.run})
 			if tc.wantErr != "" {
 				var ae *ArgsError
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.As(err, &ae) {
