@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/scr-go/scr/internal/prefix"
 )
 
 // TestRebuildOffline: the ranks' files sit together in one tree (as in the
@@ -112,5 +115,46 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPrefixRebuilder: the prefix.Rebuilder finds the ranks from the
+// scavenged headers and rebuilds a rank whose node was not scavenged.
+func TestPrefixRebuilder(t *testing.T) {
+	w := newWorld(t, nodes(4, 1), 8)
+	files := make([][]FileInfo, 4)
+	for r := range 4 {
+		name := fmt.Sprintf("ckpt.1/rank_%d", r)
+		p := filepath.Join(w.dir(r), name)
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		os.WriteFile(p, []byte(strings.Repeat(fmt.Sprint(r), 1000+r)), 0o644)
+		var err error
+		if files[r], err = StatFiles(w.dir(r), []string{name}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := Scheme{Type: XOR}
+	noErrs(t, "encode", w.run(func(ctx context.Context, g *Group) error {
+		return Encode(ctx, g, s, files[g.World.Rank()], w.dir(g.World.Rank()))
+	}))
+	pre := t.TempDir()
+	for r := range 4 {
+		if r == 2 {
+			continue // its node died before the scavenge
+		}
+		copyFile(t, filepath.Join(w.dir(r), files[r][0].Name), filepath.Join(pre, files[r][0].Name))
+		copyFile(t, filepath.Join(w.dir(r), DataFile), filepath.Join(PrefixRedDir(pre, 7, r), redName))
+		copyFile(t, filepath.Join(w.dir(r), StateFile), filepath.Join(PrefixRedDir(pre, 7, r), stateName))
+	}
+	err := PrefixRebuilder{}.RebuildDataset(context.Background(), pre, 7, []prefix.Missing{{Rank: 2, Path: files[2][0].Name, Reason: "missing"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(pre, files[2][0].Name))
+	if err != nil || string(b) != strings.Repeat("2", 1002) {
+		t.Fatalf("rank 2 not rebuilt: %v", err)
+	}
+	if err := (PrefixRebuilder{}).RebuildDataset(context.Background(), t.TempDir(), 7, nil); err == nil {
+		t.Fatal("no redundancy data: no error")
 	}
 }
