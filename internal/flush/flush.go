@@ -139,6 +139,7 @@ func Commit(ctx context.Context, c comm.Comm, prefixDir string, ds cache.Dataset
 	if err != nil {
 		return fmt.Errorf("flush: rank %d: %w", c.Rank(), err)
 	}
+	defer blk.Close()
 	b, _ := json.Marshal(files)
 	parts, err := blk.Gather(ctx, 0, b)
 	if err != nil {
