@@ -214,6 +214,14 @@ func RunOne(ctx context.Context, t Transport, node string, argv []string, opts O
 		r.ExitCode = -1
 		return fail(context.Cause(tctx))
 	}
+	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		// The command succeeded, but its output pipes did not drain within
+		// waitDelay of its exit (a grandchild holding them, or a machine so
+		// loaded the copy was late). Keep what arrived; callers check it.
+		// Whatever still holds the pipes is ours to stop.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		err = nil
+	}
 	if err != nil {
 		return fail(err)
 	}

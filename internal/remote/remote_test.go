@@ -3,10 +3,14 @@ package remote
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -147,5 +151,29 @@ func TestSSHRefusedIsNodeError(t *testing.T) {
 	}
 	if strings.Contains(string(r.Stdout), "UP") {
 		t.Fatalf("stdout %q", r.Stdout)
+	}
+}
+
+// A command that exits 0 while a grandchild keeps stdout open is a
+// success with the output that arrived, not a failure (and not a hang);
+// the grandchild is killed.
+func TestExitedWithPipeHeldOpen(t *testing.T) {
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	r := RunOne(context.Background(), Local{}, "n", []string{"sh", "-c", "echo UP; sleep 30 & echo $! > " + pidfile}, Options{Timeout: 10 * time.Second})
+	if r.Err != nil || r.ExitCode != 0 || strings.TrimSpace(string(r.Stdout)) != "UP" {
+		t.Fatalf("exit %d out %q err %v", r.ExitCode, r.Stdout, r.Err)
+	}
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	// The kill is sent before RunOne returns; wait for the zombie-free exit.
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("grandchild %d still alive", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
