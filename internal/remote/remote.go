@@ -40,8 +40,12 @@ const (
 	DefaultTimeout = 10 * time.Second
 	// DefaultMaxOutput caps what is kept of each node's stdout and stderr.
 	DefaultMaxOutput = 64 << 10
-	// waitDelay is how long Run waits for pipes after killing a command.
-	waitDelay = 500 * time.Millisecond
+	// waitDelay is how long Run waits for a command's output pipes after it
+	// exited or was killed. Long enough that a process starved of CPU on a
+	// loaded launch node still copies a finished command's output (500 ms
+	// lost output under load), short enough that a daemonised grandchild
+	// holding the pipes costs little.
+	waitDelay = 2 * time.Second
 )
 
 // ErrTimeout is wrapped by a node's error when its timeout expired.
