@@ -31,7 +31,18 @@ func newWorld(t testing.TB, hosts []string, setSize int) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &world{t: t, root: t.TempDir(), hosts: hosts, sets: sets}
+	return &world{t: t, root: tmpfsDir(t), hosts: hosts, sets: sets}
+}
+
+// tmpfsDir is a fresh directory in /dev/shm (node-local memory, like the
+// cache), else in t.TempDir(); removed when the test ends.
+func tmpfsDir(t testing.TB) string {
+	d, err := os.MkdirTemp("/dev/shm", "scr-red-test-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
 }
 
 func (w *world) dir(r int) string {
@@ -141,16 +152,25 @@ func (w *world) snapshot() map[string]fileState {
 	return m
 }
 
-// restore makes the tree exactly the snapshot.
+// restore makes the tree exactly the snapshot, rewriting only what differs.
 func (w *world) restore(m map[string]fileState) {
-	if err := os.RemoveAll(w.root); err != nil {
-		w.t.Fatal(err)
+	now := w.snapshot()
+	for rel := range now {
+		if _, ok := m[rel]; !ok {
+			if err := os.Remove(filepath.Join(w.root, rel)); err != nil {
+				w.t.Fatal(err)
+			}
+		}
 	}
 	for rel, f := range m {
+		if g, ok := now[rel]; ok && bytes.Equal(g.data, f.data) && g.mode == f.mode && g.mtime.Equal(f.mtime) {
+			continue
+		}
 		p := filepath.Join(w.root, rel)
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			w.t.Fatal(err)
 		}
+		os.Remove(p)
 		if err := os.WriteFile(p, f.data, f.mode); err != nil {
 			w.t.Fatal(err)
 		}
