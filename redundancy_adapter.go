@@ -28,7 +28,7 @@ func (h *Handle) redundancyCodec(scheme string) (codec, error) {
 
 // group returns this rank's redundancy set for a failure group and set
 // size, formed once per run (collective the first time).
-func (h *Handle) group(ctx context.Context, name string, size int) (*redundancy.Group, error) {
+func (h *Handle) group(ctx context.Context, name string, size int) (*setsInfo, error) {
 	key := fmt.Sprintf("%s/%d", name, size)
 	if g := h.groups[key]; g != nil {
 		return g, nil
@@ -50,10 +50,30 @@ func (h *Handle) group(ctx context.Context, name string, size int) (*redundancy.
 		return nil, err
 	}
 	if h.groups == nil {
-		h.groups = map[string]*redundancy.Group{}
+		h.groups = map[string]*setsInfo{}
 	}
-	h.groups[key] = g
-	return g, nil
+	si := &setsInfo{g: g, sets: sets}
+	h.groups[key] = si
+	return si, nil
+}
+
+// setsInfo is this rank's set and every set of the run (the same on every
+// rank, so decisions about all sets need no communication).
+type setsInfo struct {
+	g    *redundancy.Group
+	sets []redundancy.Set
+}
+
+// check says, identically on every rank, whether the scheme can protect
+// every set; a rank alone with an unusable set must not leave the others
+// waiting in the encode.
+func (si *setsInfo) check(s redundancy.Scheme) error {
+	for _, set := range si.sets {
+		if err := s.Check(len(set.Ranks)); err != nil {
+			return fmt.Errorf("set %d (ranks %v): %w", set.ID, set.Ranks, err)
+		}
+	}
+	return nil
 }
 
 // failureGroup is this rank's failure group under a group name: its node
@@ -84,10 +104,14 @@ func (c redCodec) scheme(spec codecSpec) redundancy.Scheme {
 }
 
 func (c redCodec) Encode(ctx context.Context, world comm.Comm, spec codecSpec, dir string, files []string) error {
-	g, err := c.h.group(ctx, spec.Group, spec.SetSize)
+	si, err := c.h.group(ctx, spec.Group, spec.SetSize)
 	if err != nil {
 		return err
 	}
+	if err := si.check(c.scheme(spec)); err != nil {
+		return err
+	}
+	g := si.g
 	names := make([]string, len(files))
 	for i, f := range files {
 		names[i] = filepath.ToSlash(f)
@@ -117,11 +141,14 @@ func (c redCodec) Encode(ctx context.Context, world comm.Comm, spec codecSpec, d
 }
 
 func (c redCodec) Rebuild(ctx context.Context, world comm.Comm, spec codecSpec, dir string, lost bool) (int, error) {
-	g, err := c.h.group(ctx, spec.Group, spec.SetSize)
+	si, err := c.h.group(ctx, spec.Group, spec.SetSize)
 	if err != nil {
 		return 0, err
 	}
-	res, err := redundancy.Rebuild(ctx, g, c.scheme(spec), dir)
+	if err := si.check(c.scheme(spec)); err != nil {
+		return 0, fmt.Errorf("dataset %d: %w: %w", spec.Dataset, ErrUnrecoverable, err)
+	}
+	res, err := redundancy.Rebuild(ctx, si.g, c.scheme(spec), dir)
 	if err != nil {
 		return 0, fmt.Errorf("dataset %d: %w", spec.Dataset, err)
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/scr-go/scr/internal/cache"
 	"github.com/scr-go/scr/internal/config"
 	"github.com/scr-go/scr/internal/prefix"
-	"github.com/scr-go/scr/internal/redundancy"
 )
 
 // Version is the library version.
@@ -75,7 +74,7 @@ type Handle struct {
 	tried   int64 // fetch: the last prefix dataset tried (fetch next below it)
 
 	async  *asyncFlush
-	groups map[string]*redundancy.Group // redundancy sets by group and set size, formed once
+	groups map[string]*setsInfo // redundancy sets by group and set size, formed once
 
 	// Need_checkpoint policy state.
 	needCalls   int
