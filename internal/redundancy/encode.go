@@ -133,15 +133,13 @@ func Encode(ctx context.Context, g *Group, s Scheme, files []FileInfo, dir strin
 
 func encode(ctx context.Context, g *Group, s Scheme, files []FileInfo, dir Dirs) error {
 	n := len(g.Set.Ranks)
-	if err := s.Check(n); err != nil {
-		return fmt.Errorf("%w (set %d, rank %d)", err, g.Set.ID, g.World.Rank())
-	}
-	for _, f := range files {
-		if err := checkName(f.Name); err != nil {
-			return err
-		}
+	if err := g.check(s); err != nil {
+		return err
 	}
 	var le localErr
+	for _, f := range files {
+		le.set(checkName(f.Name)) // and take part anyway: nobody waits for us
+	}
 	le.set(writeState(dir.Meta, stateEncoding))
 	self := toDesc(g.World.Rank(), files)
 	total := totalSize(files)

@@ -208,3 +208,30 @@ func TestDamagedParity(t *testing.T) {
 	}
 	w.checkUnrecoverable(s, "after damaged parity", map[int]bool{0: true, 1: true})
 }
+
+// TestOneSmallSetRefusedEverywhere: uneven ranks per node leave one set of
+// a single member; XOR is refused on every rank (not only in that set, so
+// nobody waits for ranks that gave up), and a bad file name on one rank is
+// that rank's agreed failure.
+func TestOneSmallSetRefusedEverywhere(t *testing.T) {
+	w := newWorld(t, []string{"a", "a", "b", "c", "c", "c"}, 8)
+	files := w.writeData(sizes(100), 9)
+	for r, err := range w.run(func(ctx context.Context, g *Group) error {
+		return Encode(ctx, g, Scheme{Type: XOR}, files[g.World.Rank()], w.dir(g.World.Rank()))
+	}) {
+		if err == nil || !strings.Contains(err.Error(), "set 2 of ranks [5]") {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	w = newWorld(t, nodes(3, 1), 8)
+	files = w.writeData(sizes(100), 9)
+	files[1] = append(files[1], FileInfo{Name: "../escape", Size: 1})
+	for r, err := range w.run(func(ctx context.Context, g *Group) error {
+		return Encode(ctx, g, Scheme{Type: XOR}, files[g.World.Rank()], w.dir(g.World.Rank()))
+	}) {
+		var ee *EncodeError
+		if !errors.As(err, &ee) || ee.First != 1 {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+}

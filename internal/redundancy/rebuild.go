@@ -81,8 +81,8 @@ func Rebuild(ctx context.Context, g *Group, s Scheme, dir string) (Result, error
 func rebuild(ctx context.Context, g *Group, s Scheme, dir Dirs) (Result, error) {
 	n := len(g.Set.Ranks)
 	me := g.World.Rank()
-	if err := s.Check(n); err != nil {
-		return Result{}, fmt.Errorf("%w (set %d, rank %d)", err, g.Set.ID, me)
+	if err := g.check(s); err != nil {
+		return Result{}, err
 	}
 
 	// 1. What this rank holds.

@@ -91,6 +91,17 @@ type Group struct {
 	Comm  comm.Comm // the set's communicator: rank i is member i of Set
 	Set   Set       // this rank's set
 	Index int       // this rank's position in Set (Comm.Rank())
+
+	smallest Set // the smallest set of the world: every rank checks a scheme against it
+}
+
+// check refuses a scheme on every rank at once when any set of the world
+// is too small for it, so that no rank waits for one that gave up.
+func (g *Group) check(s Scheme) error {
+	if err := s.Check(len(g.smallest.Ranks)); err != nil {
+		return fmt.Errorf("%w (set %d of ranks %v)", err, g.smallest.ID, g.smallest.Ranks)
+	}
+	return nil
 }
 
 // Join is collective over world: every rank calls it with the same sets
@@ -117,7 +128,13 @@ func Join(ctx context.Context, world comm.Comm, sets []Set) (*Group, error) {
 	if sc.Size() != len(mine.Ranks) || sc.Rank() != idx {
 		return nil, fmt.Errorf("redundancy: rank %d: set %d communicator has rank %d of %d, want %d of %d: ranks disagree on the sets", me, mine.ID, sc.Rank(), sc.Size(), idx, len(mine.Ranks))
 	}
-	return &Group{World: world, Comm: sc, Set: *mine, Index: idx}, nil
+	small := sets[0]
+	for _, s := range sets[1:] {
+		if len(s.Ranks) < len(small.Ranks) {
+			small = s
+		}
+	}
+	return &Group{World: world, Comm: sc, Set: *mine, Index: idx, smallest: small}, nil
 }
 
 // left and right are the set positions of the neighbours.
