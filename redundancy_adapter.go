@@ -33,13 +33,9 @@ func (h *Handle) group(ctx context.Context, name string, size int) (*setsInfo, e
 	if g := h.groups[key]; g != nil {
 		return g, nil
 	}
-	all, err := h.world.Allgather(ctx, []byte(h.failureGroup(name)))
-	if err != nil {
-		return nil, err
-	}
-	groups := make([]string, len(all))
-	for i, b := range all {
-		groups[i] = string(b)
+	groups := make([]string, len(h.hosts))
+	for r := range groups {
+		groups[r] = h.failureGroup(name, h.hosts[r])
 	}
 	sets, err := redundancy.Sets(groups, size)
 	if err != nil {
@@ -79,15 +75,15 @@ func (si *setsInfo) check(s redundancy.Scheme) error {
 // failureGroup is this rank's failure group under a group name: its node
 // (NODE, the default), one for all (WORLD), or its node's value in a
 // GROUPS line of the configuration (its node when the node has none).
-func (h *Handle) failureGroup(name string) string {
+func (h *Handle) failureGroup(name, host string) string {
 	switch strings.ToUpper(name) {
 	case "", config.GroupNode:
-		return h.nodeName
+		return host
 	case config.GroupWorld:
 		return config.GroupWorld
 	}
 	for _, g := range h.cfg.groups {
-		if g.Host == h.nodeName {
+		if g.Host == host {
 			if v, ok := g.Values[strings.ToUpper(name)]; ok {
 				return name + "=" + v
 			}
@@ -96,7 +92,7 @@ func (h *Handle) failureGroup(name string) string {
 			}
 		}
 	}
-	return h.nodeName
+	return host
 }
 
 func (c redCodec) scheme(spec codecSpec) redundancy.Scheme {

@@ -55,7 +55,8 @@ type Handle struct {
 	rank     int
 	size     int
 	nodeName string
-	nodes    int // nodes in the run
+	nodes    int      // nodes in the run
+	hosts    []string // node of every rank
 	cc       *config.Config
 	cfg      params
 	prefix   string
@@ -153,16 +154,29 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	h.prefix = filepath.Clean(h.prefix)
 	h.layout = cfg.layout()
 
+	// First collective: every rank is up. Rank 0 reports the run started,
+	// with the nodes it runs on (scr_run watches those).
+	all, err := h.world.Allgather(ctx, []byte(h.nodeName))
+	if err != nil {
+		return nil, h.commErr("Init: exchange node names", err)
+	}
+	h.hosts = make([]string, len(all))
+	seen := map[string]bool{}
+	var nodes []string
+	for r, b := range all {
+		h.hosts[r] = string(b)
+		if !seen[h.hosts[r]] {
+			seen[h.hosts[r]] = true
+			nodes = append(nodes, h.hosts[r])
+		}
+	}
+	sort.Strings(nodes)
+	h.nodes = len(nodes)
+	if h.rank == 0 {
+		h.timeline("started", map[string]any{"ranks": h.size, "nodes": nodes})
+	}
 	if h.node, err = h.world.SplitString(ctx, h.nodeName); err != nil {
 		return nil, h.commErr("Init: group ranks by node", err)
-	}
-	n, err := h.world.Allreduce(ctx, comm.OpSum, []int64{b2i(h.node.Rank() == 0)})
-	if err != nil {
-		return nil, h.commErr("Init: count nodes", err)
-	}
-	h.nodes = int(n[0])
-	if h.rank == 0 {
-		h.timeline("started", map[string]any{"ranks": h.size, "nodes": h.nodes})
 	}
 
 	// Directories: every rank creates its own (MkdirAll is idempotent), so

@@ -86,7 +86,7 @@ func TestCheckpointThenRestartFromCache(t *testing.T) {
 	if evs := j.events("checkpoint"); len(evs) != 3 {
 		t.Fatalf("checkpoint events %+v", evs)
 	}
-	if evs := j.events("started"); len(evs) != 2 || evs[0].Fields["nodes"] != float64(4) {
+	if evs := j.events("started"); len(evs) != 2 || fmt.Sprint(evs[0].Fields["nodes"]) != "[n1 n2 n3 n4]" || evs[0].Fields["ranks"] != float64(4) {
 		t.Fatalf("started events %+v", evs)
 	}
 }
