@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scr-go/scr/internal/rm"
 	"github.com/scr-go/scr/internal/rm/slurm"
 	"github.com/scr-go/scr/internal/vcluster"
 )
@@ -36,7 +37,7 @@ func TestE2ESlurm(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, nodelist, _ := c.JobState(ctx, job)
-	env := []string{"SLURM_JOB_ID=" + job, "SLURM_JOB_NODELIST=" + nodelist}
+	env := []string{"SLURM_JOB_ID=" + job, "SLURM_JOB_NODELIST=" + nodelist, "SCR_PREFIX=" + c.SharedDir()}
 	t.Logf("allocation %s on %s", job, nodelist)
 
 	type listing struct {
@@ -44,10 +45,10 @@ func TestE2ESlurm(t *testing.T) {
 		Reasons []struct{ Node, Reason string }
 		RMError string `json:"resource_manager_error"`
 	}
-	list := func(label string) (int, listing, time.Duration) {
+	list := func(label string, args ...string) (int, listing, time.Duration) {
 		t.Helper()
 		var out, errb bytes.Buffer
-		cmd := c.Command(ctx, "node1", []string{bin, "--json"}, env)
+		cmd := c.CommandDir(ctx, "node1", c.SharedDir(), append([]string{bin, "--json"}, args...), env)
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		start := time.Now()
 		err := cmd.Run()
@@ -69,6 +70,29 @@ func TestE2ESlurm(t *testing.T) {
 
 	if code, l, _ := list("healthy"); code != exitNoneDown || l.Down != "" {
 		t.Fatalf("healthy allocation: exit %d, down %q", code, l.Down)
+	}
+
+	// The storage test really runs on every node (through srun): ask for
+	// more space than any /dev/shm has.
+	code, l, _ := list("cache must hold 1 EB", "--cache", "/dev/shm:1048576TB")
+	if code != exitSomeDown || l.Down != "node[1-3]" {
+		t.Fatalf("exit %d, listing %+v", code, l)
+	}
+	for _, r := range l.Reasons {
+		if !strings.Contains(r.Reason, "scr_check_node: FAIL: cache directory /dev/shm: insufficient space") {
+			t.Errorf("%s: %s", r.Node, r.Reason)
+		}
+	}
+
+	// The adapter's queries, run on node1 against live slurmctld.
+	onNode1 := func(ctx context.Context, argv []string) ([]byte, error) { return c.Exec(ctx, "node1", argv, nil) }
+	m, _ := slurm.New(rm.Config{Env: rm.MapEnv(map[string]string{"SLURM_JOB_ID": job, "SLURM_JOB_NODELIST": nodelist}), Run: onNode1})
+	end, err := m.EndTime(ctx)
+	if now := time.Now().Unix(); err != nil || end < now+8*60 || end > now+10*60+5 {
+		t.Errorf("EndTime of a 10-minute job = %d (now %d), %v", end, now, err)
+	}
+	if nodes, err := m.Nodes(ctx); err != nil || strings.Join(nodes, ",") != "node1,node2,node3" {
+		t.Errorf("Nodes = %q, %v", nodes, err)
 	}
 
 	if _, err := c.PowerOff(ctx, "node3"); err != nil {
