@@ -46,58 +46,42 @@ func (h *Handle) recover(ctx context.Context) error {
 		return err
 	}
 
-	// 2. Rank 0 reads the prefix index: ids already used, datasets flushed.
-	var pf prefixFacts
+	// 2. Rank 0 gathers what every node holds, reads the prefix index (ids
+	// already used, datasets flushed), plans the migrations and tells
+	// everybody: O(P) bytes to rank 0 and a broadcast of the plan, no
+	// all-to-all exchange.
+	b, _ := json.Marshal(rep)
+	allb, err := h.world.Gather(ctx, 0, b)
+	if err != nil {
+		return h.commErr("Init: gather cache contents", err)
+	}
+	var plan initPlan
 	if h.rank == 0 {
-		pf = readPrefixFacts(h.prefix)
+		plan = h.makePlan(allb)
 	}
-	if err := h.bcastJSON(ctx, h.world, &pf); err != nil {
-		return h.commErr("Init: share prefix index", err)
+	if err := h.bcastJSON(ctx, h.world, &plan); err != nil {
+		return h.commErr("Init: share the restart plan", err)
 	}
-	if pf.Err != "" {
-		return fmt.Errorf("scr: Init: %s", pf.Err)
+	if plan.Err != "" {
+		return fmt.Errorf("scr: Init: %s", plan.Err)
 	}
+	pf := plan.Facts
 	h.dsID, h.ckptID = pf.MaxID, pf.MaxCkpt
 	flushed := map[int]bool{}
 	for _, id := range pf.Flushed {
 		flushed[id] = true
 	}
-
-	// 3. Everybody learns what every node holds (and rank 0 records the
-	// run's nodes).
-	b, _ := json.Marshal(rep)
-	allb, err := h.world.Allgather(ctx, b)
-	if err != nil {
-		return h.commErr("Init: share cache contents", err)
-	}
-	reps := make([]nodeReport, len(allb))
-	for r, x := range allb {
-		if err := json.Unmarshal(x, &reps[r]); err != nil {
-			return fmt.Errorf("scr: Init: bad cache report from rank %d: %w", r, err)
-		}
-	}
-	var hosts []string
-	for _, rp := range reps {
-		if rp.Leader {
-			hosts = append(hosts, rp.Node)
-		}
-	}
-	if err := h.agree(ctx, "Init: write the nodes file and app.conf", h.recordRun(hosts)); err != nil {
+	if err := h.agree(ctx, "Init: write the nodes file and app.conf", h.recordRun(distinct(h.hosts))); err != nil {
 		return err
 	}
 	known := map[int]cache.Dataset{}
-	for _, rp := range reps {
-		for _, d := range rp.Entries {
-			known[d.ID] = d
-			h.dsID = max(h.dsID, d.ID)
-			h.ckptID = max(h.ckptID, d.CkptID)
-		}
+	var ids []int
+	for _, d := range plan.Datasets {
+		known[d.ID] = d
+		ids = append(ids, d.ID)
+		h.dsID = max(h.dsID, d.ID)
+		h.ckptID = max(h.ckptID, d.CkptID)
 	}
-	ids := make([]int, 0, len(known))
-	for id := range known {
-		ids = append(ids, id)
-	}
-	sort.Sort(sort.Reverse(sort.IntSlice(ids)))
 
 	if h.cfg.purge || !h.cfg.distribute {
 		for _, id := range ids {
@@ -115,7 +99,7 @@ func (h *Handle) recover(ctx context.Context) error {
 	var kept []cache.Dataset
 	for _, id := range ids {
 		ds := known[id]
-		src, err := h.restore(ctx, ds, reps)
+		src, err := h.restore(ctx, ds, plan.Moves[ds.ID])
 		if err != nil {
 			if errors.Is(err, comm.ErrPeerLost) || ctx.Err() != nil {
 				return err
@@ -222,13 +206,13 @@ func readPrefixFacts(dir string) prefixFacts {
 
 // restore brings one dataset back on every rank (collective) and says how:
 // "cache" (every rank had its files) or "cache-rebuild".
-func (h *Handle) restore(ctx context.Context, ds cache.Dataset, reps []nodeReport) (string, error) {
+func (h *Handle) restore(ctx context.Context, ds cache.Dataset, moves []transfer) (string, error) {
 	start := time.Now()
 	if ds.Ranks != h.size {
 		return "", fmt.Errorf("dataset %d was written by %d ranks, this run has %d", ds.ID, ds.Ranks, h.size)
 	}
 	dir := h.layout.RankDir(ds.ID, h.rank)
-	merr := h.migrate(ctx, ds, reps)
+	merr := h.migrate(ctx, ds, moves)
 	if errors.Is(merr, comm.ErrPeerLost) {
 		return "", merr
 	}
@@ -282,45 +266,93 @@ func (h *Handle) intact(ds cache.Dataset, dir string) bool {
 // Migration tags: far above what applications use.
 const tagMigrate = 0x5c0000
 
-type transfer struct{ src, dst int }
+// transfer moves rank Dst's directory from the node of rank Src (a node
+// leader) to Dst's node.
+type transfer struct {
+	Src int `json:"s"`
+	Dst int `json:"d"`
+}
 
-// migrate moves rank directories to the node where each rank runs now. A
-// node leader whose node holds the directory of a rank running elsewhere
-// sends it; transfers run in one global order (by destination), so blocking
-// sends cannot deadlock.
-func (h *Handle) migrate(ctx context.Context, ds cache.Dataset, reps []nodeReport) error {
-	leaderOf := map[string]int{}
-	for r, rp := range reps {
-		if rp.Leader {
-			leaderOf[rp.Node] = r
+// initPlan is rank 0's restart plan at Init.
+type initPlan struct {
+	Facts    prefixFacts        `json:"facts"`
+	Datasets []cache.Dataset    `json:"datasets,omitempty"` // newest first
+	Moves    map[int][]transfer `json:"moves,omitempty"`    // per dataset, ordered by Dst
+	Err      string             `json:"err,omitempty"`
+}
+
+// makePlan is rank 0's part of the restart: which datasets exist anywhere
+// and which rank directories must move to another node.
+func (h *Handle) makePlan(all [][]byte) initPlan {
+	plan := initPlan{Facts: readPrefixFacts(h.prefix), Moves: map[int][]transfer{}}
+	if plan.Facts.Err != "" {
+		plan.Err = plan.Facts.Err
+		return plan
+	}
+	reps := make([]nodeReport, len(all))
+	for r, x := range all {
+		if err := json.Unmarshal(x, &reps[r]); err != nil {
+			plan.Err = fmt.Sprintf("bad cache report from rank %d: %v", r, err)
+			return plan
 		}
 	}
-	holders := map[int][]int{} // rank -> leaders holding its directory
-	for r, rp := range reps {
+	known := map[int]cache.Dataset{}
+	holders := map[int]map[int][]int{} // dataset -> rank -> leaders holding its directory
+	for l, rp := range reps {
 		if !rp.Leader {
 			continue
 		}
-		for _, x := range rp.Held[ds.ID] {
-			holders[x] = append(holders[x], r)
+		for _, d := range rp.Entries {
+			known[d.ID] = d
 		}
-	}
-	var plan []transfer
-	for dst := 0; dst < len(reps); dst++ {
-		here := false
-		for _, l := range holders[dst] {
-			if reps[l].Node == reps[dst].Node {
-				here = true
+		for id, ranks := range rp.Held {
+			if holders[id] == nil {
+				holders[id] = map[int][]int{}
+			}
+			for _, r := range ranks {
+				holders[id][r] = append(holders[id][r], l)
 			}
 		}
-		if !here && len(holders[dst]) > 0 {
-			plan = append(plan, transfer{src: holders[dst][0], dst: dst})
+	}
+	for id, d := range known {
+		plan.Datasets = append(plan.Datasets, d)
+		for dst := 0; dst < len(reps); dst++ {
+			hs := holders[id][dst]
+			here := false
+			for _, l := range hs {
+				here = here || reps[l].Node == reps[dst].Node
+			}
+			if !here && len(hs) > 0 {
+				plan.Moves[id] = append(plan.Moves[id], transfer{Src: hs[0], Dst: dst})
+			}
 		}
 	}
+	sort.Slice(plan.Datasets, func(i, j int) bool { return plan.Datasets[i].ID > plan.Datasets[j].ID })
+	return plan
+}
+
+func distinct(hosts []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, h := range hosts {
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// migrate moves rank directories to the node where each rank runs now: a
+// node leader whose node holds the directory of a rank running elsewhere
+// sends it. The transfers run in one global order (by destination), so
+// blocking sends cannot deadlock.
+func (h *Handle) migrate(ctx context.Context, ds cache.Dataset, plan []transfer) error {
 	for _, t := range plan {
 		switch h.rank {
-		case t.src:
-			dir := h.layout.RankDir(ds.ID, t.dst)
-			if err := sendDir(ctx, h.world, t.dst, dir, h.cfg.bufSize); err != nil {
+		case t.Src:
+			dir := h.layout.RankDir(ds.ID, t.Dst)
+			if err := sendDir(ctx, h.world, t.Dst, dir, h.cfg.bufSize); err != nil {
 				if errors.Is(err, comm.ErrPeerLost) || ctx.Err() != nil {
 					return err
 				}
@@ -329,14 +361,14 @@ func (h *Handle) migrate(ctx context.Context, ds cache.Dataset, reps []nodeRepor
 				continue
 			}
 			os.RemoveAll(dir) // the rank lives elsewhere now
-		case t.dst:
+		case t.Dst:
 			dir := h.layout.RankDir(ds.ID, h.rank)
 			os.RemoveAll(dir)
-			if err := recvDir(ctx, h.world, t.src, dir); err != nil {
+			if err := recvDir(ctx, h.world, t.Src, dir); err != nil {
 				if errors.Is(err, comm.ErrPeerLost) {
 					return err
 				}
-				return fmt.Errorf("receive dataset %d from rank %d: %w", ds.ID, t.src, err)
+				return fmt.Errorf("receive dataset %d from rank %d: %w", ds.ID, t.Src, err)
 			}
 		}
 	}
