@@ -16,6 +16,14 @@
 //     calls return an error that wraps ErrPeerLost (see PeerLostError).
 //   - A Comm is used by one goroutine at a time; sub-communicators from Split
 //     may be used concurrently with their parent.
+//
+// Lifecycle of a launched process: FromEnv (collective: every rank calls it;
+// it returns once every rank is up), then any calls, then Close of the world
+// communicator before the process exits. A process that exits without Close
+// looks like a lost peer to the ranks still running. Unless
+// Options.OnPeerLost is set, a lost peer ends the process with ExitPeerLost
+// (the fatal policy, see doc/comm.md); tests simulate losses with
+// LocalGroup.Kill.
 package comm
 
 import (
