@@ -13,8 +13,8 @@ import (
 // Tags of the messages on a set communicator (Group.Comm is private to
 // this package: do not send on it).
 const (
-	tagDesc = 1 + iota
-	tagData
+	tagData = 1 + iota // pieces of data, file lists
+	tagAck             // flow control (rebuild)
 )
 
 // shiftBy sends data to rank (me+dist) mod n and receives from rank

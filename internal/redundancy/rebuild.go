@@ -392,7 +392,8 @@ func rebuildSet(ctx context.Context, g *Group, s Scheme, dir Dirs, lost []int, s
 // order) pass a running sum along a chain, each adding its shard times its
 // decoding coefficients; the last one sends each lost member its shard.
 func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logical, red *redFile, C int64, out func(int, []byte), le *localErr) error {
-	n, k, me, c := len(g.Set.Ranks), s.k(), g.Index, g.Comm
+	n, k, me := len(g.Set.Ranks), s.k(), g.Index
+	fl := newFlow(g.Comm)
 	d := n - k
 	shard := func(m, p int) int { // shard index of member m in row p
 		if t := (m - p + n) % n; t >= k {
@@ -449,7 +450,7 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 					acc = first[:len(lost)*m] // Send copies: reusable
 					clear(acc)
 				} else {
-					in, err := c.Recv(ctx, r.chain[pos-1], tagData)
+					in, err := fl.recv(ctx, r.chain[pos-1])
 					if err != nil {
 						return err
 					}
@@ -477,18 +478,18 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 					le.set(r.kern.add(b, pos, parts))
 				}
 				if pos < len(r.chain)-1 {
-					if err := c.Send(ctx, r.chain[pos+1], tagData, acc); err != nil {
+					if err := fl.send(ctx, r.chain[pos+1], acc); err != nil {
 						return err
 					}
 				} else {
 					for j, f := range lost {
-						if err := c.Send(ctx, f, tagData, parts[j]); err != nil {
+						if err := fl.send(ctx, f, parts[j]); err != nil {
 							return err
 						}
 					}
 				}
 			} else if slices.Contains(lost, me) {
-				in, err := c.Recv(ctx, r.chain[len(r.chain)-1], tagData)
+				in, err := fl.recv(ctx, r.chain[len(r.chain)-1])
 				if err != nil {
 					return err
 				}
@@ -503,14 +504,15 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 			}
 		}
 	}
-	return nil
+	return fl.drain(ctx)
 }
 
 // partnerRebuild: a lost member gets its files from its right neighbour's
 // copy, then its copy of its left neighbour's files from that neighbour.
 // Lost members are never neighbours, so senders never receive.
 func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logical, self, left *desc, red *redFile, out func(int, []byte), le *localErr) error {
-	c, me := g.Comm, g.Index
+	me := g.Index
+	fl := newFlow(g.Comm)
 	isLost := func(i int) bool { return slices.Contains(lost, i) }
 	piece := make([]byte, buf)
 	// Phase 1: the files of each lost member, from the copy on its right.
@@ -519,7 +521,7 @@ func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logi
 		for o := int64(0); o < size || o == 0; o += int64(buf) {
 			b := piece[:min(int64(buf), size-o)]
 			le.set(red.readAt(0, b, o))
-			if err := c.Send(ctx, g.left(), tagData, b); err != nil {
+			if err := fl.send(ctx, g.left(), b); err != nil {
 				return err
 			}
 			if size == 0 {
@@ -530,7 +532,7 @@ func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logi
 	if isLost(me) {
 		size := totalSize(self.infos())
 		for o := int64(0); o < size || o == 0; o += int64(buf) {
-			in, err := c.Recv(ctx, g.right(), tagData)
+			in, err := fl.recv(ctx, g.right())
 			if err != nil {
 				return err
 			}
@@ -549,7 +551,7 @@ func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logi
 		for o := int64(0); o < size || o == 0; o += int64(buf) {
 			b := piece[:min(int64(buf), size-o)]
 			le.set(lf.readAt(b, o))
-			if err := c.Send(ctx, g.right(), tagData, b); err != nil {
+			if err := fl.send(ctx, g.right(), b); err != nil {
 				return err
 			}
 			if size == 0 {
@@ -563,7 +565,7 @@ func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logi
 			size = totalSize(left.infos())
 		}
 		for o := int64(0); o < size || o == 0; o += int64(buf) {
-			in, err := c.Recv(ctx, g.left(), tagData)
+			in, err := fl.recv(ctx, g.left())
 			if err != nil {
 				return err
 			}
@@ -577,6 +579,58 @@ func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logi
 				break
 			}
 		}
+	}
+	return fl.drain(ctx)
+}
+
+// flowWindow is how many pieces a sender may have in flight to one
+// receiver before it waits for the receiver to take the oldest.
+const flowWindow = 4
+
+// flow sends pieces with a window per receiver: each received piece is
+// acknowledged, and a sender with flowWindow unacknowledged pieces to a
+// receiver waits for one acknowledgement. So a fast sender cannot queue a
+// whole file in a slow receiver's memory. Acks are tiny and rely on Send
+// not waiting for the receiver (both comm transports queue them).
+type flow struct {
+	c   comm.Comm
+	out map[int]int // unacknowledged pieces per receiver
+}
+
+func newFlow(c comm.Comm) *flow { return &flow{c: c, out: map[int]int{}} }
+
+func (f *flow) send(ctx context.Context, dst int, b []byte) error {
+	if f.out[dst] >= flowWindow {
+		if _, err := f.c.Recv(ctx, dst, tagAck); err != nil {
+			return err
+		}
+		f.out[dst]--
+	}
+	if err := f.c.Send(ctx, dst, tagData, b); err != nil {
+		return err
+	}
+	f.out[dst]++
+	return nil
+}
+
+func (f *flow) recv(ctx context.Context, src int) ([]byte, error) {
+	b, err := f.c.Recv(ctx, src, tagData)
+	if err != nil {
+		return nil, err
+	}
+	return b, f.c.Send(ctx, src, tagAck, nil)
+}
+
+// drain takes the outstanding acknowledgements, so none is left for the
+// next operation on the communicator.
+func (f *flow) drain(ctx context.Context) error {
+	for dst, n := range f.out {
+		for range n {
+			if _, err := f.c.Recv(ctx, dst, tagAck); err != nil {
+				return err
+			}
+		}
+		delete(f.out, dst)
 	}
 	return nil
 }
