@@ -157,3 +157,27 @@ func TestMultiLevelDescriptorsFromConfig(t *testing.T) {
 		t.Fatalf("restart from %q", got)
 	}
 }
+
+func TestXORShuffledRanksAndALostNode(t *testing.T) {
+	j := xorJob(t, nil)
+	before := []string{"n1", "n1", "n2", "n2", "n3", "n3", "n4", "n4"}
+	const size = 30_000
+	writeCkpts(t, j, before, 1, size)
+	j.wipe("n4")
+	// Relaunch with n4 replaced by n5 and the ranks rotated by one node:
+	// most directories must move, ranks 6 and 7 must be rebuilt.
+	after := []string{"n2", "n2", "n3", "n3", "n5", "n5", "n1", "n1"}
+	sameName(t, restartAll(t, j, after, nil, size), "ckpt.1")
+	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
+		t.Fatalf("restart from %q, want cache-rebuild", got)
+	}
+	// Every directory lives where its rank runs now; none stayed behind.
+	for r, n := range after {
+		if _, err := os.Stat(filepath.Join(j.cacheDir(n), "scr.dataset.1", fmt.Sprintf("rank.%d", r), "ckpt.1")); err != nil {
+			t.Fatalf("rank %d on %s: %v", r, n, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(j.cacheDir("n1"), "scr.dataset.1", "rank.0")); !os.IsNotExist(err) {
+		t.Fatalf("moved directory left behind on n1: %v", err)
+	}
+}
