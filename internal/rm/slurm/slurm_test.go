@@ -40,6 +40,30 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// Live captures (testdata/README.md): job 1 on node[1-4] of the virtual cluster.
+func newLive(sit, scontrolSit string) func(context.Context) (rm.Manager, error) {
+	return func(ctx context.Context) (rm.Manager, error) {
+		rp := &rmtest.Replay{Replies: map[string]rmtest.Reply{
+			"sinfo -h -o %N|%T|%E -n node[1-4]": {File: filepath.Join("testdata", "live-sinfo."+sit+".txt")},
+			"scontrol --oneliner show job 1":    {File: filepath.Join("testdata", "live-scontrol-show-job."+scontrolSit+".txt")},
+		}}
+		env := rm.MapEnv(map[string]string{"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "node[1-4]"})
+		return slurm.New(rm.Config{Env: env, Run: rp.Runner()})
+	}
+}
+
+func TestConformanceLive(t *testing.T) {
+	nodes := []string{"node1", "node2", "node3", "node4"}
+	end := time.Date(2026, 11, 25, 14, 14, 32, 0, time.Local).Unix()
+	rmtest.Run(t, []rmtest.Case{
+		{Name: "live-healthy", New: newLive("healthy", "healthy"), JobID: "1", Nodes: nodes, End: end},
+		{Name: "live-node2-draining", New: newLive("node2-draining", "healthy"), JobID: "1", Nodes: nodes, End: end},
+		// sinfo prints node[1,3]: SCR's comma split made "node[1" and "3]".
+		// Slurm shrank the job to node[1-3]; the allocation's list keeps node4.
+		{Name: "live-node4-down", New: newLive("node4-down", "node4-down"), JobID: "1", Nodes: nodes, Down: []string{"node4"}, End: end},
+	})
+}
+
 func rmNodes() []string { return []string{"n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"} }
 
 func TestReasons(t *testing.T) {
