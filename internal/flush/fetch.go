@@ -3,6 +3,7 @@ package flush
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -65,11 +66,22 @@ func Fetch(ctx context.Context, c comm.Comm, o FetchOptions) (*cache.Dataset, er
 		}
 		dir := o.RankDir(ds.ID)
 		lerr := fetchRank(ctx, o, s, c.Rank(), dir, ds)
+		var ce *cacheError
+		local := errors.As(lerr, &ce)
+		nc, cerr := c.Allreduce(ctx, comm.OpSum, []int64{b2i(local)})
+		if cerr != nil {
+			return nil, fmt.Errorf("fetch: rank %d: %w", c.Rank(), cerr)
+		}
 		err = agree(ctx, c, fmt.Sprintf("fetch dataset %d (%s)", ds.ID, ds.Name), lerr)
 		if err == nil {
 			return &ds, nil
 		}
 		os.RemoveAll(dir)
+		if nc[0] > 0 {
+			// The cache, not the dataset, failed (full, read-only, ...):
+			// do not mark a good checkpoint failed for a node's fault.
+			return nil, fmt.Errorf("%w (%d rank(s) could not write to their cache; the checkpoint on the prefix stays valid)", err, nc[0])
+		}
 		var merr error
 		if c.Rank() == 0 {
 			merr = prefix.UpdateIndex(ctx, o.Prefix, func(ix *prefix.Index) error {
@@ -121,7 +133,7 @@ func fetchRank(ctx context.Context, o FetchOptions, s *prefix.Summary, rank int,
 	}
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(cache.MetaDir(dir), cache.DirMode); err != nil {
-		return err
+		return &cacheError{err}
 	}
 	bs := o.BufSize
 	if bs <= 0 {
@@ -145,17 +157,31 @@ func fetchRank(ctx context.Context, o FetchOptions, s *prefix.Summary, rank int,
 		meta := cache.File{Size: pf.Size, Mode: uint32(st.Mode().Perm()), ModTime: st.ModTime()}
 		dst := filepath.Join(dir, rel)
 		if err := os.MkdirAll(filepath.Dir(dst), cache.DirMode); err != nil {
-			return err
+			return &cacheError{err}
 		}
 		if err := copyFile(src, dst, meta, buf); err != nil {
-			return err
+			var pe *os.PathError
+			if errors.As(err, &pe) && pe.Path == src {
+				return err // the source could not be read
+			}
+			return &cacheError{err}
 		}
 		got, err := cache.Stat(dst, o.CRC)
 		if err != nil {
-			return err
+			return &cacheError{err}
 		}
 		got.Orig, got.Rel, got.Complete, got.ModTime, got.Mode = src, rel, true, meta.ModTime, meta.Mode
 		fm.Files = append(fm.Files, got)
 	}
-	return cache.WriteFilemap(dir, fm)
+	if err := cache.WriteFilemap(dir, fm); err != nil {
+		return &cacheError{err}
+	}
+	return nil
 }
+
+// cacheError is a fetch failure on the cache side (the destination), not
+// the dataset's fault.
+type cacheError struct{ err error }
+
+func (e *cacheError) Error() string { return "cache: " + e.err.Error() }
+func (e *cacheError) Unwrap() error { return e.err }

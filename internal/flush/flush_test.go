@@ -156,3 +156,33 @@ func TestScavengeCopiesValidRanksOnly(t *testing.T) {
 		t.Fatal("scavenging an unknown dataset succeeded")
 	}
 }
+
+func TestFetchIntoABrokenCacheDoesNotMarkTheCheckpointFailed(t *testing.T) {
+	base := t.TempDir()
+	pfx := filepath.Join(base, "prefix")
+	ds := cache.Dataset{ID: 1, Name: "ckpt.1", Flags: cache.FlagCheckpoint, CkptID: 1, Ranks: 2, Complete: true}
+	ranks(t, 2, func(ctx context.Context, c comm.Comm) error {
+		dir := filepath.Join(base, "cache", fmt.Sprint(c.Rank()))
+		fm := writeRank(t, dir, pfx, ds, c.Rank(), map[string]string{fmt.Sprintf("ckpt.1/r%d", c.Rank()): "x"})
+		files, err := CopyRank(ctx, pfx, dir, fm, false, 0)
+		return Commit(ctx, c, pfx, ds, files, err)
+	})
+	blocker := filepath.Join(base, "not-a-dir")
+	os.WriteFile(blocker, nil, 0o600)
+	ranks(t, 2, func(ctx context.Context, c comm.Comm) error {
+		d, err := Fetch(ctx, c, FetchOptions{Prefix: pfx, RankDir: func(id int) string {
+			if c.Rank() == 1 {
+				return filepath.Join(blocker, "rank.1") // the cache cannot be written
+			}
+			return filepath.Join(base, "fetched", fmt.Sprint(c.Rank()))
+		}})
+		if err == nil || d != nil {
+			return fmt.Errorf("fetch into a broken cache: %+v %v", d, err)
+		}
+		return nil
+	})
+	ix, _ := prefix.ReadIndex(pfx)
+	if e := ix.Get(1); e == nil || !e.Valid() {
+		t.Fatalf("a cache failure marked the checkpoint: %+v", e)
+	}
+}
