@@ -34,6 +34,7 @@ type Decision struct {
 	Exclude []string // down nodes, sorted
 	Need    int      // nodes the run needs
 	NeedWhy string   // where Need comes from
+	TooFew  bool     // the stop is for too few healthy nodes
 }
 
 // Decide is the pure core of the scr_run loop: stop, or launch on the healthy
@@ -77,6 +78,7 @@ func Decide(in Input) Decision {
 	case in.MaxUnconfirmed > 0 && in.Unconfirmed >= in.MaxUnconfirmed:
 		return stop("%d launches in a row never reported `started` (SCR_LAUNCH_TIMEOUT); is the program linked with scr-go?", in.Unconfirmed)
 	case len(d.Healthy) < d.Need:
+		d.TooFew = true
 		return stop("too few healthy nodes: %d of %d, need %d (%s)", len(d.Healthy), len(in.Nodes), d.Need, d.NeedWhy)
 	}
 	return d

@@ -222,6 +222,9 @@ type runner struct {
 	o      Options
 	mu     sync.Mutex // serialises log lines and timeline appends
 	sticky map[string]string
+	// bg counts step kills still running (the resource manager's cancel
+	// may be slow); Run waits for them before it returns.
+	bg sync.WaitGroup
 }
 
 // Run is the scr_run loop. It returns an error only when the loop itself
@@ -233,6 +236,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{LastExit: -1}, err
 	}
 	r := &runner{o: o, sticky: map[string]string{}}
+	defer r.bg.Wait()
 	res := Result{LastExit: -1}
 	if o.Prerun != nil {
 		r.logf(0, "prerun", nil, "prerun")
@@ -249,17 +253,27 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			loopErr = err
 			break
 		}
-		r.checkNodes(ctx, o.Down, o.Nodes, res.Attempts)
+		fresh := r.checkNodes(ctx, o.Down, o.Nodes, res.Attempts)
 		halt := r.checkHalt(ctx)
 		last := 0
 		if o.LastNodes != nil {
 			last = o.LastNodes()
 		}
-		d := Decide(Input{
-			Nodes: o.Nodes, Down: r.stickyCopy(), Halt: halt, RunsLeft: runsLeft,
-			MinNodes: o.MinNodes, WantedNodes: o.Adapter.WantedNodes(o.Args), LastNodes: last,
-			LastExit: res.LastExit, Unconfirmed: unconfirmed, MaxUnconfirmed: o.MaxUnconfirmed,
-		})
+		decide := func() Decision {
+			return Decide(Input{
+				Nodes: o.Nodes, Down: r.stickyCopy(), Halt: halt, RunsLeft: runsLeft,
+				MinNodes: o.MinNodes, WantedNodes: o.Adapter.WantedNodes(o.Args), LastNodes: last,
+				LastExit: res.LastExit, Unconfirmed: unconfirmed, MaxUnconfirmed: o.MaxUnconfirmed,
+			})
+		}
+		d := decide()
+		if d.Stop && d.TooFew && len(fresh) > 0 && ctx.Err() == nil {
+			// Giving up is final: nodes that failed only this check
+			// (an overloaded node can miss a timeout) get one more.
+			if r.recheck(ctx, fresh, res.Attempts) {
+				d = decide()
+			}
+		}
 		if d.Stop {
 			res.Reason, res.Halted = d.Reason, halt.Halt
 			break
@@ -347,6 +361,39 @@ func excludeText(ex []string) string {
 		return ""
 	}
 	return " (excluding " + strings.Join(ex, ",") + ")"
+}
+
+// recheck checks nodes found down by the last check once more and takes
+// those that pass out of the sticky list. It reports whether any passed.
+func (r *runner) recheck(ctx context.Context, fresh map[string]string, run int) bool {
+	nodes := sortedKeys(fresh)
+	r.logf(run, "", nil, "re-checking %d node(s) that failed just now before giving up: %s", len(nodes), strings.Join(nodes, ","))
+	others := r.stickyCopy()
+	for _, n := range nodes {
+		delete(others, n)
+	}
+	down, err := r.o.Down.DownNodes(ctx, nodes, others)
+	if err != nil && ctx.Err() == nil {
+		r.logf(run, "", nil, "warning: node re-check incomplete: %v", err)
+	}
+	if down == nil || ctx.Err() != nil {
+		return false
+	}
+	cleared := false
+	r.mu.Lock()
+	var passed []string
+	for _, n := range nodes {
+		if _, still := down[n]; !still {
+			delete(r.sticky, n)
+			passed = append(passed, n)
+			cleared = true
+		}
+	}
+	r.mu.Unlock()
+	for _, n := range passed {
+		r.logf(run, "", nil, "node %s passed the re-check: kept in the allocation", n)
+	}
+	return cleared
 }
 
 // checkNodes asks the lister about nodes and makes new failures sticky,

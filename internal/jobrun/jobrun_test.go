@@ -109,6 +109,7 @@ type downScript struct {
 	mu    sync.Mutex
 	calls int
 	after map[string]int // node -> first call (1-based) that reports it down
+	only  map[string]int // node -> the one call that reports it down (a transient failure)
 }
 
 func (d *downScript) DownNodes(ctx context.Context, nodes []string, sticky map[string]string) (map[string]string, error) {
@@ -122,6 +123,9 @@ func (d *downScript) DownNodes(ctx context.Context, nodes []string, sticky map[s
 	for _, n := range nodes {
 		if c, ok := d.after[n]; ok && d.calls >= c {
 			out[n] = "Failed to ping"
+		}
+		if c, ok := d.only[n]; ok && d.calls == c {
+			out[n] = "Failed to echo UP (timed out after 3s)"
 		}
 	}
 	return out, nil
@@ -390,3 +394,68 @@ func TestOptionsErrors(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(m.Run()) }
+
+func TestTransientFailuresAreRecheckedBeforeGivingUp(t *testing.T) {
+	f := newFake(t, scripted{started: true, exit: 0})
+	o, log := baseOptions(t, f)
+	o.Down = &downScript{only: map[string]int{"n1": 1, "n3": 1}, after: map[string]int{"n4": 1}}
+	res := run(t, o)
+	if res.Attempts != 1 || res.LastExit != 0 {
+		t.Fatalf("result %+v\n%s", res, log)
+	}
+	if _, ok := res.Down["n1"]; ok || res.Down["n4"] == "" {
+		t.Fatalf("down %v: n1 passed its re-check, n4 did not", res.Down)
+	}
+	if !strings.Contains(log.String(), "node n1 passed the re-check") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
+
+// slowKillStep ends at once when killed but its resource-manager cancel
+// hangs until released.
+type slowKillStep struct {
+	*fakeStep
+	release chan struct{}
+}
+
+func (s slowKillStep) Kill(ctx context.Context) error {
+	s.fakeStep.Kill(ctx)
+	s.end(137)
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+func TestSlowCancelDoesNotDelayTheRelaunch(t *testing.T) {
+	f := newFake(t)
+	o, log := baseOptions(t, f)
+	o.Runs = 2
+	release := make(chan struct{})
+	attempts := 0
+	o.Start = func(ctx context.Context, a launch.Adapter, c launch.Command, so launch.StartOptions) (Step, error) {
+		attempts++
+		st := &fakeStep{done: make(chan struct{}), killed: make(chan struct{})}
+		if attempts == 1 {
+			// Reports a lost peer right away; scr_run kills it.
+			prefix.AppendTimeline(f.prefix, prefix.Event{Source: "comm", Event: "started", Run: 1})
+			prefix.AppendTimeline(f.prefix, prefix.Event{Source: "comm", Event: "peer_lost", Run: 1})
+			return slowKillStep{st, release}, nil
+		}
+		// The relaunch happens while the first cancel still hangs.
+		select {
+		case <-release:
+			t.Error("relaunch waited for the slow cancel")
+		default:
+		}
+		close(release)
+		prefix.AppendTimeline(f.prefix, prefix.Event{Source: "library", Event: "started", Run: 2})
+		st.end(0)
+		return st, nil
+	}
+	res := run(t, o)
+	if res.Attempts != 2 || res.LastExit != 0 {
+		t.Fatalf("result %+v\n%s", res, log)
+	}
+}

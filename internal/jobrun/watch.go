@@ -65,12 +65,19 @@ func (w *watch) loop(ctx context.Context) attemptOutcome {
 		}
 		killed = true
 		w.r.logf(w.run, "step_kill", map[string]any{"reason": reason}, "killing the step: %s", reason)
-		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.KillTimeout)
-		err := w.step.Kill(kctx)
-		cancel()
-		if err != nil {
-			w.r.logf(w.run, "", nil, "warning: step kill: %v", err)
-		}
+		// The kill (SIGKILL at once, then the resource manager's cancel,
+		// which can be slow when the controller is) runs on its own, so
+		// the loop sees the launcher end and moves on. Owner: the runner,
+		// which waits for it before Run returns; stop: KillTimeout.
+		w.r.bg.Add(1)
+		go func() {
+			defer w.r.bg.Done()
+			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.KillTimeout)
+			defer cancel()
+			if err := w.step.Kill(kctx); err != nil {
+				w.r.logf(w.run, "", nil, "warning: step kill: %v", err)
+			}
+		}()
 		killWait = time.After(o.KillTimeout)
 	}
 

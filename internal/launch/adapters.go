@@ -71,12 +71,12 @@ func (s Srun) Build(r Request) (Command, error) {
 		// srun resolves) and add ours as a separate list.
 		args = append(args[:i:i], args[j:]...)
 		if len(exclude) > 0 {
-			pre = append(pre, "--exclude="+v+","+joinNodes(exclude))
+			pre = append(pre, "--exclude="+v+","+hostlist.Compress(exclude))
 		} else {
 			pre = append(pre, "--exclude="+v)
 		}
 	} else if len(exclude) > 0 {
-		pre = append(pre, "--exclude="+joinNodes(exclude))
+		pre = append(pre, "--exclude="+hostlist.Compress(exclude))
 	}
 	if len(r.Down) > 0 {
 		if _, _, _, ok := optValue(args, "--nodelist", "-w", srunWithValue); ok {
@@ -188,7 +188,7 @@ func (Flux) Build(r Request) (Command, error) {
 	}
 	submit := []string{"flux", "submit"}
 	if len(r.Down) > 0 {
-		submit = append(submit, "--requires=-host:"+joinNodes(r.Down))
+		submit = append(submit, "--requires=-host:"+hostlist.Compress(r.Down))
 	}
 	if _, _, _, ok := optValue(rest, "--job-name", "", fluxWithValue); !ok {
 		submit = append(submit, fmt.Sprintf("--job-name=scr.%s.%d", r.JobID, r.RunID))
