@@ -27,6 +27,11 @@ var (
 	ErrNotFound = errors.New("scr: no such dataset")
 	// ErrConfig: a parameter has a bad value.
 	ErrConfig = errors.New("scr: bad configuration")
+	// ErrFlush: copying a dataset to the prefix failed. The dataset itself
+	// is complete and stays in the cache (Complete succeeded in every
+	// other respect); the flush is tried again at Finalize, and scr_postrun
+	// can scavenge it.
+	ErrFlush = errors.New("scr: flush to the prefix failed")
 )
 
 // StateError says which call was made in which state.

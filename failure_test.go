@@ -113,3 +113,17 @@ func contains(a, b string) bool {
 	}
 	return false
 }
+
+func TestFlushFailureKeepsTheCheckpoint(t *testing.T) {
+	j := newJob(t, map[string]string{"SCR_FLUSH": "1"})
+	// A regular file where the checkpoint's prefix directory would go.
+	os.WriteFile(filepath.Join(j.prefix, "ckpt.1"), []byte("in the way"), 0o600)
+	mustAll(t, j.run(four, nil, func(ctx context.Context, h *Handle) error {
+		err := checkpoint(ctx, h, 1, 10, 0)
+		if !errors.Is(err, ErrFlush) || errors.Is(err, ErrInvalid) {
+			return fmt.Errorf("Complete with a failing flush: %v", err)
+		}
+		return nil // no Finalize: it would retry the flush and fail again
+	}))
+	sameName(t, restartAll(t, j, four, map[string]string{"SCR_FLUSH": "0"}, 10), "ckpt.1")
+}

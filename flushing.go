@@ -47,7 +47,7 @@ func (h *Handle) commit(ctx context.Context, ds cache.Dataset, files []prefix.Fi
 		if errors.Is(err, comm.ErrPeerLost) {
 			return err
 		}
-		return fmt.Errorf("scr: flush of %s to %s failed; it stays in cache and is flushed again at Finalize: %w", ds.Name, h.prefix, err)
+		return fmt.Errorf("%w: %s to %s (it stays in cache and is flushed again at Finalize): %w", ErrFlush, ds.Name, h.prefix, err)
 	}
 	h.flushed[ds.ID] = true
 	if h.rank == 0 {
