@@ -74,8 +74,10 @@
 // one file, ranks passing different arguments) returns a typed error
 // (*StateError, *PathError, *InvalidError wrapping *DuplicateError,
 // *MismatchError) that errors.Is matches against ErrState, ErrPath,
-// ErrDuplicate, ErrInvalid, ErrMismatch. A lost peer surfaces as an error
-// wrapping comm.ErrPeerLost. With SCR_ENABLE=0 every call returns
+// ErrDuplicate, ErrInvalid, ErrMismatch. A dataset that is complete but
+// could not be copied to the prefix gives ErrFlush (it stays cached and is
+// flushed again at Finalize). A lost peer surfaces as an error wrapping
+// comm.ErrPeerLost. With SCR_ENABLE=0 every call returns
 // ErrDisabled and Route returns names unchanged.
 //
 // See doc/library.md for the parameters, the on-node layout and the
