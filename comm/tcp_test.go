@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -130,4 +131,42 @@ func TestTCPLargeMessage(t *testing.T) {
 		}
 		return nil
 	}))
+}
+
+// Every goroutine of the transport ends with Close.
+func TestTCPCloseEndsGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	comms := tcpWorld(t, hostsN(8, 2), 3*time.Second, nil)
+	mustAll(t, runRanks(t, comms, func(ctx context.Context, c Comm) error {
+		_, err := c.Allgather(ctx, []byte("x"))
+		return err
+	}))
+	var wg sync.WaitGroup
+	for _, c := range comms {
+		wg.Go(func() { c.Close() })
+	}
+	wg.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines left after Close (had %d):\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Close unblocks this rank's own waiting calls.
+func TestTCPCloseUnblocksRecv(t *testing.T) {
+	comms := tcpWorld(t, hostsN(2, 1), 3*time.Second, nil)
+	defer closeAll(comms)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := comms[0].Recv(context.Background(), 1, 3)
+		errc <- err
+	}()
+	comms[0].Close()
+	if err := <-errc; !errors.Is(err, ErrClosed) {
+		t.Fatalf("recv after own close: %v, want ErrClosed", err)
+	}
 }
