@@ -41,7 +41,9 @@ the launcher's PMI (or run alone as a single rank).
 
 Lines printed by rank 0: "Restarting from checkpoint named X", one
 "Completed checkpoint N: S secs, B bytes, BW bytes/sec" per write, and
-min/max/avg of the Init time and of the file I/O bandwidth.
+min/max/avg of the Init time and of the file I/O bandwidth. After each
+write it asks SCR whether to stop (scr_halt, time limit) and, if so,
+prints "Halting after checkpoint N: REASON" and finishes normally.
 
 EXIT STATUS
   0   success

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/scr-go/scr/comm"
+	"github.com/scr-go/scr/internal/prefix"
 )
 
 type world struct {
@@ -151,5 +152,21 @@ func TestParse(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"--bogus"}, &out, &errb); code != 2 {
 		t.Fatalf("bad flag exit %d", code)
+	}
+}
+
+func TestHaltStopsTheRun(t *testing.T) {
+	w := newWorld(t, nil)
+	two := int64(2)
+	if _, err := prefix.UpdateHalt(context.Background(), w.prefix, func(h *prefix.Halt, _ bool) error {
+		h.CheckpointsLeft = &two
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, errs := w.run(t, hosts, Options{Size: 100, Times: 10})
+	noErr(t, errs)
+	if !strings.Contains(out, "Halting after checkpoint 2: NO_CHECKPOINTS_LEFT") || strings.Contains(out, "Completed checkpoint 3") {
+		t.Fatalf("output:\n%s", out)
 	}
 }

@@ -224,6 +224,16 @@ func Run(ctx context.Context, c comm.Comm, o Options, out io.Writer) error {
 		}
 		say("Completed checkpoint %d: %.6f secs, %d bytes, %.0f bytes/sec", step, maxSecs, total[0], float64(total[0])/math.Max(maxSecs, 1e-9))
 		if h != nil {
+			exit, reason, err := h.ShouldExit(ctx)
+			if err != nil {
+				return fmt.Errorf("%d: failed calling SCR_Should_exit: %w", rank, err)
+			}
+			if exit {
+				say("Halting after checkpoint %d: %s", step, reason)
+				break
+			}
+		}
+		if h != nil {
 			// As SCR's docs advise after every checkpoint: stop when a
 			// halt condition holds (scr_halt, time limit, checkpoints left).
 			exit, reason, err := h.ShouldExit(ctx)
