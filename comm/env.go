@@ -299,18 +299,38 @@ func (b *pmiBoot) lookup(ctx context.Context, r int) (string, string, error) {
 	if ok {
 		return v[0], v[1], nil
 	}
-	s, err := b.c.Get(ctx, pmiAddrKey(r))
-	if err != nil {
-		return "", "", err
+	// The get runs on its own bounded context: interrupting a PMI request
+	// mid-way would leave the lock-step connection unusable for every
+	// later lookup. The caller may stop waiting; the answer is cached.
+	type result struct {
+		addr, node string
+		err        error
 	}
-	node, addr, ok := strings.Cut(s, ";")
-	if !ok {
-		return "", "", fmt.Errorf("bad address %q of rank %d in the PMI KVS", s, r)
+	ch := make(chan result, 1)
+	go func() {
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		s, err := b.c.Get(gctx, pmiAddrKey(r))
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		node, addr, ok := strings.Cut(s, ";")
+		if !ok {
+			ch <- result{err: fmt.Errorf("bad address %q of rank %d in the PMI KVS", s, r)}
+			return
+		}
+		b.mu.Lock()
+		b.cache[r] = [2]string{addr, node}
+		b.mu.Unlock()
+		ch <- result{addr: addr, node: node}
+	}()
+	select {
+	case res := <-ch:
+		return res.addr, res.node, res.err
+	case <-ctx.Done():
+		return "", "", ctx.Err()
 	}
-	b.mu.Lock()
-	b.cache[r] = [2]string{addr, node}
-	b.mu.Unlock()
-	return addr, node, nil
 }
 
 func (b *pmiBoot) close() {

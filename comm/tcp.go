@@ -83,6 +83,9 @@ type outConn struct {
 	bye   atomic.Bool
 	// readerDone is closed when the reader of this connection ended.
 	readerDone chan struct{}
+	// dialerGaveUp: the dial failed because its caller's context ended,
+	// which says nothing about the peer.
+	dialerGaveUp bool
 }
 
 func newTCP(cfg tcpConfig) *tcpTransport {
@@ -289,6 +292,7 @@ func (t *tcpTransport) acceptLoop() {
 // conn returns the connection for sending to world rank r, dialing it the
 // first time.
 func (t *tcpTransport) conn(ctx context.Context, r int) (*outConn, error) {
+retry:
 	t.mu.Lock()
 	if t.closing {
 		t.mu.Unlock()
@@ -306,6 +310,7 @@ func (t *tcpTransport) conn(ctx context.Context, r int) (*outConn, error) {
 			err = ErrClosed
 		}
 		oc.c, oc.err = c, err
+		oc.dialerGaveUp = err != nil && ctx.Err() != nil
 		if err != nil {
 			delete(t.out, r) // a later call may try again
 		} else {
@@ -329,6 +334,9 @@ func (t *tcpTransport) conn(ctx context.Context, r int) (*outConn, error) {
 		return nil, t.box.failed()
 	}
 	if oc.err != nil {
+		if oc.dialerGaveUp && ctx.Err() == nil {
+			goto retry // the caller that dialed stopped waiting; we have not
+		}
 		return nil, fmt.Errorf("connect to rank %d on %s: %w", r, t.host(r), oc.err)
 	}
 	return oc, nil

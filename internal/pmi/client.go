@@ -21,9 +21,10 @@ var ErrNotFound = errors.New("pmi: key not found")
 // Client is a PMI-1 client. Its methods may be called from several
 // goroutines; requests are serialised (the protocol is lock step).
 type Client struct {
-	mu   sync.Mutex
-	conn net.Conn
-	r    *bufio.Reader
+	mu     sync.Mutex
+	conn   net.Conn
+	r      *bufio.Reader
+	broken error // set when a request was interrupted mid-way
 
 	Rank, Size int    // from PMI_RANK / PMI_SIZE (or the PMI_PORT handshake)
 	AppNum     int    // get_appnum
@@ -168,12 +169,21 @@ func (c *Client) deadline(ctx context.Context) func() {
 func (c *Client) read(ctx context.Context) (msg, error) {
 	line, err := c.r.ReadString('\n')
 	if err != nil {
-		if ctx.Err() != nil {
-			return msg{}, fmt.Errorf("pmi: %w", ctx.Err())
-		}
-		return msg{}, fmt.Errorf("pmi: reading from the launcher: %w", err)
+		return msg{}, ioErr(ctx, "reading from the launcher", err)
 	}
 	return parseLine(line)
+}
+
+// ioErr names the context's error when the context ended the I/O (the
+// connection deadline can fire a moment before the context reports it).
+func ioErr(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("pmi: %w", ctx.Err())
+	}
+	if d, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(d.Add(-time.Millisecond)) {
+		return fmt.Errorf("pmi: %w", context.DeadlineExceeded)
+	}
+	return fmt.Errorf("pmi: %s: %w", what, err)
 }
 
 // call sends one request and reads its response, which must be want.
@@ -183,15 +193,20 @@ func (c *Client) call(ctx context.Context, req, want string) (msg, error) {
 	if c.conn == nil {
 		return msg{}, errors.New("pmi: client finalized")
 	}
+	if c.broken != nil {
+		return msg{}, c.broken
+	}
 	defer c.deadline(ctx)()
 	if _, err := c.conn.Write([]byte(req)); err != nil {
-		if ctx.Err() != nil {
-			return msg{}, fmt.Errorf("pmi: %w", ctx.Err())
-		}
-		return msg{}, fmt.Errorf("pmi: writing to the launcher: %w", err)
+		err = ioErr(ctx, "writing to the launcher", err)
+		c.broken = fmt.Errorf("pmi: connection unusable after an interrupted request (%v)", err)
+		return msg{}, err
 	}
 	m, err := c.read(ctx)
 	if err != nil {
+		// The protocol is lock step: a response still in flight would be
+		// taken for the answer to the next request.
+		c.broken = fmt.Errorf("pmi: connection unusable after an interrupted request (%v)", err)
 		return m, err
 	}
 	if m.cmd != want {

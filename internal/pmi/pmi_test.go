@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -148,6 +149,10 @@ func TestBarrierContext(t *testing.T) {
 	defer bcancel()
 	if err := c.Barrier(bctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("barrier with a missing rank: %v, want deadline exceeded", err)
+	}
+	// The barrier_out may still come: the client refuses to go on.
+	if _, err := c.Get(ctx, "x"); err == nil || !strings.Contains(err.Error(), "unusable") {
+		t.Fatalf("get after an interrupted barrier: %v", err)
 	}
 }
 
