@@ -135,9 +135,9 @@ func BenchmarkPartner4x64MB(b *testing.B) {
 
 // BenchmarkXORBufSize shows the effect of the piece size.
 func BenchmarkXORBufSize(b *testing.B) {
-	for _, buf := range []int{64 << 10, 256 << 10, 1 << 20, 4 << 20} {
+	for _, buf := range []int{64 << 10, 128 << 10, 256 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("buf=%dK", buf>>10), func(b *testing.B) {
-			benchCodec(b, Scheme{Type: XOR, BufSize: buf}, 4, 16<<20)
+			benchCodec(b, Scheme{Type: XOR, BufSize: buf}, 4, 64<<20)
 		})
 	}
 }

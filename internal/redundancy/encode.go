@@ -251,7 +251,7 @@ func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, 
 	n, c := len(g.Set.Ranks), g.Comm
 	chunk := make([]byte, buf)
 	first := make([]byte, k*buf)
-	parts := make([][]byte, k)
+	parts, sub := make([][]byte, k), make([][]byte, k)
 	for o := int64(0); o < C; o += int64(buf) {
 		m := int(min(int64(buf), C-o))
 		produce := func(s int, in []byte) ([]byte, error) {
@@ -267,12 +267,15 @@ func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, 
 				} else if len(in) != k*m {
 					return nil, errProtocol
 				}
-				ch := chunk[:m]
-				le.set(lf.readAt(ch, int64(s)*C+o))
 				for j := range k {
 					parts[j] = acc[j*m : (j+1)*m]
 				}
-				le.set(kern.add(ch, s, parts))
+				le.set(lf.addAt(int64(s)*C+o, m, chunk, func(lo int, src []byte) error {
+					for j := range k {
+						sub[j] = parts[j][lo : lo+len(src)]
+					}
+					return kern.add(src, s, sub)
+				}))
 				return acc, nil
 			}
 			t := s - (n - k)

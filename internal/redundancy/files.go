@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 )
 
@@ -100,6 +101,7 @@ func verify(dir string, files []FileInfo) error {
 // end are dropped (chunk padding).
 type logical struct {
 	files []*os.File
+	maps  [][]byte // read-only mappings of the files (nil: use pread)
 	start []int64 // offset of file i in the stream
 	size  []int64
 	total int64
@@ -143,6 +145,11 @@ func openLogical(dir string, files []FileInfo, create bool) (*logical, error) {
 			return nil, fmt.Errorf("redundancy: %w", err)
 		}
 		l.files = append(l.files, h)
+		var m []byte
+		if !create {
+			m = mapFile(h, f.Size)
+		}
+		l.maps = append(l.maps, m)
 		l.start = append(l.start, l.total)
 		l.size = append(l.size, f.Size)
 		l.total += f.Size
@@ -151,6 +158,10 @@ func openLogical(dir string, files []FileInfo, create bool) (*logical, error) {
 }
 
 func (l *logical) close() error {
+	for _, m := range l.maps {
+		unmapFile(m)
+	}
+	l.maps = nil
 	var first error
 	for _, f := range l.files {
 		if err := f.Close(); err != nil && first == nil {
@@ -164,13 +175,59 @@ func (l *logical) close() error {
 // readAt fills p with the stream's bytes at off, zeros past the end.
 func (l *logical) readAt(p []byte, off int64) error {
 	clear(p)
-	return l.span(p, off, func(f *os.File, b []byte, at int64) error {
-		_, err := f.ReadAt(b, at)
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%s shorter than its recorded size", f.Name())
+	return l.addAt(off, len(p), p, func(lo int, src []byte) error {
+		if &src[0] != &p[lo] {
+			copy(p[lo:], src)
 		}
-		return err
+		return nil
 	})
+}
+
+// addAt hands the stream's bytes in [off, off+n) to add, span by span
+// (lo = offset of src in the range); zero padding is skipped. Mapped files
+// are handed over without a copy; others are read into tmp[lo:] first
+// (tmp must hold n bytes).
+func (l *logical) addAt(off int64, n int, tmp []byte, add func(lo int, src []byte) error) error {
+	end := off + int64(n)
+	for i, f := range l.files {
+		s, e := l.start[i], l.start[i]+l.size[i]
+		if e <= off || s >= end || s == e {
+			continue
+		}
+		lo, hi := max(s, off), min(e, end)
+		var err error
+		if i < len(l.maps) && l.maps[i] != nil {
+			err = guard(func() error { return add(int(lo-off), l.maps[i][lo-s:hi-s]) })
+		} else {
+			b := tmp[lo-off : hi-off]
+			if _, err = f.ReadAt(b, lo-s); errors.Is(err, io.EOF) {
+				err = fmt.Errorf("%s shorter than its recorded size", f.Name())
+			}
+			if err == nil {
+				err = add(int(lo-off), b)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("redundancy: %w", err)
+		}
+	}
+	return nil
+}
+
+// guard turns a memory fault while touching a mapped file (the file was
+// truncated under us) into an error instead of a crash.
+func guard(f func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			if _, ok := r.(interface{ Addr() uintptr }); !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("memory fault reading a mapped file (was it truncated?): %v", r)
+		}
+	}()
+	return f()
 }
 
 // writeAt stores p at off, dropping what falls past the end.

@@ -440,15 +440,33 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 	buf := int64(s.buf())
 	tmp := make([]byte, buf)
 	first := make([]byte, int64(len(lost))*buf)
-	parts := make([][]byte, len(lost))
+	parts, sub := make([][]byte, len(lost)), make([][]byte, len(lost))
 	for o := int64(0); o < C; o += buf {
 		m := int(min(buf, C-o))
 		for p, r := range rows {
 			if pos := slices.Index(r.chain, me); pos >= 0 {
+				// Read this rank's shard first: the read overlaps the
+				// predecessor's work instead of following it.
+				b := tmp[:m]
+				direct := pos == 0 && s.Type == XOR // the sum of one shard is the shard
+				if direct {
+					b = first[:m] // Send copies: reusable
+				}
+				sh := shard(me, p)
+				dataLater := sh < d && !direct // added straight from the files below
+				if sh < d && direct {
+					le.set(lf.readAt(b, int64(sh)*C+o))
+				} else if sh >= d && red != nil {
+					le.set(red.readAt(sh-d, b, o))
+				} else if sh >= d {
+					clear(b)
+				}
 				var acc []byte
 				if pos == 0 {
-					acc = first[:len(lost)*m] // Send copies: reusable
-					clear(acc)
+					acc = first[:len(lost)*m]
+					if !direct {
+						clear(acc)
+					}
 				} else {
 					in, err := fl.recv(ctx, r.chain[pos-1])
 					if err != nil {
@@ -459,22 +477,18 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 					}
 					acc = in
 				}
-				b := tmp[:m]
-				direct := pos == 0 && s.Type == XOR // the sum of one shard is the shard
-				if direct {
-					b = acc
-				}
-				if sh := shard(me, p); sh < d {
-					le.set(lf.readAt(b, int64(sh)*C+o))
-				} else if red != nil {
-					le.set(red.readAt(sh-d, b, o))
-				} else {
-					clear(b)
-				}
 				for j := range lost {
 					parts[j] = acc[j*m : (j+1)*m]
 				}
-				if !direct {
+				switch {
+				case dataLater:
+					le.set(lf.addAt(int64(sh)*C+o, m, b, func(lo int, src []byte) error {
+						for j := range lost {
+							sub[j] = parts[j][lo : lo+len(src)]
+						}
+						return r.kern.add(src, pos, sub)
+					}))
+				case !direct:
 					le.set(r.kern.add(b, pos, parts))
 				}
 				if pos < len(r.chain)-1 {
