@@ -235,3 +235,29 @@ func TestOneSmallSetRefusedEverywhere(t *testing.T) {
 		}
 	}
 }
+
+// TestMappedFileTruncated: a file truncated while it is mapped gives an
+// error, not a crash (SIGBUS).
+func TestMappedFileTruncated(t *testing.T) {
+	d := tmpfsDir(t)
+	p := filepath.Join(d, "f")
+	if err := os.WriteFile(p, make([]byte, 64<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lf, err := openLogical(d, []FileInfo{{Name: "f", Size: 64 << 10}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.close()
+	if err := os.Truncate(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	err = lf.readAt(buf, 0)
+	if lf.maps[0] != nil && (err == nil || !strings.Contains(err.Error(), "memory fault")) {
+		t.Fatalf("read of a truncated mapped file: %v", err)
+	}
+	if lf.maps[0] == nil && err == nil {
+		t.Fatal("read of a truncated file succeeded")
+	}
+}

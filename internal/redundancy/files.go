@@ -102,7 +102,7 @@ func verify(dir string, files []FileInfo) error {
 type logical struct {
 	files []*os.File
 	maps  [][]byte // read-only mappings of the files (nil: use pread)
-	start []int64 // offset of file i in the stream
+	start []int64  // offset of file i in the stream
 	size  []int64
 	total int64
 }
