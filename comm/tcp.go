@@ -708,6 +708,13 @@ func (t *tcpTransport) forwardLost(e *PeerLostError) {
 // close says goodbye on every connection, waits (briefly) for the peers
 // to hang up so no goodbye is lost to a reset, and releases everything.
 func (t *tcpTransport) close() error {
+	if t.cfg.size > 1 && t.box.failed() == nil && !t.isClosing() {
+		// The successor watches this rank: make sure it hears the goodbye
+		// even if no heartbeat connected to it yet.
+		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.timeout)
+		t.conn(ctx, (t.cfg.rank+1)%t.cfg.size)
+		cancel()
+	}
 	t.mu.Lock()
 	if t.closing {
 		t.mu.Unlock()

@@ -80,7 +80,8 @@ func TestTCPCloseIsNotLoss(t *testing.T) {
 		mu.Unlock()
 	})
 	defer closeAll(comms)
-	mustAll(t, runRanks(t, comms, func(ctx context.Context, c Comm) error { return c.Barrier(ctx) }))
+	// Rank 1 closes at once, before its first heartbeat connected it to
+	// its successor (the watcher of rank 1).
 	comms[1].Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
