@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/scr-go/scr/internal/prefix"
 )
 
 var errorsIs = errors.Is
@@ -532,4 +534,43 @@ func TestCurrentPicksAnOlderCheckpoint(t *testing.T) {
 			t.Fatalf("rank %d: Current(unknown) = %v", r, err)
 		}
 	}
+}
+
+func TestDropAndDelete(t *testing.T) {
+	j := newJob(t, map[string]string{"SCR_FLUSH": "1", "SCR_CACHE_SIZE": "2"})
+	mustAll(t, j.run(four, nil, func(ctx context.Context, h *Handle) error {
+		for step := 1; step <= 3; step++ {
+			if err := checkpoint(ctx, h, step, 20, 0); err != nil {
+				return err
+			}
+		}
+		if err := h.Drop(ctx, "ckpt.1"); err != nil {
+			return err
+		}
+		if err := h.Drop(ctx, "ckpt.1"); !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("second Drop: %v", err)
+		}
+		if err := h.Delete(ctx, "ckpt.3"); err != nil {
+			return err
+		}
+		if err := h.Delete(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("Delete unknown: %v", err)
+		}
+		return h.Finalize(ctx)
+	}))
+	// Drop keeps the files, Delete removes files, metadata and the cache copy.
+	if _, err := os.Stat(filepath.Join(j.prefix, "ckpt.1", "rank_0.ckpt")); err != nil {
+		t.Fatalf("Drop removed files: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(j.prefix, "ckpt.3")); !os.IsNotExist(err) {
+		t.Fatalf("Delete left the directory: %v", err)
+	}
+	ix, err := prefix.ReadIndex(j.prefix)
+	if err != nil || ix.ByName("ckpt.1") != nil || ix.ByName("ckpt.3") != nil || ix.ByName("ckpt.2") == nil {
+		t.Fatalf("index after Drop/Delete: %+v %v", ix, err)
+	}
+	if _, err := os.Stat(filepath.Join(j.cacheDir("n1"), "scr.dataset.3")); !os.IsNotExist(err) {
+		t.Fatalf("Delete left the cached copy: %v", err)
+	}
+	sameName(t, restartAll(t, j, four, nil, 20), "ckpt.2")
 }
