@@ -194,6 +194,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		p, err := start(opts, r, place[r])
 		if err != nil {
 			killAll()
+			for _, q := range procs[:r] {
+				q.cmd.Wait() // reap the ranks already started
+				q.pmi.Close()
+			}
 			return nil, err
 		}
 		procs[r] = p

@@ -183,3 +183,10 @@ func TestPowerOffFreezesNode(t *testing.T) {
 		t.Fatalf("frozen pid %d is not rank 1 on node2 (%+v)", frozen, res.Ranks)
 	}
 }
+
+func TestProgramMissing(t *testing.T) {
+	_, err := Run(context.Background(), Options{N: 2, CacheRoot: t.TempDir(), Argv: []string{"/nonexistent/prog"}})
+	if err == nil || !strings.Contains(err.Error(), "start rank 0") {
+		t.Fatalf("got %v, want a start error naming rank 0", err)
+	}
+}
