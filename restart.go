@@ -95,45 +95,27 @@ func (h *Handle) recover(ctx context.Context) error {
 	}
 
 	// 4. Bring back each dataset, newest first: migrate, verify, rebuild.
-	outputBound := int(^uint(0) >> 1) // checkpoints at or above a lost output are not offered
-	var kept []cache.Dataset
+	var outcomes []outcome
 	for _, id := range ids {
 		ds := known[id]
 		src, err := h.restore(ctx, ds, plan.Moves[ds.ID])
-		if err != nil {
-			if errors.Is(err, comm.ErrPeerLost) || ctx.Err() != nil {
-				return err
-			}
-			h.discard(ctx, id)
-			if ds.IsOutput() && !flushed[id] {
-				outputBound = min(outputBound, id)
-			}
-			continue
+		if err != nil && (errors.Is(err, comm.ErrPeerLost) || ctx.Err() != nil) {
+			return err
 		}
-		kept = append(kept, ds)
-		h.cached[id] = ds
-		h.flushed[id] = flushed[id]
-		h.sources[id] = src
+		outcomes = append(outcomes, outcome{ds: ds, ok: err == nil, flushed: flushed[id]})
+		if err == nil {
+			h.sources[id] = src
+		}
 	}
 
-	// 5. Offer the newest checkpoint below any lost output; drop newer data.
-	var cands []cache.Dataset
-	for _, ds := range kept {
-		if ds.IsCheckpoint() && ds.ID < outputBound {
-			cands = append(cands, ds)
-		}
+	// 5. Offer the newest checkpoint below any lost output; drop the rest.
+	cands, kept, drop := chooseRestart(outcomes)
+	for _, id := range drop {
+		h.discard(ctx, id)
 	}
-	if len(cands) > 0 {
-		newest := cands[0].ID
-		var keep []cache.Dataset
-		for _, ds := range kept {
-			if ds.ID > newest {
-				h.discard(ctx, ds.ID)
-				continue
-			}
-			keep = append(keep, ds)
-		}
-		kept = keep
+	for _, ds := range kept {
+		h.cached[ds.ID] = ds
+		h.flushed[ds.ID] = flushed[ds.ID]
 	}
 	h.cands = cands
 	lerr = h.writeIndex(kept)
@@ -141,6 +123,46 @@ func (h *Handle) recover(ctx context.Context) error {
 		lerr = err
 	}
 	return h.agree(ctx, "Init: write the cache index and flush state", lerr)
+}
+
+// outcome is what Init got back of one cached dataset.
+type outcome struct {
+	ds      cache.Dataset
+	ok      bool // every rank has its files (after migration and rebuild)
+	flushed bool // a complete copy is on the prefix
+}
+
+// chooseRestart decides, without I/O, what a restart keeps (SCR's rules,
+// reference 6.1): datasets that could not be brought back are dropped; an
+// output that was lost before reaching the prefix makes every newer
+// checkpoint unusable (the application must regenerate that output); the
+// newest usable checkpoint is offered first, older usable ones after it;
+// every dataset newer than the offered checkpoint is dropped (the job goes
+// back to it). With no usable checkpoint, what came back is kept.
+// outcomes must be ordered newest first; so are the results.
+func chooseRestart(outcomes []outcome) (cands, kept []cache.Dataset, drop []int) {
+	bound := int(^uint(0) >> 1)
+	for _, o := range outcomes {
+		if !o.ok && o.ds.IsOutput() && !o.flushed {
+			bound = min(bound, o.ds.ID)
+		}
+	}
+	for _, o := range outcomes {
+		if o.ok && o.ds.IsCheckpoint() && o.ds.ID < bound {
+			cands = append(cands, o.ds)
+		}
+	}
+	for _, o := range outcomes {
+		switch {
+		case !o.ok:
+			drop = append(drop, o.ds.ID)
+		case len(cands) > 0 && o.ds.ID > cands[0].ID:
+			drop = append(drop, o.ds.ID)
+		default:
+			kept = append(kept, o.ds)
+		}
+	}
+	return cands, kept, drop
 }
 
 // scanNode reads the node's cache index (leader only), deletes datasets
