@@ -181,3 +181,27 @@ func TestXORShuffledRanksAndALostNode(t *testing.T) {
 		t.Fatalf("moved directory left behind on n1: %v", err)
 	}
 }
+
+func TestXORManyRanks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("64 ranks")
+	}
+	j := xorJob(t, nil)
+	var hosts, spare []string
+	for n := 0; n < 16; n++ {
+		for k := 0; k < 4; k++ {
+			hosts = append(hosts, fmt.Sprintf("m%02d", n))
+			if n == 5 {
+				spare = append(spare, "spare")
+			} else {
+				spare = append(spare, fmt.Sprintf("m%02d", n))
+			}
+		}
+	}
+	writeCkpts(t, j, hosts, 2, 5000)
+	j.wipe("m05")
+	sameName(t, restartAll(t, j, spare, nil, 5000), "ckpt.2")
+	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
+		t.Fatalf("restart from %q", got)
+	}
+}
