@@ -205,3 +205,25 @@ func TestXORManyRanks(t *testing.T) {
 		t.Fatalf("restart from %q", got)
 	}
 }
+
+func TestRSLosesTwoNodes(t *testing.T) {
+	j := newJob(t, map[string]string{"SCR_COPY_TYPE": "RS", "SCR_SET_FAILURES": "2"})
+	six := []string{"r1", "r2", "r3", "r4", "r5", "r6"}
+	writeCkpts(t, j, six, 1, 12_345)
+	j.wipe("r2")
+	j.wipe("r5")
+	sameName(t, restartAll(t, j, six, nil, 12_345), "ckpt.1")
+	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
+		t.Fatalf("restart from %q", got)
+	}
+}
+
+func TestPartnerLosesOneNode(t *testing.T) {
+	j := newJob(t, map[string]string{"SCR_COPY_TYPE": "PARTNER"})
+	writeCkpts(t, j, four, 1, 7_000)
+	j.wipe("n3")
+	sameName(t, restartAll(t, j, four, nil, 7_000), "ckpt.1")
+	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
+		t.Fatalf("restart from %q", got)
+	}
+}
