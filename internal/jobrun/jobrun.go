@@ -363,8 +363,13 @@ func excludeText(ex []string) string {
 	return " (excluding " + strings.Join(ex, ",") + ")"
 }
 
-// recheck checks nodes found down by the last check once more and takes
-// those that pass out of the sticky list. It reports whether any passed.
+// recheck checks nodes found down by the last check once more, with the
+// light check (WatchDown: resource manager and ping), and takes those that
+// pass out of the sticky list. It reports whether any passed. Right after a
+// power-off, slurmctld can be too busy for the remote echo and storage
+// checks (they run through srun) to answer in time, so every node looked
+// dead in the virtual cluster; a node that answers pings and that the
+// resource manager does not call down is given the next run.
 func (r *runner) recheck(ctx context.Context, fresh map[string]string, run int) bool {
 	nodes := sortedKeys(fresh)
 	r.logf(run, "", nil, "re-checking %d node(s) that failed just now before giving up: %s", len(nodes), strings.Join(nodes, ","))
@@ -372,7 +377,7 @@ func (r *runner) recheck(ctx context.Context, fresh map[string]string, run int) 
 	for _, n := range nodes {
 		delete(others, n)
 	}
-	down, err := r.o.Down.DownNodes(ctx, nodes, others)
+	down, err := r.o.WatchDown.DownNodes(ctx, nodes, others)
 	if err != nil && ctx.Err() == nil {
 		r.logf(run, "", nil, "warning: node re-check incomplete: %v", err)
 	}

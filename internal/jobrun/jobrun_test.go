@@ -398,7 +398,9 @@ func TestMain(m *testing.M) { os.Exit(m.Run()) }
 func TestTransientFailuresAreRecheckedBeforeGivingUp(t *testing.T) {
 	f := newFake(t, scripted{started: true, exit: 0})
 	o, log := baseOptions(t, f)
+	// The full check fails n1 and n3 once; the light re-check passes them.
 	o.Down = &downScript{only: map[string]int{"n1": 1, "n3": 1}, after: map[string]int{"n4": 1}}
+	o.WatchDown = &downScript{after: map[string]int{"n4": 1}}
 	res := run(t, o)
 	if res.Attempts != 1 || res.LastExit != 0 {
 		t.Fatalf("result %+v\n%s", res, log)
