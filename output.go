@@ -402,8 +402,9 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 			ferr = h.flushSync(ctx, ds)
 		}
 	}
-	if ds.IsCheckpoint() && h.rank == 0 {
-		// One checkpoint less before a CheckpointsLeft halt.
+	if ds.IsCheckpoint() && h.rank == 0 && h.countsCheckpoints() {
+		// One checkpoint less before a CheckpointsLeft halt. A damaged
+		// halt file is reported by the next ShouldExit / NeedCheckpoint.
 		prefix.UpdateHalt(ctx, h.prefix, func(hf *prefix.Halt, exists bool) error {
 			if !exists || hf.CheckpointsLeft == nil {
 				return errSkip
@@ -418,6 +419,14 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 }
 
 var errSkip = errors.New("nothing to change")
+
+// countsCheckpoints says whether the halt file has a CheckpointsLeft
+// condition (read without the lock: most jobs have none, and the locked
+// update then costs nothing on the shared file system).
+func (h *Handle) countsCheckpoints() bool {
+	hf, _, err := prefix.ReadHalt(h.prefix)
+	return err == nil && hf.CheckpointsLeft != nil
+}
 
 // decide is rank 0's verdict on the reports of all ranks.
 func decide(name string, all [][]byte) verdict {
