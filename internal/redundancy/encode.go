@@ -162,7 +162,7 @@ func encode(ctx context.Context, g *Group, s Scheme, files []FileInfo, dir Dirs)
 		}
 		var l desc
 		if err := json.Unmarshal(in, &l); err != nil {
-			return fmt.Errorf("redundancy: rank %d: file list from left neighbour %d: %w", g.World.Rank(), d, err)
+			le.set(fmt.Errorf("redundancy: rank %d: file list from left neighbour %d: %w", g.World.Rank(), d, err))
 		}
 		h.Lefts = append(h.Lefts, l)
 	}
