@@ -364,7 +364,10 @@ func (c *Cluster) headNetwork(ctx context.Context) error {
 	steps := [][]string{
 		{"netns", "add", h},
 		{"-n", h, "link", "set", "lo", "up"},
-		{"-n", h, "link", "add", "vcbr0", "type", "bridge"},
+		// A fixed MAC: by default a bridge takes the lowest MAC of its
+		// ports, so unplugging a node could change it and leave every
+		// node's ARP entry for head stale for ~30 s (head unreachable).
+		{"-n", h, "link", "add", "vcbr0", "address", fmt.Sprintf("02:76:63:fc:%02x:01", c.st.Subnet), "type", "bridge"},
 		{"-n", h, "addr", "add", c.HeadAddr() + "/24", "dev", "vcbr0"},
 		{"-n", h, "link", "set", "vcbr0", "up"},
 	}

@@ -55,7 +55,12 @@ func waitFile(ctx context.Context, path string) error {
 func TestUpDownLeavesNothing(t *testing.T) {
 	vcluster.Require(t)
 	ctx := ctxT(t, 2*time.Minute)
-	dir := filepath.Join(t.TempDir(), "vc")
+	tmp, err := os.MkdirTemp("", "vc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	dir := filepath.Join(tmp, "c")
 	start := time.Now()
 	c, err := vcluster.Up(ctx, vcluster.Options{StateDir: dir, Nodes: 3, Logf: t.Logf})
 	if err != nil {

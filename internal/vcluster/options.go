@@ -23,6 +23,11 @@ const (
 	TimeoutsProduction Timeouts = "production"
 )
 
+// MaxStateDirLen bounds the state directory's length: slurmd makes unix
+// sockets at <state>/spool/nodeN/nodeN_<job>.<step>, and a socket path has
+// at most 107 bytes.
+const MaxStateDirLen = 60
+
 // MaxNodes bounds Options.Nodes: node i has address 10.252.X.(10+i).
 const MaxNodes = 240
 
@@ -73,6 +78,9 @@ func (o Options) withDefaults() (Options, error) {
 	o.StateDir = abs
 	if abs == "/dev/shm" || strings.HasPrefix(abs, "/dev/shm/") {
 		return o, fmt.Errorf("vcluster: state dir %s is under /dev/shm, which every node replaces with its own tmpfs: choose another directory", abs)
+	}
+	if len(abs) > MaxStateDirLen {
+		return o, fmt.Errorf("vcluster: state dir %s is %d characters long: at most %d fit, because munged and slurmd put unix sockets (at most 108 bytes a path) below it; choose a shorter one", abs, len(abs), MaxStateDirLen)
 	}
 	if o.Nodes == 0 {
 		o.Nodes = 3

@@ -24,14 +24,21 @@ func Require(t testing.TB) {
 	}
 }
 
-// Start is the test helper: Require, then Up with a state directory in
-// t.TempDir() and progress logged through t.Logf. Cleanup prints the
+// Start is the test helper: Require, then Up with a fresh short state
+// directory under $TMPDIR (removed at cleanup) and progress logged through t.Logf. Cleanup prints the
 // cluster's logs if the test failed, then takes the cluster down.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	Require(t)
 	if opts.StateDir == "" {
-		opts.StateDir = filepath.Join(t.TempDir(), "vc")
+		// Not t.TempDir(): its long names leave no room for the unix
+		// sockets below the state directory (MaxStateDirLen).
+		dir, err := os.MkdirTemp("", "vc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.StateDir = filepath.Join(dir, "c")
+		t.Cleanup(func() { os.RemoveAll(dir) })
 	}
 	if opts.Logf == nil {
 		opts.Logf = t.Logf

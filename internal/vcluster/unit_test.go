@@ -40,6 +40,7 @@ func TestOptionsDefaultsAndValidation(t *testing.T) {
 		{name: "negative nodes", in: Options{Nodes: -1}, wantErr: "nodes"},
 		{name: "bad cpus", in: Options{CPUs: -2}, wantErr: "CPUs"},
 		{name: "bad timeouts", in: Options{Timeouts: "slow"}, wantErr: "timeouts"},
+		{name: "state dir too long", in: Options{StateDir: "/tmp/" + strings.Repeat("d", MaxStateDirLen)}, wantErr: "characters long"},
 		{name: "bad name", in: Options{Name: "a/b"}, wantErr: "name"},
 		{name: "bad shm size", in: Options{ShmSize: "1g,exec"}, wantErr: "shm size"},
 	}
