@@ -48,6 +48,8 @@ const (
 	// for simulated nodes) but a dead node holds its slot for two seconds;
 	// 256 (pdsh's -f in SCR) keeps a whole dead rack from queueing the rest.
 	DefaultPingFanout = 256
+	// icmpWait is the in-process ping's reply window per try, as ping -W1.
+	icmpWait = time.Second
 )
 
 // Options configure Probe and Check. The zero value runs SCR's default
@@ -55,7 +57,8 @@ const (
 type Options struct {
 	Checks      []string                                     // subset of DefaultChecks; nil = all
 	Transport   remote.Transport                             // for echo and storage; nil = from the Manager
-	Ping        func(ctx context.Context, node string) error // nil = the Manager's Pinger, else ping(8)
+	Ping        func(ctx context.Context, node string) error // nil = the Manager's Pinger, else in-process ICMP, else ping(8)
+	NoICMP      bool                                         // never ping in-process: one ping(8) per node
 	PingRetries int                                          // extra attempts after a failed ping; default 1 (-1 = none)
 	// StorageArgv runs the storage check on a node (e.g. the path of
 	// scr_list_down_nodes followed by StorageArgs); nil skips the check.
@@ -153,11 +156,32 @@ func probe(ctx context.Context, nodes []string, opts Options, nodeCtx map[string
 	}
 	// Stage 1 -> stage 2. Buffered for every node, so stage 1 never waits.
 	alive := make(chan int, len(nodes))
+	var sock *icmpSocket
+	if opts.has(CheckPing) && opts.Ping == nil && !opts.NoICMP && len(nodes) > 0 {
+		sock, _ = openICMP() // nil: fall back to ping(8)
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { // stage 1: ends when every node was pinged or ctx ended
 		defer wg.Done()
 		defer close(alive)
+		if sock != nil {
+			defer sock.pc.Close()
+			errs := pingAll(ctx, sock, nodes, icmpWait, opts.PingRetries, func(i int) {
+				res[i].Ping = Outcome{Ran: true}
+				alive <- i
+			}, func(i int) bool { return ctxOf(i).Err() != nil })
+			for i, err := range errs {
+				switch {
+				case err == nil:
+				case ctxOf(i).Err() != nil:
+					res[i].Ping = Outcome{Detail: "not finished: " + ctxOf(i).Err().Error()}
+				default:
+					res[i].Ping = Outcome{Ran: true, Failed: true, Detail: err.Error()}
+				}
+			}
+			return
+		}
 		remote.Each(ctx, len(nodes), opts.PingFanout, func(_ context.Context, i int) {
 			var ok bool
 			res[i].Ping, ok = pingNode(ctxOf(i), nodes[i], ping, opts)
