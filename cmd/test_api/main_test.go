@@ -170,3 +170,20 @@ func TestHaltStopsTheRun(t *testing.T) {
 		t.Fatalf("output:\n%s", out)
 	}
 }
+
+func TestCurrentRestartsFromTheNamedCheckpoint(t *testing.T) {
+	w := newWorld(t, map[string]string{"SCR_FLUSH": "1", "SCR_CACHE_SIZE": "3"})
+	_, errs := w.run(t, hosts, Options{Size: 500, Times: 2})
+	noErr(t, errs)
+	out, errs := w.run(t, hosts, Options{Size: 500, Times: 1, Current: "ckpt.2"})
+	noErr(t, errs)
+	if !strings.Contains(out, "Restarting from checkpoint named ckpt.2") || !strings.Contains(out, "Completed checkpoint 4:") {
+		t.Fatalf("output:\n%s", out)
+	}
+	// Without SCR's restart: read the prefix copy directly.
+	out, errs = w.run(t, hosts, Options{Size: 500, Times: 0, Current: "ckpt.1", NoSCRRestart: true})
+	noErr(t, errs)
+	if !strings.Contains(out, "Completed checkpoint 2:") {
+		t.Fatalf("output:\n%s", out)
+	}
+}
