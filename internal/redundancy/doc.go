@@ -15,6 +15,9 @@
 //
 //	err := redundancy.Encode(ctx, g, scheme, files, rankDir) // collective
 //
+// A rank that cannot describe its files calls Abstain instead: it takes
+// part (no peer waits) and the encode fails on every rank.
+//
 // files lists the rank's files relative to rankDir (the rank's directory of
 // the dataset, see internal/cache), in a fixed order, with size, mode, times
 // and, when known, CRC32C (StatFiles fills them in). Encode writes

@@ -128,15 +128,27 @@ func agree(ctx context.Context, world comm.Comm, local error) error {
 // StateFile "encoded". Every rank returns nil, or every rank returns an
 // error (an *EncodeError when a rank failed locally).
 func Encode(ctx context.Context, g *Group, s Scheme, files []FileInfo, dir string) error {
-	return encode(ctx, g, s, files, RankDirs(dir))
+	return encode(ctx, g, s, files, RankDirs(dir), nil)
 }
 
-func encode(ctx context.Context, g *Group, s Scheme, files []FileInfo, dir Dirs) error {
+// Abstain is Encode for a rank that cannot describe its files (cause says
+// why): it takes part in every message, so no peer waits for it, and the
+// encode fails on every rank with an *EncodeError naming this rank (whose
+// Err wraps cause). No rank's state becomes "encoded".
+func Abstain(ctx context.Context, g *Group, s Scheme, dir string, cause error) error {
+	if cause == nil {
+		cause = errors.New("rank abstained")
+	}
+	return encode(ctx, g, s, nil, RankDirs(dir), cause)
+}
+
+func encode(ctx context.Context, g *Group, s Scheme, files []FileInfo, dir Dirs, cause error) error {
 	n := len(g.Set.Ranks)
 	if err := g.check(s); err != nil {
 		return err
 	}
 	var le localErr
+	le.set(cause)
 	for _, f := range files {
 		le.set(checkName(f.Name)) // and take part anyway: nobody waits for us
 	}

@@ -261,3 +261,30 @@ func TestMappedFileTruncated(t *testing.T) {
 		t.Fatal("read of a truncated file succeeded")
 	}
 }
+
+// TestAbstain: a rank that cannot stat its files abstains; every rank gets
+// an *EncodeError naming it and no state says encoded.
+func TestAbstain(t *testing.T) {
+	w := newWorld(t, nodes(3, 1), 8)
+	files := w.writeData(sizes(500, 20), 10)
+	cause := errors.New("stat ckpt/x: no such file")
+	errs := w.run(func(ctx context.Context, g *Group) error {
+		r := g.World.Rank()
+		if r == 1 {
+			return Abstain(ctx, g, Scheme{Type: XOR}, w.dir(r), cause)
+		}
+		return Encode(ctx, g, Scheme{Type: XOR}, files[r], w.dir(r))
+	})
+	for r, err := range errs {
+		var ee *EncodeError
+		if !errors.As(err, &ee) || ee.First != 1 || ee.Failed != 1 {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+		if r == 1 && !errors.Is(err, cause) {
+			t.Fatalf("rank 1's error does not wrap the cause: %v", err)
+		}
+		if State(w.dir(r)) == stateEncoded {
+			t.Fatalf("rank %d: encoded after an abstention", r)
+		}
+	}
+}
