@@ -41,7 +41,8 @@ A node fails the first of these that fails it, and is not tested further:
   1. named in --down                       "Specified as down"
   2. in SCR_EXCLUDE_NODES                  "User excluded via SCR_EXCLUDE_NODES"
   3. reported down by the resource manager "Reported down by resource manager (...)"
-  4. ping -c1 -W1, retried once            "Failed to ping"
+  4. ping: ICMP echo, 1 s, retried once    "Failed to ping"
+     (in-process from one socket when allowed, else ping -c1 -W1 per node)
   5. remote echo UP                        "Failed to echo UP (...)"
   6. storage: control and cache dirs exist, are writable, have the capacity
                                            "scr_check_node: FAIL: ..."
