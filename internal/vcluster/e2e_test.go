@@ -277,11 +277,22 @@ func TestPowerOffDetectedAndPowerOn(t *testing.T) {
 	ctx := ctxT(t, 2*time.Minute)
 	mustExec(t, ctx, c, "node3", "sh", "-c", "echo data > /dev/shm/ckpt")
 
+	mac := bridgeMAC(t, ctx, c)
 	at, err := c.PowerOff(ctx, "node3")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("poweroff: node3 dark %v after the link was cut", time.Since(at).Round(time.Millisecond))
+	// Unplugging a node must not change the bridge's MAC (else the other
+	// nodes cannot reach head until their ARP entries expire, ~30 s).
+	if after := bridgeMAC(t, ctx, c); after != mac {
+		t.Errorf("bridge MAC changed from %s to %s on poweroff", mac, after)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if out, err := c.Exec(pctx, "node1", []string{"scontrol", "ping"}, nil); err != nil || !strings.Contains(string(out), "is UP") {
+		t.Errorf("slurmctld unreachable from node1 right after node3's poweroff: %s %v", out, err)
+	}
+	cancel()
 	if _, err := c.Exec(ctx, "node3", []string{"true"}, nil); !errors.Is(err, vcluster.ErrPoweredOff) {
 		t.Errorf("exec on a powered-off node: %v, want ErrPoweredOff", err)
 	}
@@ -435,4 +446,17 @@ func TestSSHBetweenNodes(t *testing.T) {
 	if out := mustExec(t, ctx, c, "node1", "ssh", "node2", "hostname"); strings.TrimSpace(out) != "node2" {
 		t.Errorf("ssh after power-on printed %q", out)
 	}
+}
+
+// bridgeMAC is the MAC address of the cluster bridge in head.
+func bridgeMAC(t *testing.T, ctx context.Context, c *vcluster.Cluster) string {
+	t.Helper()
+	f := strings.Fields(mustExec(t, ctx, c, "head", "ip", "-o", "link", "show", "vcbr0"))
+	for i, w := range f {
+		if w == "link/ether" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	t.Fatalf("no MAC for vcbr0 in %q", f)
+	return ""
 }
