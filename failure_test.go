@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/scr-go/scr/comm"
+	"github.com/scr-go/scr/internal/cache"
 	"github.com/scr-go/scr/internal/prefix"
 )
 
@@ -126,4 +127,45 @@ func TestFlushFailureKeepsTheCheckpoint(t *testing.T) {
 		return nil // no Finalize: it would retry the flush and fail again
 	}))
 	sameName(t, restartAll(t, j, four, map[string]string{"SCR_FLUSH": "0"}, 10), "ckpt.1")
+}
+
+// markIncomplete rewrites a node's cache index as if the node died before
+// it recorded dataset id complete.
+func markIncomplete(t *testing.T, j *job, node string, id int) {
+	t.Helper()
+	p := filepath.Join(j.nodeBase(node), "tester", "scr.77", "cindex.json")
+	ix, err := cache.ReadIndex(p)
+	if err != nil || ix.Datasets[id] == nil {
+		t.Fatalf("index of %s: %v", node, err)
+	}
+	ix.Datasets[id].Dataset.Complete = false
+	if err := ix.Write(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCompleteMarkOnOneNodeIsEnough(t *testing.T) {
+	j := newJob(t, map[string]string{"SCR_CACHE_SIZE": "2"})
+	mustAll(t, j.run(four, nil, func(ctx context.Context, h *Handle) error {
+		for step := 1; step <= 2; step++ {
+			if err := checkpoint(ctx, h, step, 64, 0); err != nil {
+				return err
+			}
+		}
+		return h.Finalize(ctx)
+	}))
+	// ckpt.2: marked complete on n1 only (the others died just before);
+	// the encode had finished everywhere, so its data is good: restart.
+	for _, n := range []string{"n2", "n3", "n4"} {
+		markIncomplete(t, j, n, 2)
+	}
+	sameName(t, restartAll(t, j, four, nil, 64), "ckpt.2")
+	// Now no node has it complete: it never completed, ckpt.1 is used.
+	for _, n := range four {
+		markIncomplete(t, j, n, 2)
+	}
+	sameName(t, restartAll(t, j, four, nil, 64), "ckpt.1")
+	if _, err := os.Stat(filepath.Join(j.cacheDir("n1"), "scr.dataset.2")); !os.IsNotExist(err) {
+		t.Fatalf("never-completed dataset kept: %v", err)
+	}
 }

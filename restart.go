@@ -74,6 +74,13 @@ func (h *Handle) recover(ctx context.Context) error {
 	if err := h.agree(ctx, "Init: write the nodes file and app.conf", h.recordRun(distinct(h.hosts))); err != nil {
 		return err
 	}
+	var lerrs []error
+	for _, id := range plan.Purge {
+		lerrs = append(lerrs, h.discard(ctx, id))
+	}
+	if err := h.agree(ctx, "Init: delete datasets that never completed", errors.Join(lerrs...)); err != nil {
+		return err
+	}
 	known := map[int]cache.Dataset{}
 	var ids []int
 	for _, d := range plan.Datasets {
@@ -165,8 +172,8 @@ func chooseRestart(outcomes []outcome) (cands, kept []cache.Dataset, drop []int)
 	return cands, kept, drop
 }
 
-// scanNode reads the node's cache index (leader only), deletes datasets
-// that never completed and lists the rank directories present.
+// scanNode reads the node's cache index (leader only) and lists its
+// datasets and the rank directories present.
 func (h *Handle) scanNode() ([]cache.Dataset, map[int][]int, error) {
 	ix, err := cache.ReadIndex(h.layout.IndexPath())
 	if err != nil {
@@ -182,10 +189,14 @@ func (h *Handle) scanNode() ([]cache.Dataset, map[int][]int, error) {
 	held := map[int][]int{}
 	for _, id := range ix.IDs() {
 		e := ix.Datasets[id]
-		if !e.Dataset.Complete || e.Dataset.ID != id {
+		if e.Dataset.ID != id {
 			os.RemoveAll(h.layout.DatasetDir(id))
 			continue
 		}
+		// Incomplete entries are reported too: a leader marks a dataset
+		// complete only after every rank encoded it, so if any node has
+		// it complete, the data on nodes that died before marking it is
+		// good (rank 0 decides).
 		out = append(out, e.Dataset)
 		ents, _ := os.ReadDir(h.layout.DatasetDir(id))
 		for _, de := range ents {
@@ -300,6 +311,7 @@ type initPlan struct {
 	Facts    prefixFacts        `json:"facts"`
 	Datasets []cache.Dataset    `json:"datasets,omitempty"` // newest first
 	Moves    map[int][]transfer `json:"moves,omitempty"`    // per dataset, ordered by Dst
+	Purge    []int              `json:"purge,omitempty"`    // datasets that never completed
 	Err      string             `json:"err,omitempty"`
 }
 
@@ -319,13 +331,20 @@ func (h *Handle) makePlan(all [][]byte) initPlan {
 		}
 	}
 	known := map[int]cache.Dataset{}
+	pending := map[int]bool{}          // datasets no node has marked complete (yet)
 	holders := map[int]map[int][]int{} // dataset -> rank -> leaders holding its directory
 	for l, rp := range reps {
 		if !rp.Leader {
 			continue
 		}
 		for _, d := range rp.Entries {
-			known[d.ID] = d
+			plan.Facts.MaxID = max(plan.Facts.MaxID, d.ID)
+			plan.Facts.MaxCkpt = max(plan.Facts.MaxCkpt, d.CkptID)
+			if d.Complete {
+				known[d.ID] = d
+			} else if _, ok := known[d.ID]; !ok {
+				pending[d.ID] = true
+			}
 		}
 		for id, ranks := range rp.Held {
 			if holders[id] == nil {
@@ -349,6 +368,12 @@ func (h *Handle) makePlan(all [][]byte) initPlan {
 			}
 		}
 	}
+	for id := range pending {
+		if _, ok := known[id]; !ok {
+			plan.Purge = append(plan.Purge, id) // never completed anywhere
+		}
+	}
+	sort.Ints(plan.Purge)
 	sort.Slice(plan.Datasets, func(i, j int) bool { return plan.Datasets[i].ID > plan.Datasets[j].ID })
 	return plan
 }
