@@ -141,3 +141,14 @@ func BenchmarkXORBufSize(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSets100k: set formation for 100,000 ranks (10,000 nodes x 10),
+// done by every rank at start-up, stays a few milliseconds.
+func BenchmarkSets100k(b *testing.B) {
+	hosts := nodes(10000, 10)
+	for b.Loop() {
+		if _, err := Sets(hosts, 8); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -438,6 +438,7 @@ func (w *world) checkUnrecoverable(s Scheme, what string, lost map[int]bool) {
 		}
 		if r == 0 {
 			first = err.Error()
+			t.Logf("%s: %v", what, err)
 			for _, sl := range ue.Sets {
 				for _, lr := range sl.Lost {
 					if !lost[lr] {

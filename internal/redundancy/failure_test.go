@@ -203,7 +203,7 @@ func TestDamagedParity(t *testing.T) {
 			t.Fatalf("rank %d: %v, want an *EncodeError naming rank 1", r, err)
 		}
 	}
-	if State(w.dir(1)) != stateEncoding || State(w.dir(0)) == stateEncoded {
+	if State(w.dir(1)) != stateDamaged || State(w.dir(0)) == stateEncoded {
 		t.Fatalf("states after the failed rebuild: rank 0 %q, rank 1 %q", State(w.dir(0)), State(w.dir(1)))
 	}
 	w.checkUnrecoverable(s, "after damaged parity", map[int]bool{0: true, 1: true})

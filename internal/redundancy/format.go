@@ -360,6 +360,7 @@ func (h *header) matches(g *Group, s Scheme) error {
 const (
 	stateEncoding = "encoding"
 	stateEncoded  = "encoded"
+	stateDamaged  = "damaged" // a rebuild found the payload's CRC wrong
 )
 
 func writeState(meta, state string) error {
@@ -379,7 +380,8 @@ func writeState(meta, state string) error {
 
 // State returns the encode state of a rank directory: "encoded",
 // "encoding" (an encode or rebuild started and did not finish: the
-// redundancy data must not be trusted) or "" (none).
+// redundancy data must not be trusted), "damaged" (a rebuild found the
+// redundancy data corrupt) or "" (none).
 func State(dir string) string { return stateAt(filepath.Join(dir, metaDir)) }
 
 func stateAt(meta string) string {

@@ -91,3 +91,39 @@ func TestRandomSweep(t *testing.T) {
 		})
 	}
 }
+
+// TestManySets: 64 ranks on 16 nodes, sets of 4: losing one node costs
+// every one of its 4 sets a member (each rebuilt concurrently); losing two
+// nodes of the same sets is beyond XOR and within RS k=2.
+func TestManySets(t *testing.T) {
+	for _, s := range []Scheme{{Type: XOR, BufSize: 1000}, {Type: RS, Failures: 2, BufSize: 1000}} {
+		t.Run(s.Type.String(), func(t *testing.T) {
+			w := newWorld(t, nodes(16, 4), 4)
+			if len(w.sets) != 16 {
+				t.Fatalf("%d sets", len(w.sets))
+			}
+			files := w.writeData(randomSizes(3, 5000), 11)
+			noErrs(t, "encode", w.run(func(ctx context.Context, g *Group) error {
+				return Encode(ctx, g, s, files[g.World.Rank()], w.dir(g.World.Rank()))
+			}))
+			good := w.snapshot()
+			lostNode := func(nodes ...int) map[int]bool {
+				lost := map[int]bool{}
+				for _, n := range nodes {
+					for r := 4 * n; r < 4*n+4; r++ {
+						w.erase(r, eraseNode, nil)
+						lost[r] = true
+					}
+				}
+				return lost
+			}
+			w.checkRebuild(s, files, good, lostNode(5), 4)
+			w.restore(good)
+			if lost := lostNode(5, 6); s.Type == XOR {
+				w.checkUnrecoverable(s, "nodes 5 and 6", lost)
+			} else {
+				w.checkRebuild(s, files, good, lost, 8)
+			}
+		})
+	}
+}

@@ -92,8 +92,14 @@ func rebuild(ctx context.Context, g *Group, s Scheme, dir Dirs) (Result, error) 
 	if r, err := openRed(dir.Meta, false); err == nil {
 		if err := r.h.matches(g, s); err == nil {
 			hdr, red = &r.h, r
-			redOK = stateAt(dir.Meta) == stateEncoded
-			if !redOK {
+			switch st := stateAt(dir.Meta); st {
+			case stateEncoded:
+				redOK = true
+			case stateDamaged:
+				why = "redundancy data damaged (CRC mismatch found by an earlier rebuild)"
+			case "":
+				why = "no encode state"
+			default:
 				why = "encode or rebuild was interrupted"
 			}
 		} else {
@@ -220,7 +226,7 @@ func rebuild(ctx context.Context, g *Group, s Scheme, dir Dirs) (Result, error) 
 			// marked untrusted, so the next attempt counts it lost.
 			if err := red.checkPayload(true); err != nil {
 				le.set(fmt.Errorf("redundancy: rank %d: %s: %w", me, red.f.Name(), err))
-				writeState(dir.Meta, stateEncoding)
+				writeState(dir.Meta, stateDamaged)
 			}
 		}
 	}
