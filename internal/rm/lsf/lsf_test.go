@@ -3,6 +3,7 @@ package lsf_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,4 +64,20 @@ func TestHungLSFIsBounded(t *testing.T) {
 	rp := &rmtest.Replay{Replies: map[string]rmtest.Reply{bhosts: {Block: true}}}
 	m, _ := lsf.New(rm.Config{Env: rm.MapEnv(map[string]string{"LSB_JOBID": "1234", "LSB_DJOB_HOSTFILE": filepath.Join("testdata", "djob-hostfile.txt")}), Run: rp.Runner()})
 	rmtest.CheckBounded(t, m)
+}
+
+func FuzzParseBhosts(f *testing.F) {
+	f.Add("HOST_NAME STATUS JL/U MAX\nh1 unavail - 1\nh2 ok - 1\n")
+	f.Add("NAME x\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		down, err := lsf.ParseBhosts([]byte(s))
+		if err != nil {
+			return
+		}
+		for h, why := range down {
+			if h == "" || !strings.HasPrefix(why, "lsf: ") {
+				t.Fatalf("%q -> %q: %q", s, h, why)
+			}
+		}
+	})
 }

@@ -3,6 +3,7 @@ package slurm_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,4 +120,42 @@ func TestHungSlurmctldIsBounded(t *testing.T) {
 	rp := &rmtest.Replay{Replies: map[string]rmtest.Reply{sinfo: {Block: true}}}
 	m, _ := slurm.New(rm.Config{Env: rm.MapEnv(map[string]string{"SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "n[1-8]"}), Run: rp.Runner()})
 	rmtest.CheckBounded(t, m)
+}
+
+// FuzzParseSinfo: any output either parses or is refused; what parses only
+// names nodes that were in the output.
+func FuzzParseSinfo(f *testing.F) {
+	for _, s := range []string{"node3|down*|Not responding\nnode[1,3]|mixed|none\n", "n[1-2]|idle~|x", "garbage", "a|b|c|d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		down, err := slurm.ParseSinfo([]byte(s))
+		if err != nil {
+			return
+		}
+		for n, why := range down {
+			if n == "" || !strings.HasPrefix(why, "slurm: ") {
+				t.Fatalf("%q -> %q: %q", s, n, why)
+			}
+		}
+	})
+}
+
+func FuzzParseEndTime(f *testing.F) {
+	f.Add("JobId=1 TimeLimit=00:10:00 EndTime=2026-11-25T14:14:32")
+	f.Add("TimeLimit=UNLIMITED EndTime=Unknown")
+	// "No limit" (-1) must come from TimeLimit=UNLIMITED (or a date one
+	// second before the epoch); "unknown" (0) from no usable EndTime.
+	f.Fuzz(func(t *testing.T, s string) {
+		end, err := slurm.ParseEndTime([]byte(s), time.UTC)
+		if err != nil {
+			return
+		}
+		if end == -1 && !strings.Contains(strings.ToUpper(s), "UNLIMITED") && !strings.Contains(s, "1969-12-31T23:59:59") {
+			t.Fatalf("%q -> no limit", s)
+		}
+		if end != 0 && end != -1 && !strings.Contains(s, "EndTime=") {
+			t.Fatalf("%q -> %d without an EndTime", s, end)
+		}
+	})
 }
