@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +37,7 @@ const (
 	frameHeartbeat = 2
 	frameBye       = 3 // the sender closed its communicator
 	frameLost      = 4 // a peer was lost: payload = encodeParts(rank, host, reason)
+	frameAbort     = 5 // drop the partly received message of this stream
 
 	handshakeMagic = "SCRCOMM1"
 )
@@ -62,8 +64,8 @@ type tcpTransport struct {
 
 	mu      sync.Mutex
 	out     map[int]*outConn
-	in      map[net.Conn]*sync.Mutex // accepted connections and their write locks
-	hosts   []string                 // by world rank; filled as learnt
+	in      map[net.Conn]wlock // accepted connections and their write locks
+	hosts   []string           // by world rank; filled as learnt
 	closing bool
 
 	predSeen  atomic.Int64 // unix nanos of the last frame from my ring predecessor
@@ -79,7 +81,7 @@ type outConn struct {
 	ready chan struct{} // closed once c or err is set
 	c     net.Conn
 	err   error
-	wmu   sync.Mutex // one frame at a time
+	wmu   wlock // one frame at a time
 	bye   atomic.Bool
 	// readerDone is closed when the reader of this connection ended.
 	readerDone chan struct{}
@@ -94,7 +96,7 @@ func newTCP(cfg tcpConfig) *tcpTransport {
 		box:   newMailbox(),
 		done:  make(chan struct{}),
 		out:   map[int]*outConn{},
-		in:    map[net.Conn]*sync.Mutex{},
+		in:    map[net.Conn]wlock{},
 		hosts: make([]string, cfg.size),
 	}
 	t.hosts[cfg.rank] = cfg.host
@@ -269,7 +271,7 @@ func (t *tcpTransport) acceptLoop() {
 			c.Close()
 			continue
 		}
-		t.in[c] = new(sync.Mutex)
+		t.in[c] = newWlock()
 		t.wg.Add(1)
 		t.mu.Unlock()
 		go func() {
@@ -300,7 +302,7 @@ retry:
 	}
 	oc := t.out[r]
 	if oc == nil {
-		oc = &outConn{ready: make(chan struct{}), readerDone: make(chan struct{})}
+		oc = &outConn{ready: make(chan struct{}), readerDone: make(chan struct{}), wmu: newWlock()}
 		t.out[r] = oc
 		t.mu.Unlock()
 		c, err := t.dial(ctx, r)
@@ -377,6 +379,22 @@ func getHeader(b []byte) header {
 	}
 }
 
+// wlock serialises the frames written on one connection; LockCtx gives up
+// when its context ends.
+type wlock chan struct{}
+
+func newWlock() wlock   { return make(wlock, 1) }
+func (l wlock) Lock()   { l <- struct{}{} }
+func (l wlock) Unlock() { <-l }
+func (l wlock) LockCtx(ctx context.Context) error {
+	select {
+	case l <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // writeFrame writes one frame (header and payload) under the write lock.
 func (oc *outConn) writeFrame(h header, payload []byte) error {
 	var hb [hdrSize]byte
@@ -387,6 +405,73 @@ func (oc *outConn) writeFrame(h header, payload []byte) error {
 	_, err := bufs.WriteTo(oc.c)
 	oc.wmu.Unlock()
 	return err
+}
+
+// errSendAborted marks a frame cut short by its context: the transport
+// finishes the frame in the background and tells the receiver to drop the
+// message.
+var errSendAborted = errors.New("send aborted")
+
+// writeFrameCtx writes one frame; if ctx ends while the write is blocked,
+// it returns ctx's error at once, and a goroutine of the transport (holding
+// the write lock, so the stream stays framed) writes the rest of the frame
+// from a copy and then an abort frame for the message.
+func (t *tcpTransport) writeFrameCtx(ctx context.Context, oc *outConn, h header, payload []byte) error {
+	if err := oc.wmu.LockCtx(ctx); err != nil {
+		return err
+	}
+	var hb [hdrSize]byte
+	h.chunk = len(payload)
+	h.put(hb[:])
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		oc.c.SetWriteDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	bufs := net.Buffers{hb[:], payload}
+	n, err := bufs.WriteTo(oc.c)
+	if !stop() {
+		<-fired
+		oc.c.SetWriteDeadline(time.Time{})
+	}
+	if err == nil {
+		oc.wmu.Unlock()
+		return nil
+	}
+	if ctx.Err() == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		oc.wmu.Unlock()
+		return err
+	}
+	var rest []byte
+	if n < hdrSize {
+		rest = append(append([]byte{}, hb[n:]...), payload...)
+	} else {
+		rest = append([]byte{}, payload[n-hdrSize:]...)
+	}
+	t.wg.Add(1)
+	go func() { // ends when the frame is out or the connection fails
+		defer t.wg.Done()
+		defer oc.wmu.Unlock()
+		if _, err := oc.c.Write(rest); err != nil {
+			return
+		}
+		abort := header{typ: frameAbort, sys: h.sys, comm: h.comm, tag: h.tag}
+		var ab [hdrSize]byte
+		abort.put(ab[:])
+		oc.c.Write(ab[:])
+	}()
+	return fmt.Errorf("%w: %w", errSendAborted, ctx.Err())
+}
+
+// abortAsync tells the receiver to drop a message of which some chunks
+// went out before the sender's context ended.
+func (t *tcpTransport) abortAsync(oc *outConn, h header) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		abort := header{typ: frameAbort, sys: h.sys, comm: h.comm, tag: h.tag}
+		oc.writeFrame(abort, nil)
+	}()
 }
 
 func (t *tcpTransport) send(ctx context.Context, dst int, k key, data []byte) error {
@@ -411,13 +496,21 @@ func (t *tcpTransport) send(ctx context.Context, dst int, k key, data []byte) er
 		t.lost(dst, fmt.Sprintf("cannot connect: %v", err), true)
 		return t.box.failed()
 	}
-	// Writes are not interrupted by ctx (a half-written frame would corrupt
-	// the stream); a write blocked on a peer that stopped reading ends by
-	// failure detection within the timeout.
+	// When ctx ends in the middle of a message, the receiver is told to
+	// drop what it got of it (see writeFrameCtx).
 	h := header{typ: frameData, sys: k.sys, comm: k.comm, tag: k.tag, total: len(data)}
 	for off := 0; ; {
 		n := min(chunkSize, len(data)-off)
-		if err := oc.writeFrame(h, data[off:off+n]); err != nil {
+		if err := t.writeFrameCtx(ctx, oc, h, data[off:off+n]); err != nil {
+			if errors.Is(err, errSendAborted) {
+				return ctx.Err()
+			}
+			if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+				if off > 0 {
+					t.abortAsync(oc, h)
+				}
+				return ctx.Err()
+			}
 			return t.writeFailed(dst, oc, err)
 		}
 		off += n
@@ -496,6 +589,8 @@ func (t *tcpTransport) readLoop(c net.Conn, peer int, incoming bool) {
 					parts[k] = p
 				}
 			case frameHeartbeat:
+			case frameAbort:
+				delete(parts, key{comm: h.comm, sys: h.sys, tag: h.tag})
 			case frameBye:
 				// Close our side at once: the peer drains until we do.
 				t.markBye(peer)
@@ -657,7 +752,7 @@ func (t *tcpTransport) forwardLost(e *PeerLostError) {
 	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.timeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	write := func(c net.Conn, wmu *sync.Mutex) {
+	write := func(c net.Conn, wmu sync.Locker) {
 		done := make(chan struct{})
 		go func() {
 			wmu.Lock()
@@ -679,7 +774,7 @@ func (t *tcpTransport) forwardLost(e *PeerLostError) {
 		case <-oc.ready:
 			if oc.c != nil && r != e.Rank {
 				sent[r] = true
-				wg.Go(func() { write(oc.c, &oc.wmu) })
+				wg.Go(func() { write(oc.c, oc.wmu) })
 			}
 		default:
 		}
@@ -723,14 +818,14 @@ func (t *tcpTransport) close() error {
 	t.closing = true
 	type wconn struct {
 		c   net.Conn
-		wmu *sync.Mutex
+		wmu sync.Locker
 	}
 	var conns []wconn
 	for _, oc := range t.out {
 		select {
 		case <-oc.ready:
 			if oc.c != nil {
-				conns = append(conns, wconn{oc.c, &oc.wmu})
+				conns = append(conns, wconn{oc.c, oc.wmu})
 			}
 		default:
 		}

@@ -171,3 +171,100 @@ func TestTCPCloseUnblocksRecv(t *testing.T) {
 		t.Fatalf("recv after own close: %v, want ErrClosed", err)
 	}
 }
+
+// A peer that authenticates and then never reads: writes to it block.
+func stalledPeer(t *testing.T, secret []byte) (addr string, stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &tcpTransport{hosts: make([]string, 2), cfg: tcpConfig{rank: 1, size: 2, secret: secret, timeout: 3 * time.Second}}
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if _, err := fake.accept(c); err != nil {
+				c.Close()
+				continue
+			}
+			c.(*net.TCPConn).SetReadBuffer(4096)
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	return ln.Addr().String(), func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}
+}
+
+// Send returns when its context ends even if the write is blocked on a
+// peer that stopped reading, and the next Send on that connection does too.
+func TestTCPSendHonoursContext(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	addr, stop := stalledPeer(t, secret)
+	defer stop()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTCP(tcpConfig{rank: 0, size: 2, host: "a", secret: secret, ln: ln, timeout: 500 * time.Millisecond,
+		lookup: func(ctx context.Context, r int) (string, string, error) { return addr, "b", nil }})
+	w := newWorld(tr)
+	defer w.Close()
+	big := make([]byte, 64<<20)
+	for i := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		start := time.Now()
+		err := w.Send(ctx, 1, 0, big)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("send %d to a stalled peer: %v, want deadline exceeded", i, err)
+		}
+		t.Logf("send %d returned %v after its 200ms deadline", i, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// An abort frame makes the receiver drop a partly received message; the
+// next message of the stream arrives intact.
+func TestTCPAbortDropsPartialMessage(t *testing.T) {
+	comms := tcpWorld(t, hostsN(2, 1), 3*time.Second, nil)
+	defer closeAll(comms)
+	tr := comms[0].(*group).t.(*tcpTransport)
+	fake := &tcpTransport{hosts: make([]string, 2), cfg: tcpConfig{rank: 1, size: 2, secret: tr.cfg.secret, timeout: 3 * time.Second,
+		lookup: func(ctx context.Context, r int) (string, string, error) { return tr.cfg.ln.Addr().String(), "x", nil }}}
+	c, err := fake.dial(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	oc := &outConn{c: c, wmu: newWlock()}
+	h := header{typ: frameData, comm: 0, tag: 9, total: 10}
+	if err := oc.writeFrame(h, []byte("first")); err != nil { // 5 of 10 bytes
+		t.Fatal(err)
+	}
+	if err := oc.writeFrame(header{typ: frameAbort, comm: 0, tag: 9}, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.total = 6
+	if err := oc.writeFrame(h, []byte("second")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := comms[0].Recv(ctx, 1, 9)
+	if err != nil || string(b) != "second" {
+		t.Fatalf("got %q %v, want \"second\"", b, err)
+	}
+	oc.writeFrame(header{typ: frameBye}, nil)
+}
