@@ -45,14 +45,19 @@ func parallel(b *testing.B, n int, f func(r int) error) time.Duration {
 // (rank 1's node replaced by an empty directory), and reports the ratios:
 // encode/plain-write (target <= 3 for XOR) and rebuild/plain-write of the
 // lost node's data (target <= 4).
-func benchCodec(b *testing.B, s Scheme, ranks int, size int) {
+func benchCodec(b *testing.B, s Scheme, ranks int, size int) { benchCodecOver(b, s, ranks, size, false) }
+
+func benchCodecOver(b *testing.B, s Scheme, ranks int, size int, tcp bool) {
 	root := shmDir(b)
 	hosts := nodes(ranks, 1)
 	sets, err := Sets(hosts, ranks)
 	if err != nil {
 		b.Fatal(err)
 	}
-	w := &world{root: root, hosts: hosts, sets: sets}
+	w := &world{t: b, root: root, hosts: hosts, sets: sets}
+	if tcp {
+		w.comms = tcpWorld(b, hosts)
+	}
 	data := make([]byte, size)
 	rng := rand.New(rand.NewPCG(1, 1))
 	for i := range data {
@@ -123,6 +128,12 @@ func benchCodec(b *testing.B, s Scheme, ranks int, size int) {
 
 func BenchmarkXOR4x64MB(b *testing.B) {
 	benchCodec(b, Scheme{Type: XOR}, 4, 64<<20)
+}
+
+// BenchmarkXOR4x64MBTCP is BenchmarkXOR4x64MB over comm's TCP transport
+// on loopback (bootstrap included in the encode and rebuild times).
+func BenchmarkXOR4x64MBTCP(b *testing.B) {
+	benchCodecOver(b, Scheme{Type: XOR}, 4, 64<<20, true)
 }
 
 func BenchmarkRS4x64MB(b *testing.B) {

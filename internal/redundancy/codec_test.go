@@ -24,6 +24,7 @@ type world struct {
 	root  string
 	hosts []string
 	sets  []Set
+	comms func(ctx context.Context) []comm.Comm // nil: comm.NewLocal
 }
 
 func newWorld(t testing.TB, hosts []string, setSize int) *world {
@@ -53,12 +54,16 @@ func (w *world) dir(r int) string {
 func (w *world) run(f func(ctx context.Context, g *Group) error) []error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	comms := comm.NewLocal(w.hosts)
+	var comms []comm.Comm
+	if w.comms != nil {
+		comms = w.comms(ctx)
+	} else {
+		comms = comm.NewLocal(w.hosts)
+	}
 	errs := make([]error, len(comms))
 	var wg sync.WaitGroup
 	for r, c := range comms {
 		wg.Go(func() {
-			defer c.Close()
 			g, err := Join(ctx, c, w.sets)
 			if err != nil {
 				errs[r] = err
@@ -68,6 +73,11 @@ func (w *world) run(f func(ctx context.Context, g *Group) error) []error {
 		})
 	}
 	wg.Wait()
+	// Close once every rank is done: comm's TCP transport can report a
+	// peer's Close to a rank still finishing the last collective.
+	for _, c := range comms {
+		c.Close()
+	}
 	return errs
 }
 
