@@ -45,7 +45,9 @@ func parallel(b *testing.B, n int, f func(r int) error) time.Duration {
 // (rank 1's node replaced by an empty directory), and reports the ratios:
 // encode/plain-write (target <= 3 for XOR) and rebuild/plain-write of the
 // lost node's data (target <= 4).
-func benchCodec(b *testing.B, s Scheme, ranks int, size int) { benchCodecOver(b, s, ranks, size, false) }
+func benchCodec(b *testing.B, s Scheme, ranks int, size int) {
+	benchCodecOver(b, s, ranks, size, false)
+}
 
 func benchCodecOver(b *testing.B, s Scheme, ranks int, size int, tcp bool) {
 	root := shmDir(b)
