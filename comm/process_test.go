@@ -156,8 +156,10 @@ func lossScenario(t *testing.T, n, perNode int, victims []int, sig syscall.Signa
 		slowest = max(slowest, rr.End.Sub(t0))
 	}
 	out := stderr.String()
-	if got := strings.Count(out, "scr: lost rank "); got != n-len(victims) {
-		t.Errorf("%d 'scr: lost rank' lines, want %d:\n%s", got, n-len(victims), out)
+	// Every survivor prints one line; a victim killed a moment after the
+	// others may have printed one too.
+	if got := strings.Count(out, "scr: lost rank "); got < n-len(victims) || got > n {
+		t.Errorf("%d 'scr: lost rank' lines, want %d to %d:\n%s", got, n-len(victims), n, out)
 	}
 	evs, err := prefix.ReadTimeline(pfx)
 	if err != nil {
