@@ -36,6 +36,15 @@ type Result struct {
 	SingleRatio  float64 `json:"single_ratio"`      // target <= 1.2
 	XORRatio     float64 `json:"xor_ratio"`         // target <= 3
 	RebuildRatio float64 `json:"rebuild_ratio"`     // target <= 4
+
+	// Steady state: the timed write replaces one written just before
+	// (plain: O_TRUNC of the old file; SCR: eviction of the old dataset
+	// with SCR_CACHE_SIZE=1). Reported, no target.
+	PlainSteadySecs   float64 `json:"plain_overwrite_secs"`
+	SingleSteadySecs  float64 `json:"single_replace_secs"`
+	XORSteadySecs     float64 `json:"xor_replace_secs"`
+	SingleSteadyRatio float64 `json:"single_replace_ratio"`
+	XORSteadyRatio    float64 `json:"xor_replace_ratio"`
 }
 
 // Targets of the ratios.
@@ -133,7 +142,9 @@ func timed(ctx context.Context, c comm.Comm, section func() error) (float64, err
 	return time.Since(start).Seconds(), nil
 }
 
-func (b *bench) plain(ctx context.Context, rep int) (float64, error) {
+// plain times every rank writing its bytes; steady overwrites a file
+// written just before (as an application replacing its last checkpoint).
+func (b *bench) plain(ctx context.Context, steady bool) (float64, error) {
 	var secs float64
 	err := b.ranks(ctx, func(ctx context.Context, c comm.Comm) error {
 		dir := filepath.Join(b.nodeDir(b.hosts[c.Rank()]), "plain")
@@ -141,19 +152,25 @@ func (b *bench) plain(ctx context.Context, rep int) (float64, error) {
 			return err
 		}
 		p := filepath.Join(dir, "rank_"+strconv.Itoa(c.Rank()))
+		defer os.Remove(p)
+		if steady {
+			if err := writeFile(p, b.data[c.Rank()], b.o.Fsync); err != nil {
+				return err
+			}
+		}
 		s, err := timed(ctx, c, func() error { return writeFile(p, b.data[c.Rank()], b.o.Fsync) })
 		if c.Rank() == 0 {
 			secs = s
 		}
-		os.Remove(p)
 		return err
 	})
 	return secs, err
 }
 
-// ckpt writes one checkpoint per rank and returns the slowest rank's time;
-// keep leaves the job's cache in place (for the rebuild).
-func (b *bench) ckpt(ctx context.Context, scheme string, keep bool) (float64, error) {
+// ckpt times one checkpoint per rank (StartOutput .. Complete); steady
+// writes one first, so the timed one evicts it (SCR_CACHE_SIZE=1); keep
+// leaves the job's cache in place (for the rebuild).
+func (b *bench) ckpt(ctx context.Context, scheme string, keep, steady bool) (float64, error) {
 	var secs float64
 	err := b.ranks(ctx, func(ctx context.Context, c comm.Comm) error {
 		host := b.hosts[c.Rank()]
@@ -161,8 +178,8 @@ func (b *bench) ckpt(ctx context.Context, scheme string, keep bool) (float64, er
 		if err != nil {
 			return err
 		}
-		s, err := timed(ctx, c, func() error {
-			if err := h.StartOutput(ctx, "bench", scr.Checkpoint); err != nil {
+		one := func() error {
+			if err := h.StartOutput(ctx, "", scr.Checkpoint); err != nil {
 				return err
 			}
 			p, err := h.Route("bench/rank_" + strconv.Itoa(c.Rank()))
@@ -174,7 +191,13 @@ func (b *bench) ckpt(ctx context.Context, scheme string, keep bool) (float64, er
 				return err
 			}
 			return werr
-		})
+		}
+		if steady {
+			if err := one(); err != nil {
+				return err
+			}
+		}
+		s, err := timed(ctx, c, one)
 		if c.Rank() == 0 {
 			secs = s
 		}
@@ -199,7 +222,7 @@ func (b *bench) clean() {
 // rebuild checkpoints with XOR, wipes the last node, and times the Init
 // that rebuilds it (ranks verify their data afterwards).
 func (b *bench) rebuild(ctx context.Context) (float64, error) {
-	if _, err := b.ckpt(ctx, "XOR", true); err != nil {
+	if _, err := b.ckpt(ctx, "XOR", true, false); err != nil {
 		return 0, err
 	}
 	os.RemoveAll(b.nodeDir(b.hosts[len(b.hosts)-1]))
@@ -270,30 +293,30 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		b.data = append(b.data, pattern(o.Size, i))
 	}
 	defer b.clean()
-	var plain, single, xor, node, rebuild []float64
+	var plain, single, xor, node, rebuild, plainS, singleS, xorS []float64
 	for rep := 0; rep < o.Reps; rep++ {
 		// Interleave the measurements so drift hits all of them alike.
-		s, err := b.plain(ctx, rep)
-		if err != nil {
-			return Result{}, fmt.Errorf("plain write: %w", err)
+		steps := []struct {
+			what string
+			dst  *[]float64
+			fn   func() (float64, error)
+		}{
+			{"plain write", &plain, func() (float64, error) { return b.plain(ctx, false) }},
+			{"SINGLE checkpoint", &single, func() (float64, error) { return b.ckpt(ctx, "SINGLE", false, false) }},
+			{"XOR checkpoint", &xor, func() (float64, error) { return b.ckpt(ctx, "XOR", false, false) }},
+			{"plain node write", &node, b.nodeWrite},
+			{"rebuild", &rebuild, func() (float64, error) { return b.rebuild(ctx) }},
+			{"plain overwrite", &plainS, func() (float64, error) { return b.plain(ctx, true) }},
+			{"SINGLE checkpoint replacing one", &singleS, func() (float64, error) { return b.ckpt(ctx, "SINGLE", false, true) }},
+			{"XOR checkpoint replacing one", &xorS, func() (float64, error) { return b.ckpt(ctx, "XOR", false, true) }},
 		}
-		plain = append(plain, s)
-		if s, err = b.ckpt(ctx, "SINGLE", false); err != nil {
-			return Result{}, fmt.Errorf("SINGLE checkpoint: %w", err)
+		for _, st := range steps {
+			s, err := st.fn()
+			if err != nil {
+				return Result{}, fmt.Errorf("%s: %w", st.what, err)
+			}
+			*st.dst = append(*st.dst, s)
 		}
-		single = append(single, s)
-		if s, err = b.ckpt(ctx, "XOR", false); err != nil {
-			return Result{}, fmt.Errorf("XOR checkpoint: %w", err)
-		}
-		xor = append(xor, s)
-		if s, err = b.nodeWrite(); err != nil {
-			return Result{}, fmt.Errorf("plain node write: %w", err)
-		}
-		node = append(node, s)
-		if s, err = b.rebuild(ctx); err != nil {
-			return Result{}, fmt.Errorf("rebuild: %w", err)
-		}
-		rebuild = append(rebuild, s)
 	}
 	r := Result{Nodes: o.Nodes, BytesPerRank: o.Size, Reps: o.Reps,
 		PlainSecs: median(plain), SingleSecs: median(single), XORSecs: median(xor),
@@ -301,5 +324,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	r.SingleRatio = r.SingleSecs / r.PlainSecs
 	r.XORRatio = r.XORSecs / r.PlainSecs
 	r.RebuildRatio = r.RebuildSecs / r.NodeSecs
+	r.PlainSteadySecs, r.SingleSteadySecs, r.XORSteadySecs = median(plainS), median(singleS), median(xorS)
+	r.SingleSteadyRatio = r.SingleSteadySecs / r.PlainSteadySecs
+	r.XORSteadyRatio = r.XORSteadySecs / r.PlainSteadySecs
 	return r, nil
 }
