@@ -23,9 +23,9 @@
 // and, when known, CRC32C (StatFiles fills them in). Encode writes
 // .scr/red.data (a header holding this rank's and its left neighbours' file
 // lists, then the scheme's payload) and .scr/red.state, which says
-// "encoding" until every rank has succeeded and "encoded" after. State
-// reads it: a dataset whose state is not "encoded" on a rank must not be
-// taken for protected.
+// "encoding" until every rank has succeeded and "encoded" after ("damaged"
+// once a rebuild found the payload corrupt). State reads it: a dataset
+// whose state is not "encoded" on a rank must not be taken for protected.
 //
 // At restart (Init), every rank calls, for a cached dataset:
 //
