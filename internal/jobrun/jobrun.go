@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -222,6 +223,9 @@ type runner struct {
 	o      Options
 	mu     sync.Mutex // serialises log lines and timeline appends
 	sticky map[string]string
+	// suspects are nodes taken out on a peer's word (markDown) since the
+	// last check: re-checked with the fresh failures before giving up.
+	suspects map[string]string
 	// bg counts step kills still running (the resource manager's cancel
 	// may be slow); Run waits for them before it returns.
 	bg sync.WaitGroup
@@ -235,7 +239,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err := o.defaults(); err != nil {
 		return Result{LastExit: -1}, err
 	}
-	r := &runner{o: o, sticky: map[string]string{}}
+	r := &runner{o: o, sticky: map[string]string{}, suspects: map[string]string{}}
 	defer r.bg.Wait()
 	res := Result{LastExit: -1}
 	if o.Prerun != nil {
@@ -254,6 +258,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			break
 		}
 		fresh := r.checkNodes(ctx, o.Down, o.Nodes, res.Attempts)
+		r.mu.Lock()
+		for n, why := range r.suspects {
+			if fresh == nil {
+				fresh = map[string]string{}
+			}
+			fresh[n] = why
+		}
+		clear(r.suspects)
+		r.mu.Unlock()
 		halt := r.checkHalt(ctx)
 		last := 0
 		if o.LastNodes != nil {
@@ -399,6 +412,24 @@ func (r *runner) recheck(ctx context.Context, fresh map[string]string, run int) 
 		r.logf(run, "", nil, "node %s passed the re-check: kept in the allocation", n)
 	}
 	return cleared
+}
+
+// markDown makes node sticky-down with reason (if it is an allocation node
+// not already down) and logs it.
+func (r *runner) markDown(node, reason string, run int) {
+	if !slices.Contains(r.o.Nodes, node) {
+		return
+	}
+	r.mu.Lock()
+	_, known := r.sticky[node]
+	if !known {
+		r.sticky[node] = reason
+		r.suspects[node] = reason
+	}
+	r.mu.Unlock()
+	if !known {
+		r.logf(run, "node_down", map[string]any{"node": node, "reason": reason}, "node failure detected: %s: %s", node, reason)
+	}
 }
 
 // checkNodes asks the lister about nodes and makes new failures sticky,

@@ -266,6 +266,28 @@ func TestPeerLostKillsAtOnce(t *testing.T) {
 	if !strings.Contains(log.String(), "killing the step: peer lost: rank 0 on n1 lost rank 1 on n2: heartbeat timeout") {
 		t.Fatalf("log:\n%s", log)
 	}
+	// Silence from a peer takes its node out at once (no ping wait).
+	if !strings.Contains(res.Down["n2"], "lost peer") || !strings.Contains(strings.Join(f.cmds[1].Argv, " "), "--exclude=n2") {
+		t.Fatalf("down %v, relaunch %q", res.Down, f.cmds[1].Argv)
+	}
+}
+
+func TestPeerLostWithoutSpareIsRecheckedBeforeGivingUp(t *testing.T) {
+	// Two nodes, both needed: the peer's word alone must not end the job
+	// when the node still answers the re-check.
+	f := newFake(t, scripted{started: true, peerLost: true}, scripted{started: true, exit: 0})
+	o, log := baseOptions(t, f)
+	o.Nodes = []string{"n1", "n2"}
+	o.Args = []string{"-N", "2", "./app"}
+	o.Runs = 2
+	o.WatchInterval = time.Hour
+	res := run(t, o)
+	if res.Attempts != 2 || res.LastExit != 0 || len(res.Down) != 0 {
+		t.Fatalf("result %+v\n%s", res, log)
+	}
+	if !strings.Contains(log.String(), "node n2 passed the re-check") {
+		t.Fatalf("log:\n%s", log)
+	}
 }
 
 func TestUnconfirmedLaunchIsKilledAndRetriedWithoutUsingARun(t *testing.T) {

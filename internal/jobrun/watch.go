@@ -109,8 +109,19 @@ func (w *watch) loop(ctx context.Context) attemptOutcome {
 				if ending {
 					continue // the step is over anyway
 				}
-				kill(fmt.Sprintf("peer lost: rank %v on %v lost rank %v on %v: %v",
-					ev.Fields["rank"], ev.Fields["host"], ev.Fields["lost_rank"], ev.Fields["lost_host"], ev.Fields["reason"]))
+				why := fmt.Sprintf("peer lost: rank %v on %v lost rank %v on %v: %v",
+					ev.Fields["rank"], ev.Fields["host"], ev.Fields["lost_rank"], ev.Fields["lost_host"], ev.Fields["reason"])
+				// Silence (no heartbeat) means the node or its network
+				// is gone: take it out now instead of waiting for a ping
+				// to time out before the relaunch. A crash of the process
+				// alone shows as a reset or close instead. A wrong call
+				// is undone by the re-check before "too few nodes".
+				host, _ := ev.Fields["lost_host"].(string)
+				reason, _ := ev.Fields["reason"].(string)
+				if host != "" && strings.Contains(strings.ToLower(reason), "heartbeat") {
+					w.r.markDown(host, "lost peer: "+reason, w.run)
+				}
+				kill(why)
 			}
 		}
 	}
