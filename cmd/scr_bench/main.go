@@ -71,6 +71,42 @@ func (f sizeFlag) Set(s string) error {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, asJSON, err := parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if err == nil {
+		if o.Dir == "" {
+			o.Dir = filepath.Join("/dev/shm", "scr_bench."+strconv.Itoa(os.Getpid()))
+			defer os.RemoveAll(o.Dir)
+		}
+		var r Result
+		if r, err = Run(ctx, o); err == nil {
+			report(stdout, r, o, asJSON)
+			err = checkTargets(r)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "scr_bench: %v\n", err)
+	}
+	return exitCode(err)
+}
+
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	case errors.Is(err, errTarget):
+		return 4
+	default:
+		return 1
+	}
+}
+
+func parse(args []string) (Options, bool, error) {
 	o := Options{Nodes: 4, Size: 64 << 20, Reps: 3, Fsync: true}
 	var nofsync, asJSON bool
 	fs := flag.NewFlagSet("scr_bench", flag.ContinueOnError)
@@ -81,46 +117,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Dir, "dir", "", "")
 	fs.BoolVar(&nofsync, "nofsync", false, "")
 	fs.BoolVar(&asJSON, "json", false, "")
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, usage)
-		return 0
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, false, err
+		}
+		return o, false, fmt.Errorf("%v: %w", err, errUsage)
 	}
-	if err == nil && (o.Nodes < 2 || o.Reps < 1 || o.Size < 1 || fs.NArg() > 0) {
-		err = errors.New("--nodes >= 2, --reps >= 1, --size >= 1, no arguments")
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "scr_bench: %v\n%s", err, usage)
-		return 2
+	if o.Nodes < 2 || o.Reps < 1 || o.Size < 1 || fs.NArg() > 0 {
+		return o, false, fmt.Errorf("want --nodes >= 2, --reps >= 1, --size >= 1 and no arguments (see --help): %w", errUsage)
 	}
 	o.Fsync = !nofsync
-	if o.Dir == "" {
-		o.Dir = filepath.Join("/dev/shm", "scr_bench."+strconv.Itoa(os.Getpid()))
-		defer os.RemoveAll(o.Dir)
+	return o, asJSON, nil
+}
+
+func checkTargets(r Result) error {
+	if r.SingleRatio > TargetSingle || r.XORRatio > TargetXOR || r.RebuildRatio > TargetRebuild {
+		return fmt.Errorf("%w (SINGLE %.2f, XOR %.2f, rebuild %.2f)", errTarget, r.SingleRatio, r.XORRatio, r.RebuildRatio)
 	}
-	r, err := Run(ctx, o)
-	if err != nil {
-		fmt.Fprintf(stderr, "scr_bench: %v\n", err)
-		return 1
-	}
+	return nil
+}
+
+func report(w io.Writer, r Result, o Options, asJSON bool) {
 	if asJSON {
 		b, _ := json.MarshalIndent(r, "", "  ")
-		fmt.Fprintln(stdout, string(b))
-	} else {
-		fmt.Fprintf(stdout, "%d nodes x %d bytes, fsync=%v, median of %d\n", r.Nodes, r.BytesPerRank, o.Fsync, r.Reps)
-		fmt.Fprintf(stdout, "plain write      %8.4f s\n", r.PlainSecs)
-		fmt.Fprintf(stdout, "SINGLE ckpt      %8.4f s   ratio %.2f (target <= %.1f)\n", r.SingleSecs, r.SingleRatio, TargetSingle)
-		fmt.Fprintf(stdout, "XOR ckpt         %8.4f s   ratio %.2f (target <= %.1f)\n", r.XORSecs, r.XORRatio, TargetXOR)
-		fmt.Fprintf(stdout, "plain node write %8.4f s\n", r.NodeSecs)
-		fmt.Fprintf(stdout, "XOR rebuild      %8.4f s   ratio %.2f (target <= %.1f)\n", r.RebuildSecs, r.RebuildRatio, TargetRebuild)
-		fmt.Fprintf(stdout, "steady state, replacing the previous checkpoint (no target):\n")
-		fmt.Fprintf(stdout, "plain overwrite  %8.4f s\n", r.PlainSteadySecs)
-		fmt.Fprintf(stdout, "SINGLE replace   %8.4f s   ratio %.2f\n", r.SingleSteadySecs, r.SingleSteadyRatio)
-		fmt.Fprintf(stdout, "XOR replace      %8.4f s   ratio %.2f\n", r.XORSteadySecs, r.XORSteadyRatio)
+		fmt.Fprintln(w, string(b))
+		return
 	}
-	if r.SingleRatio > TargetSingle || r.XORRatio > TargetXOR || r.RebuildRatio > TargetRebuild {
-		fmt.Fprintf(stderr, "scr_bench: %v\n", errTarget)
-		return 4
-	}
-	return 0
+	fmt.Fprintf(w, "%d nodes x %d bytes, fsync=%v, median of %d\n", r.Nodes, r.BytesPerRank, o.Fsync, r.Reps)
+	fmt.Fprintf(w, "plain write      %8.4f s\n", r.PlainSecs)
+	fmt.Fprintf(w, "SINGLE ckpt      %8.4f s   ratio %.2f (target <= %.1f)\n", r.SingleSecs, r.SingleRatio, TargetSingle)
+	fmt.Fprintf(w, "XOR ckpt         %8.4f s   ratio %.2f (target <= %.1f)\n", r.XORSecs, r.XORRatio, TargetXOR)
+	fmt.Fprintf(w, "plain node write %8.4f s\n", r.NodeSecs)
+	fmt.Fprintf(w, "XOR rebuild      %8.4f s   ratio %.2f (target <= %.1f)\n", r.RebuildSecs, r.RebuildRatio, TargetRebuild)
+	fmt.Fprintf(w, "steady state, replacing the previous checkpoint (no target):\n")
+	fmt.Fprintf(w, "plain overwrite  %8.4f s\n", r.PlainSteadySecs)
+	fmt.Fprintf(w, "SINGLE replace   %8.4f s   ratio %.2f\n", r.SingleSteadySecs, r.SingleSteadyRatio)
+	fmt.Fprintf(w, "XOR replace      %8.4f s   ratio %.2f\n", r.XORSteadySecs, r.XORSteadyRatio)
 }
