@@ -483,3 +483,19 @@ func TestSlowCancelDoesNotDelayTheRelaunch(t *testing.T) {
 		t.Fatalf("result %+v\n%s", res, log)
 	}
 }
+
+func TestWatchdogWaitsLongerWhileFlushing(t *testing.T) {
+	f := newFake(t, scripted{started: true, hang: true})
+	o, log := baseOptions(t, f)
+	var mu sync.Mutex
+	flushing := true
+	o.Watchdog = &Watchdog{Timeout: 20 * time.Millisecond, TimeoutPFS: 300 * time.Millisecond, Flushing: func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return flushing
+	}}
+	res := run(t, o)
+	if res.LastExit != 137 || !strings.Contains(log.String(), "SCR_WATCHDOG_TIMEOUT_PFS") {
+		t.Fatalf("result %+v\n%s", res, log)
+	}
+}

@@ -191,12 +191,16 @@ func (w *watch) loop(ctx context.Context) attemptOutcome {
 				}
 			}
 			if wd := o.Watchdog; wd != nil && wd.Timeout > 0 {
-				limit := wd.Timeout
-				if wd.TimeoutPFS > 0 && wd.Flushing != nil && wd.Flushing() {
-					limit = wd.TimeoutPFS
-				}
-				if idle := now.Sub(lastProgress); idle > limit {
-					kill(fmt.Sprintf("watchdog: no checkpoint progress for %s (SCR_WATCHDOG_TIMEOUT %s)", idle.Round(time.Second), limit))
+				// The flush state is read only once the normal limit
+				// passed, not at every poll.
+				if idle := now.Sub(lastProgress); idle > wd.Timeout {
+					limit, name := wd.Timeout, "SCR_WATCHDOG_TIMEOUT"
+					if wd.TimeoutPFS > 0 && wd.Flushing != nil && wd.Flushing() {
+						limit, name = wd.TimeoutPFS, "SCR_WATCHDOG_TIMEOUT_PFS, a flush is in progress"
+					}
+					if idle > limit {
+						kill(fmt.Sprintf("watchdog: no checkpoint progress for %s (%s %s)", idle.Round(time.Second), name, limit))
+					}
 				}
 			}
 		}
