@@ -56,8 +56,8 @@ type Cluster struct {
 
 // Node is one compute node of the cluster.
 type Node struct {
-	Name string // host name and Slurm NodeName, node1..nodeN
-	Addr string // its address on the cluster bridge
+	Name string `json:"name"` // host name and Slurm NodeName, node1..nodeN
+	Addr string `json:"addr"` // its address on the cluster bridge
 }
 
 func (c *Cluster) dir(elem ...string) string {
