@@ -38,6 +38,9 @@ func helper() int {
 		return 3
 	}
 	dir := os.Getenv("SCR_COMM_HELPER_DIR")
+	if os.Getenv("SCR_COMM_HELPER") == "bench" {
+		return benchHelper(ctx, c, dir)
+	}
 	if err := c.Barrier(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "helper: %v\n", err)
 		return 4
@@ -211,5 +214,65 @@ func TestProcessLossE2E(t *testing.T) {
 		if d := lossScenario(t, 64, 8, tc.victims, tc.sig, bound); d > bound+500*time.Millisecond {
 			t.Errorf("%v of %v: survivors took %v, bound %v", tc.sig, tc.victims, d, bound)
 		}
+	}
+}
+
+// benchHelper times barriers and allreduces between processes; rank 0
+// writes "barrier_ns allreduce_ns" per call to dir/result.
+func benchHelper(ctx context.Context, c comm.Comm, dir string) int {
+	defer c.Close()
+	const warm, iters = 50, 300
+	run := func(f func() error) (time.Duration, error) {
+		for range warm {
+			if err := f(); err != nil {
+				return 0, err
+			}
+		}
+		start := time.Now()
+		for range iters {
+			if err := f(); err != nil {
+				return 0, err
+			}
+		}
+		return time.Since(start) / iters, nil
+	}
+	b, err := run(func() error { return c.Barrier(ctx) })
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	a, err := run(func() error { _, err := c.Allreduce(ctx, comm.OpSum, []int64{1, 2, 3, 4}); return err })
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if c.Rank() == 0 {
+		os.WriteFile(filepath.Join(dir, "result"), fmt.Appendf(nil, "%d %d", b.Nanoseconds(), a.Nanoseconds()), 0o644)
+	}
+	return 0
+}
+
+// TestProcessCollectiveLatency measures barrier and allreduce latency with
+// every rank a process (scr_launch's PMI and TCP on loopback).
+func TestProcessCollectiveLatency(t *testing.T) {
+	if os.Getenv("SCR_E2E") != "1" {
+		t.Skip("up to 64 processes: set SCR_E2E=1")
+	}
+	for _, n := range []int{2, 4, 8, 16, 32, 64} {
+		dir := t.TempDir()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		res, err := locallaunch.Run(ctx, locallaunch.Options{N: n, PerNode: 4, CacheRoot: t.TempDir(),
+			Argv: []string{os.Args[0]}, Env: append(os.Environ(), "SCR_COMM_HELPER=bench", "SCR_COMM_HELPER_DIR="+dir)})
+		cancel()
+		if err != nil || res.ExitCode() != 0 {
+			t.Fatalf("%d ranks: %v exit %v", n, err, res)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "result"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bn, an int64
+		fmt.Sscan(string(b), &bn, &an)
+		t.Logf("%3d processes: barrier %v, allreduce(4 x int64) %v", n, time.Duration(bn), time.Duration(an))
 	}
 }

@@ -593,7 +593,19 @@ func (t *tcpTransport) readLoop(c net.Conn, peer int, incoming bool) {
 				delete(parts, key{comm: h.comm, sys: h.sys, tag: h.tag})
 			case frameBye:
 				// Close our side at once: the peer drains until we do.
-				t.markBye(peer)
+				// Only the connection the peer sends its data on (the one
+				// it dialed) says "nothing more will come from me": a
+				// goodbye on our own connection to it can overtake data
+				// still in flight on the other one.
+				if incoming {
+					t.markBye(peer)
+				} else {
+					t.mu.Lock()
+					if oc := t.out[peer]; oc != nil {
+						oc.bye.Store(true)
+					}
+					t.mu.Unlock()
+				}
 				c.Close()
 				return
 			case frameLost:

@@ -268,3 +268,37 @@ func TestTCPAbortDropsPartialMessage(t *testing.T) {
 	}
 	oc.writeFrame(header{typ: frameBye}, nil)
 }
+
+// A rank that sends and closes at once: its goodbye on the receiver's own
+// connection to it must not overtake the data still in flight on the other.
+func TestTCPDataBeforeGoodbye(t *testing.T) {
+	for range 5 {
+		comms := tcpWorld(t, hostsN(2, 1), 3*time.Second, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		// Rank 0 has its own connection to rank 1 (as a heartbeat would).
+		if err := comms[0].Send(ctx, 1, 1, []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := comms[1].Recv(ctx, 0, 1); err != nil {
+			t.Fatal(err)
+		}
+		const n = 2000
+		go func() {
+			for i := range n {
+				comms[1].Send(ctx, 0, 2, payload(1, 0, 2, i, 1000))
+			}
+			comms[1].Close()
+		}()
+		for i := range n {
+			b, err := comms[0].Recv(ctx, 1, 2)
+			if err != nil {
+				t.Fatalf("message %d of %d: %v", i, n, err)
+			}
+			if len(b) != 1000 {
+				t.Fatalf("message %d: %d bytes", i, len(b))
+			}
+		}
+		cancel()
+		closeAll(comms)
+	}
+}
