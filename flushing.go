@@ -50,10 +50,39 @@ func (h *Handle) commit(ctx context.Context, ds cache.Dataset, files []prefix.Fi
 		return fmt.Errorf("%w: %s to %s (it stays in cache and is flushed again at Finalize): %w", ErrFlush, ds.Name, h.prefix, err)
 	}
 	h.flushed[ds.ID] = true
+	var werr error
 	if h.rank == 0 {
 		h.timeline("flush", map[string]any{"name": ds.Name, "dataset": ds.ID})
+		if ds.IsCheckpoint() && h.cfg.prefixSize > 0 {
+			werr = h.slidePrefixWindow(ctx)
+		}
 	}
-	return nil
+	return h.agree(ctx, "flush: delete old checkpoints beyond SCR_PREFIX_SIZE", werr)
+}
+
+// slidePrefixWindow deletes the oldest checkpoints of the prefix beyond
+// SCR_PREFIX_SIZE (rank 0). Datasets that are also outputs are never
+// deleted, nor is CURRENT.
+func (h *Handle) slidePrefixWindow(ctx context.Context) error {
+	ix, err := prefix.ReadIndex(h.prefix)
+	if err != nil {
+		return err
+	}
+	n := 0
+	var errs []error
+	for _, e := range ix.Entries() { // newest first
+		if !e.Dataset.Checkpoint || !e.Complete {
+			continue
+		}
+		n++
+		if n <= h.cfg.prefixSize || e.Dataset.Output || e.Dataset.Name == ix.Current {
+			continue
+		}
+		if _, err := deleteFromPrefix(ctx, h.prefix, e.Dataset.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // startAsync starts copying this rank's files of ds to the prefix.

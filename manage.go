@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/scr-go/scr/internal/prefix"
 )
@@ -64,6 +65,11 @@ func (h *Handle) Current(ctx context.Context, name string) error {
 				return errSkip
 			}
 			a.ID = int(e.Dataset.ID)
+			if h.cfg.dropAfter {
+				if _, err := ix.DropAfter(name); err != nil {
+					return err
+				}
+			}
 			return ix.SetCurrent(name)
 		})
 		if errors.Is(err, errSkip) {
@@ -229,4 +235,39 @@ func removeEmptyParents(dir, top string) {
 		}
 		dir = filepath.Dir(dir)
 	}
+}
+
+// purgePrefix deletes every dataset listed in the prefix index
+// (SCR_PREFIX_PURGE; rank 0).
+func purgePrefix(ctx context.Context, dir string) error {
+	ix, err := prefix.ReadIndex(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ix.Entries() {
+		if _, err := deleteFromPrefix(ctx, dir, e.Dataset.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// flushCached flushes every cached dataset not yet on the prefix, oldest
+// first (SCR_FLUSH_ON_RESTART; collective).
+func (h *Handle) flushCached(ctx context.Context) error {
+	ids := make([]int, 0, len(h.cached))
+	for id := range h.cached {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	for _, id := range ids {
+		if h.flushed[id] {
+			continue
+		}
+		if err := h.flushSync(ctx, h.cached[id]); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -35,30 +35,35 @@ type Options struct {
 // params is what the library uses of the resolved configuration
 // (internal/config) of one rank.
 type params struct {
-	enable       bool
-	prefix       string
-	cntlBase     string
-	cacheBase    string
-	user, jobID  string
-	cacheSize    int
-	purge        bool
-	flushEvery   int
-	flushAsync   bool
-	fetch        bool
-	distribute   bool
-	ckptInterval int
-	ckptSeconds  float64
-	ckptOverhead float64
-	haltSeconds  int64
-	endTime      int64
-	crcOnCopy    bool
-	bufSize      int
-	runID        int
-	current      string
-	nodeName     string
-	descs        []config.Redundancy
-	stores       []config.Store
-	groups       []config.GroupDef
+	enable         bool
+	prefix         string
+	cntlBase       string
+	cacheBase      string
+	user, jobID    string
+	cacheSize      int
+	purge          bool
+	flushEvery     int
+	flushAsync     bool
+	fetch          bool
+	distribute     bool
+	ckptInterval   int
+	ckptSeconds    float64
+	ckptOverhead   float64
+	haltSeconds    int64
+	endTime        int64
+	crcOnCopy      bool
+	bufSize        int
+	runID          int
+	current        string
+	nodeName       string
+	prefixSize     int  // keep this many checkpoints on the prefix (0: all)
+	prefixPurge    bool // delete every prefix dataset at Init
+	flushOnRestart bool // flush every cached dataset at Init
+	globalRestart  bool // flush at Init, then restart from the prefix
+	dropAfter      bool // Current also drops newer index entries
+	descs          []config.Redundancy
+	stores         []config.Store
+	groups         []config.GroupDef
 }
 
 // resolve reads the configuration of one rank.
@@ -78,6 +83,8 @@ func resolve(env func(string) (string, bool), api []string) (*config.Config, par
 		ckptOverhead: s.CheckpointOverhead, haltSeconds: s.HaltSeconds, crcOnCopy: s.CRCOnCopy,
 		bufSize: int(s.MPIBufSize), current: s.Current, nodeName: s.NodeName,
 		descs: s.Redundancy, stores: s.Stores, groups: s.Groups,
+		prefixSize: s.PrefixSize, prefixPurge: s.PrefixPurge, flushOnRestart: s.FlushOnRestart,
+		globalRestart: s.GlobalRestart, dropAfter: s.DropAfterCurrent,
 	}
 	if !s.EndTime.IsZero() {
 		p.endTime = s.EndTime.Unix()

@@ -185,8 +185,34 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	if err := h.agree(ctx, "Init: create cache directories", lerr); err != nil {
 		return nil, err
 	}
+	if h.cfg.prefixPurge {
+		var perr error
+		if h.rank == 0 {
+			perr = purgePrefix(ctx, h.prefix)
+		}
+		if err := h.agree(ctx, "Init: SCR_PREFIX_PURGE", perr); err != nil {
+			return nil, err
+		}
+	}
 	if err := h.recover(ctx); err != nil {
 		return nil, err
+	}
+	if h.cfg.flushOnRestart || h.cfg.globalRestart {
+		if err := h.flushCached(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if h.cfg.globalRestart {
+		// Restart from the prefix: drop the cached copies (just flushed).
+		var lerr error
+		for id := range h.cached {
+			if err := h.discard(ctx, id); err != nil && lerr == nil {
+				lerr = err
+			}
+		}
+		if err := h.agree(ctx, "Init: SCR_GLOBAL_RESTART: purge the cache", lerr); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.current != "" {
 		if err := h.Current(ctx, cfg.current); err != nil {
