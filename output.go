@@ -478,3 +478,15 @@ func (h *Handle) spec(ds cache.Dataset) codecSpec {
 	}
 	return codecSpec{Scheme: ds.Scheme, SetSize: size, Failures: ds.Failures, Group: ds.Group, BufSize: h.cfg.bufSize, Dataset: ds.ID}
 }
+
+// StartCheckpoint is SCR's legacy SCR_Start_checkpoint: StartOutput with
+// the default name and the Checkpoint flag (collective).
+func (h *Handle) StartCheckpoint(ctx context.Context) error {
+	return h.StartOutput(ctx, "", Checkpoint)
+}
+
+// CompleteCheckpoint is SCR's legacy SCR_Complete_checkpoint: Complete
+// (collective).
+func (h *Handle) CompleteCheckpoint(ctx context.Context, valid bool) error {
+	return h.Complete(ctx, valid)
+}
