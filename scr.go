@@ -250,10 +250,13 @@ func (h *Handle) Finalize(ctx context.Context) error {
 	}
 	if h.rank == 0 {
 		_, err := prefix.UpdateHalt(ctx, h.prefix, func(hf *prefix.Halt, _ bool) error {
+			if hf.ExitReason != "" {
+				return errSkip // keep the reason scr_halt gave; it stops the job too
+			}
 			hf.ExitReason = prefix.ReasonFinalizeCalled
 			return nil
 		})
-		if err != nil {
+		if err != nil && !errors.Is(err, errSkip) {
 			errs = append(errs, fmt.Errorf("scr: Finalize: record %s in the halt file: %w", prefix.ReasonFinalizeCalled, err))
 		}
 	}
