@@ -197,8 +197,11 @@ func FromEnv(ctx context.Context, opts Options) (Comm, error) {
 	return g, nil
 }
 
-// listenAddr picks the IP to listen on: the option, else what the host
-// name resolves to, else loopback.
+// listenAddr picks the IP to listen on: the option, else a non-loopback
+// address the host name resolves to (Debian maps the host name to
+// 127.0.1.1, which other nodes cannot reach), else the first non-loopback
+// IPv4 address of an interface that is up, else loopback (fine when every
+// rank runs on this node).
 func listenAddr(addr string) (string, error) {
 	if addr != "" {
 		if net.ParseIP(addr) == nil {
@@ -210,16 +213,29 @@ func listenAddr(addr string) (string, error) {
 		}
 		return addr, nil
 	}
-	h, err := os.Hostname()
-	if err == nil {
+	usable := func(s string) bool {
+		ip := net.ParseIP(s)
+		return ip != nil && ip.To4() != nil && !ip.IsLoopback() && !ip.IsUnspecified()
+	}
+	if h, err := os.Hostname(); err == nil {
 		if ips, err := net.LookupHost(h); err == nil {
 			for _, ip := range ips {
-				if p := net.ParseIP(ip); p != nil && p.To4() != nil {
+				if usable(ip) {
 					return ip, nil
 				}
 			}
-			if len(ips) > 0 {
-				return ips[0], nil
+		}
+	}
+	if ifs, err := net.Interfaces(); err == nil {
+		for _, ifc := range ifs {
+			if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+				continue
+			}
+			addrs, _ := ifc.Addrs()
+			for _, a := range addrs {
+				if ipn, ok := a.(*net.IPNet); ok && usable(ipn.IP.String()) {
+					return ipn.IP.String(), nil
+				}
 			}
 		}
 	}

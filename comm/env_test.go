@@ -179,3 +179,25 @@ func TestOptionsValidate(t *testing.T) {
 		t.Fatalf("1.5: %v %v", o.Timeout, err)
 	}
 }
+
+func TestListenAddr(t *testing.T) {
+	if a, err := listenAddr("127.0.0.5"); err != nil || a != "127.0.0.5" {
+		t.Fatalf("explicit IP: %q %v", a, err)
+	}
+	if a, err := listenAddr("localhost"); err != nil || net.ParseIP(a) == nil {
+		t.Fatalf("name: %q %v", a, err)
+	}
+	if _, err := listenAddr("no-such-host.invalid"); err == nil {
+		t.Fatal("unresolvable name accepted")
+	}
+	a, err := listenAddr("")
+	if err != nil || net.ParseIP(a) == nil {
+		t.Fatalf("default: %q %v", a, err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(a, "0"))
+	if err != nil {
+		t.Fatalf("the default address %s is not an address of this machine: %v", a, err)
+	}
+	ln.Close()
+	t.Logf("default listen address here: %s", a)
+}
