@@ -81,14 +81,25 @@ func TestCheckpointThenRestartFromCache(t *testing.T) {
 	if st.Mode().Perm() != 0o700 {
 		t.Fatalf("dataset dir mode %v, want 0700", st.Mode().Perm())
 	}
+	if hf, _, err := prefix.ReadHalt(j.prefix); err != nil || hf.ExitReason != prefix.ReasonFinalizeCalled {
+		t.Fatalf("halt file after Finalize: %+v %v", hf, err)
+	}
+	// The library ignores its own finalize mark: a relaunch restarts and
+	// ShouldExit says no.
 	sameName(t, restartAll(t, j, four, nil, size), "ckpt.3")
+	mustAll(t, j.run(four, nil, func(ctx context.Context, h *Handle) error {
+		if exit, reason, err := h.ShouldExit(ctx); exit || err != nil {
+			return fmt.Errorf("ShouldExit after a finalized run: %v %q %v", exit, reason, err)
+		}
+		return nil
+	}))
 	if evs := j.events("restart"); len(evs) != 1 || evs[0].Fields["from"] != "cache" {
 		t.Fatalf("restart events %+v", evs)
 	}
 	if evs := j.events("checkpoint"); len(evs) != 3 {
 		t.Fatalf("checkpoint events %+v", evs)
 	}
-	if evs := j.events("started"); len(evs) != 2 || fmt.Sprint(evs[0].Fields["nodes"]) != "[n1 n2 n3 n4]" || evs[0].Fields["ranks"] != float64(4) {
+	if evs := j.events("started"); len(evs) != 3 || fmt.Sprint(evs[0].Fields["nodes"]) != "[n1 n2 n3 n4]" || evs[0].Fields["ranks"] != float64(4) {
 		t.Fatalf("started events %+v", evs)
 	}
 }
