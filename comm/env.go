@@ -257,14 +257,26 @@ func (p *policy) onLost(e *PeerLostError, detected bool) {
 			return
 		}
 		if detected && p.opts.Prefix != "" {
-			run, _ := strconv.Atoi(p.opts.Getenv("SCR_RUN_ID"))
-			prefix.AppendTimeline(p.opts.Prefix, prefix.Event{
-				Source: "comm", Event: "peer_lost", Run: run,
-				Fields: map[string]any{
-					"rank": p.rank, "host": p.opts.Node,
-					"lost_rank": e.Rank, "lost_host": e.Host, "reason": e.Reason,
-				},
-			})
+			// The prefix is a shared file system that may hang: the exit
+			// does not wait for it longer than a third of the timeout.
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				run, _ := strconv.Atoi(p.opts.Getenv("SCR_RUN_ID"))
+				prefix.AppendTimeline(p.opts.Prefix, prefix.Event{
+					Source: "comm", Event: "peer_lost", Run: run,
+					Fields: map[string]any{
+						"rank": p.rank, "host": p.opts.Node,
+						"lost_rank": e.Rank, "lost_host": e.Host, "reason": e.Reason,
+					},
+				})
+			}()
+			wait := time.NewTimer(max(p.opts.Timeout/3, 100*time.Millisecond))
+			select {
+			case <-done:
+			case <-wait.C:
+			}
+			wait.Stop()
 		}
 		fmt.Fprintf(p.opts.Stderr, "scr: %v\n", e)
 		p.opts.exit(ExitPeerLost)

@@ -6,12 +6,14 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/scr-go/scr/internal/pmi"
+	"github.com/scr-go/scr/internal/prefix"
 )
 
 func mapEnv(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -200,4 +202,35 @@ func TestListenAddr(t *testing.T) {
 	}
 	ln.Close()
 	t.Logf("default listen address here: %s", a)
+}
+
+// The default policy: one timeline event from the rank that noticed, one
+// stderr line, exit 75 (os.Exit replaced here).
+func TestDefaultPolicy(t *testing.T) {
+	pfx := t.TempDir()
+	var out strings.Builder
+	code := -1
+	p := &policy{rank: 2, opts: Options{Prefix: pfx, Node: "n2", Stderr: &out, Timeout: time.Second,
+		Getenv: mapEnv(map[string]string{"SCR_RUN_ID": "4"}), exit: func(c int) { code = c }}}
+	e := &PeerLostError{Rank: 5, Host: "n5", Reason: "no heartbeat for 3.0s"}
+	p.onLost(e, true)
+	p.onLost(e, true) // once only
+	if code != ExitPeerLost || out.String() != "scr: lost rank 5 on n5: no heartbeat for 3.0s\n" {
+		t.Fatalf("exit %d, stderr %q", code, out.String())
+	}
+	evs, err := prefix.ReadTimeline(pfx)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("timeline: %v %v", evs, err)
+	}
+	ev := evs[0]
+	if ev.Event != "peer_lost" || ev.Source != "comm" || ev.Run != 4 || ev.Fields["lost_rank"] != float64(5) ||
+		ev.Fields["lost_host"] != "n5" || ev.Fields["rank"] != float64(2) || ev.Fields["host"] != "n2" {
+		t.Fatalf("event %+v", ev)
+	}
+	// A rank that was told (not the one that noticed) writes no event.
+	p2 := &policy{rank: 3, opts: Options{Prefix: pfx, Node: "n3", Stderr: &out, Timeout: time.Second, Getenv: mapEnv(nil), exit: func(int) {}}}
+	p2.onLost(e, false)
+	if evs, _ := prefix.ReadTimeline(pfx); len(evs) != 1 {
+		t.Fatalf("a told rank wrote an event: %d events", len(evs))
+	}
 }
