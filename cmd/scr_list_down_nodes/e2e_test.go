@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scr-go/scr/internal/nodecheck"
+	"github.com/scr-go/scr/internal/remote"
 	"github.com/scr-go/scr/internal/rm"
 	"github.com/scr-go/scr/internal/rm/slurm"
 	"github.com/scr-go/scr/internal/vcluster"
@@ -84,6 +86,21 @@ func TestE2ESlurm(t *testing.T) {
 		}
 	}
 
+	// The batched launch nodecheck uses (one srun step, labelled lines):
+	// every node must answer under the name Slurm gives it.
+	bc, err := remote.Srun{JobID: job}.BatchCommand([]string{"node1", "node2", "node3"},
+		[]string{bin, "--check-storage", nodecheck.EchoArg, nodecheck.LabelArg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := c.Exec(ctx, "node1", append([]string{bc.Path}, bc.Args...), nil)
+	t.Logf("batched step %s %s:\n%s", bc.Path, strings.Join(bc.Args, " "), raw)
+	for _, n := range []string{"node1", "node2", "node3"} {
+		if err != nil || !strings.Contains(string(raw), n+": UP\n"+n+": scr_check_node: PASS") {
+			t.Errorf("batched step: no labelled answer from %s (%v)", n, err)
+		}
+	}
+
 	// The adapter's queries, run on node1 against live slurmctld.
 	onNode1 := func(ctx context.Context, argv []string) ([]byte, error) { return c.Exec(ctx, "node1", argv, nil) }
 	m, _ := slurm.New(rm.Config{Env: rm.MapEnv(map[string]string{"SLURM_JOB_ID": job, "SLURM_JOB_NODELIST": nodelist}), Run: onNode1})
@@ -110,7 +127,7 @@ func TestE2ESlurm(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The live sinfo output, parsed by the adapter.
-	raw, err := c.Exec(ctx, "node1", []string{"sinfo", "-h", "-o", "%N|%T|%E", "-n", nodelist}, nil)
+	raw, err = c.Exec(ctx, "node1", []string{"sinfo", "-h", "-o", "%N|%T|%E", "-n", nodelist}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

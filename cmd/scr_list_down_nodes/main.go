@@ -133,11 +133,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	// Hidden subcommand: the storage test, run on each node.
 	if len(args) > 0 && args[0] == "--check-storage" {
-		host := os.Getenv("SCR_NODE_NAME")
-		if host == "" {
-			host, _ = os.Hostname()
-		}
-		line, ok := nodecheck.RunStorageCheck(args, os.Getenv, host)
+		line, ok := nodecheck.RunStorageCheck(args, os.Getenv, nodecheck.NodeName(os.Getenv))
 		fmt.Fprintln(stdout, line)
 		if !ok {
 			return 1

@@ -50,6 +50,18 @@ const (
 	DefaultPingFanout = 256
 	// icmpWait is the in-process ping's reply window per try, as ping -W1.
 	icmpWait = time.Second
+	// DefaultBatchSize: 256 nodes per srun step / flux exec: 40 launches
+	// for 10,000 nodes instead of 10,000, and a hung node only sends its
+	// own launch's nodes to the one-by-one fallback.
+	DefaultBatchSize = 256
+	// DefaultBatchTimeout bounds one batched launch (a multi-node step
+	// takes longer to start than a one-node step).
+	DefaultBatchTimeout = 5 * time.Second
+	// batchSteps is how many batched launches run at once.
+	batchSteps = 4
+	// batchLinger is how long live nodes are gathered before a launch that
+	// is not full yet.
+	batchLinger = 20 * time.Millisecond
 )
 
 // Options configure Probe and Check. The zero value runs SCR's default
@@ -62,9 +74,16 @@ type Options struct {
 	PingRetries int                                          // extra attempts after a failed ping; default 1 (-1 = none)
 	// StorageArgv runs the storage check on a node (e.g. the path of
 	// scr_list_down_nodes followed by StorageArgs); nil skips the check.
-	StorageArgv    []string
-	Fanout         int // nodes in remote checks (echo, storage) at once; default remote.DefaultFanout
-	PingFanout     int // pings at once; default DefaultPingFanout
+	StorageArgv []string
+	Fanout      int // nodes in remote checks (echo, storage) at once; default remote.DefaultFanout
+	PingFanout  int // pings at once; default DefaultPingFanout
+	// BatchSize: with a transport that can launch on many nodes at once
+	// (remote.Batcher: srun, flux exec) and both echo and storage checks,
+	// the live nodes are checked in launches of up to BatchSize nodes;
+	// nodes missing from a launch's output are then checked one by one.
+	// Default DefaultBatchSize; 1 disables batching.
+	BatchSize      int
+	BatchTimeout   time.Duration // bound of one batched launch; default DefaultBatchTimeout
 	PingTimeout    time.Duration
 	EchoTimeout    time.Duration
 	StorageTimeout time.Duration
@@ -85,6 +104,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PingFanout <= 0 {
 		o.PingFanout = DefaultPingFanout
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.BatchTimeout <= 0 {
+		o.BatchTimeout = DefaultBatchTimeout
 	}
 	if o.PingTimeout <= 0 {
 		o.PingTimeout = DefaultPingTimeout
@@ -192,6 +217,11 @@ func probe(ctx context.Context, nodes []string, opts Options, nodeCtx map[string
 	}()
 	go func() { // stage 2: ends when stage 1 has closed alive and all are done
 		defer wg.Done()
+		if b, ok := opts.Transport.(remote.Batcher); ok && opts.BatchSize > 1 &&
+			opts.has(CheckEcho) && opts.has(CheckDirCapacity) && len(opts.StorageArgv) > 0 {
+			runBatches(ctx, b, alive, nodes, res, ctxOf, opts)
+			return
+		}
 		var workers sync.WaitGroup
 		for w := 0; w < opts.Fanout; w++ {
 			workers.Add(1)
@@ -210,6 +240,112 @@ func probe(ctx context.Context, nodes []string, opts Options, nodeCtx map[string
 		out[n] = res[i]
 	}
 	return out
+}
+
+// runBatches gathers the live nodes coming from stage 1 into launches of
+// up to opts.BatchSize nodes (or whatever arrived within batchLinger) and
+// runs at most batchSteps launches at once. It returns when alive is closed
+// and every launch and fallback is done.
+func runBatches(ctx context.Context, b remote.Batcher, alive <-chan int, nodes []string, res []Result, ctxOf func(int) context.Context, opts Options) {
+	batches := make(chan []int)
+	var wg sync.WaitGroup
+	for w := 0; w < batchSteps; w++ {
+		wg.Add(1)
+		go func() { // ends when batches is closed
+			defer wg.Done()
+			for bt := range batches {
+				runBatch(ctx, b, bt, nodes, res, ctxOf, opts)
+			}
+		}()
+	}
+	var cur []int
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	flush := func() {
+		if len(cur) > 0 {
+			batches <- cur
+			cur = nil
+		}
+	}
+gather:
+	for {
+		select {
+		case i, ok := <-alive:
+			if !ok {
+				break gather
+			}
+			cur = append(cur, i)
+			if len(cur) == 1 {
+				linger.Reset(batchLinger)
+			}
+			if len(cur) >= opts.BatchSize {
+				linger.Stop()
+				flush()
+			}
+		case <-linger.C:
+			flush()
+		}
+	}
+	linger.Stop()
+	flush()
+	close(batches)
+	wg.Wait()
+}
+
+// fixedCmd is a Transport that always returns one prepared command (a
+// batched launch, run through remote.RunOne for its timeout and kill).
+type fixedCmd struct {
+	name string
+	cmd  remote.Cmd
+}
+
+func (f fixedCmd) Name() string                                 { return f.name }
+func (f fixedCmd) Command(string, []string) (remote.Cmd, error) { return f.cmd, nil }
+
+// runBatch checks the nodes bt in one launch, then one by one those whose
+// labelled answer did not come back.
+func runBatch(ctx context.Context, b remote.Batcher, bt []int, nodes []string, res []Result, ctxOf func(int) context.Context, opts Options) {
+	var todo []int
+	for _, i := range bt {
+		if ctxOf(i).Err() == nil {
+			todo = append(todo, i)
+		}
+	}
+	var fallback []int
+	if len(todo) == 1 {
+		fallback = todo
+	} else if len(todo) > 1 {
+		names := make([]string, len(todo))
+		for k, i := range todo {
+			names[k] = nodes[i]
+		}
+		argv := append(append([]string(nil), opts.StorageArgv...), EchoArg, LabelArg)
+		lines := map[string][]string{}
+		if cmd, err := b.BatchCommand(names, argv); err == nil {
+			r := remote.RunOne(ctx, fixedCmd{b.Name(), cmd}, fmt.Sprintf("%d nodes", len(names)), argv,
+				remote.Options{Timeout: opts.BatchTimeout, MaxOutput: max(remote.DefaultMaxOutput, 1024*len(names))})
+			// Whatever came back counts, even if the launch failed or
+			// timed out because of one bad node.
+			for _, l := range strings.Split(string(r.Stdout), "\n") {
+				if n, text, ok := strings.Cut(l, ": "); ok {
+					lines[n] = append(lines[n], strings.TrimSpace(text))
+				}
+			}
+		}
+		for _, i := range todo {
+			ls := lines[nodes[i]]
+			if len(ls) == 0 || ls[0] != "UP" {
+				fallback = append(fallback, i)
+				continue
+			}
+			res[i].Echo = Outcome{Ran: true}
+			res[i].Storage = storageLines(ls, "the batched launch printed UP but no storage result")
+		}
+	}
+	remote.Each(ctx, len(fallback), opts.Fanout, func(_ context.Context, k int) {
+		i := fallback[k]
+		remoteChecks(ctxOf(i), nodes[i], &res[i], opts)
+	})
 }
 
 // pingNode pings with retry; ok means "go on with the remote checks" (the
@@ -311,7 +447,13 @@ func echoFailure(r remote.Result) Outcome {
 }
 
 func storageOutcome(r remote.Result) Outcome {
-	for _, line := range strings.Split(string(r.Stdout), "\n") {
+	return storageLines(strings.Split(string(r.Stdout), "\n"), shortErr(r))
+}
+
+// storageLines finds the storage check's result line; why says what went
+// wrong if there is none.
+func storageLines(lines []string, why string) Outcome {
+	for _, line := range lines {
 		line = strings.TrimSpace(line)
 		switch {
 		case line == StoragePass:
@@ -320,7 +462,7 @@ func storageOutcome(r remote.Result) Outcome {
 			return Outcome{Ran: true, Failed: true, Detail: line}
 		}
 	}
-	return Outcome{Ran: true, Failed: true, Detail: "scr_check_node: FAIL: no answer from the storage check: " + shortErr(r)}
+	return Outcome{Ran: true, Failed: true, Detail: "scr_check_node: FAIL: no answer from the storage check: " + why}
 }
 
 func shortErr(r remote.Result) string {

@@ -20,6 +20,31 @@ import (
 // The test binary doubles as the remote storage check (os/exec's helper
 // process pattern): run with NODECHECK_HELPER=1 and --check-storage.
 func TestMain(m *testing.M) {
+	// A batched launch (like one srun step): --batch n1,n2 CHECK-ARGS runs
+	// the check once per node, except NODECHECK_BATCH_SKIP ones, with that
+	// node's name and storage base (under NODECHECK_BATCH_ROOT).
+	if os.Getenv("NODECHECK_BATCH_HELPER") == "1" && len(os.Args) > 2 && os.Args[1] == "--batch" {
+		skip := map[string]bool{}
+		for _, n := range strings.Split(os.Getenv("NODECHECK_BATCH_SKIP"), ",") {
+			skip[n] = true
+		}
+		for _, n := range strings.Split(os.Args[2], ",") {
+			if skip[n] {
+				continue
+			}
+			base := filepath.Join(os.Getenv("NODECHECK_BATCH_ROOT"), n, "shm")
+			env := func(k string) string {
+				switch k {
+				case "SCR_CACHE_BASE", "SCR_CNTL_BASE":
+					return base
+				}
+				return ""
+			}
+			line, _ := RunStorageCheck(os.Args[4:], env, n) // [3] is the program the launch would run
+			fmt.Println(line)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("NODECHECK_HELPER") == "1" && len(os.Args) > 1 && os.Args[1] == "--check-storage" {
 		host := os.Getenv("SCR_NODE_NAME")
 		line, ok := RunStorageCheck(os.Args[1:], os.Getenv, host)
@@ -336,5 +361,91 @@ func TestDeadPingsDoNotBlockLiveChecks(t *testing.T) {
 		if n[0] == 'd' && (!r.Ping.Failed || r.Ping.Detail != "no reply") {
 			t.Errorf("%s: %+v", n, r.Ping)
 		}
+	}
+}
+
+// batcher launches the test binary's --batch helper for many nodes at once
+// and falls back to the local cluster's per-node transport, counting both.
+type batcher struct {
+	remote.Transport
+	root      string
+	skip      string
+	hang      bool
+	batches   *atomic.Int64
+	perNode   *atomic.Int64
+	batchSize *atomic.Int64
+}
+
+func (b batcher) Command(node string, argv []string) (remote.Cmd, error) {
+	b.perNode.Add(1)
+	return b.Transport.Command(node, argv)
+}
+
+func (b batcher) BatchCommand(nodes []string, argv []string) (remote.Cmd, error) {
+	b.batches.Add(1)
+	b.batchSize.Add(int64(len(nodes)))
+	if b.hang {
+		return remote.Cmd{Path: "sleep", Args: []string{"60"}}, nil
+	}
+	return remote.Cmd{Path: os.Args[0], Args: append([]string{"--batch", strings.Join(nodes, ",")}, argv...),
+		Env: []string{"NODECHECK_BATCH_HELPER=1", "NODECHECK_BATCH_ROOT=" + b.root, "NODECHECK_BATCH_SKIP=" + b.skip}}, nil
+}
+
+func newBatcher(t *testing.T, n int) (batcher, *local.Manager, []string) {
+	root, nodes, m := localCluster(t, n)
+	tr, _ := m.Transport(context.Background())
+	return batcher{Transport: tr, root: root, batches: new(atomic.Int64), perNode: new(atomic.Int64), batchSize: new(atomic.Int64)}, m, nodes
+}
+
+// Live nodes are checked in launches of many nodes; a node missing from a
+// launch's output (its task never ran) is checked on its own; a storage
+// failure reported inside a launch is kept with its reason.
+func TestBatchedChecks(t *testing.T) {
+	t.Setenv("NODECHECK_HELPER", "1")
+	b, m, nodes := newBatcher(t, 40)
+	b.skip = "n7"
+	// n9's cache is a file: its storage check fails inside the launch.
+	shm := filepath.Join(b.root, "n9", "shm")
+	os.RemoveAll(shm)
+	os.WriteFile(shm, nil, 0o644)
+	mark(t, b.root, "n3", local.PowerOffFile, "")
+	rep := Probe(context.Background(), nodes, Options{Transport: b, Ping: m.Ping, StorageArgv: storageArgv(nil), BatchSize: 16})
+	for _, n := range nodes {
+		p := rep[n]
+		switch n {
+		case "n3":
+			if !p.Ping.Failed || p.Echo.Ran {
+				t.Errorf("n3: %+v", p)
+			}
+		case "n9":
+			if !p.Echo.Ran || p.Echo.Failed || !p.Storage.Failed || !strings.Contains(p.Storage.Detail, "cntl directory "+shm) {
+				t.Errorf("n9: %+v", p)
+			}
+		default:
+			if !p.Echo.Ran || p.Echo.Failed || !p.Storage.Ran || p.Storage.Failed {
+				t.Errorf("%s: %+v", n, p)
+			}
+		}
+	}
+	// 39 live nodes in launches of at most 16; only n7 checked on its own.
+	if b.batches.Load() < 3 || b.batchSize.Load() != 39 || b.perNode.Load() != 1 {
+		t.Errorf("%d launches of %d nodes in all, %d one-node checks", b.batches.Load(), b.batchSize.Load(), b.perNode.Load())
+	}
+}
+
+// A launch that hangs (one bad node can do that to a whole srun step) is
+// cut at BatchTimeout and its nodes are checked one by one.
+func TestHungBatchFallsBack(t *testing.T) {
+	t.Setenv("NODECHECK_HELPER", "1")
+	b, m, nodes := newBatcher(t, 5)
+	b.hang = true
+	rep := Probe(context.Background(), nodes, Options{Transport: b, Ping: m.Ping, StorageArgv: storageArgv(nil), BatchTimeout: 200 * time.Millisecond})
+	for _, n := range nodes {
+		if p := rep[n]; !p.Echo.Ran || p.Echo.Failed || p.Storage.Failed {
+			t.Errorf("%s: %+v", n, p)
+		}
+	}
+	if b.perNode.Load() != 5 {
+		t.Errorf("%d one-node checks after the hung launch, want 5", b.perNode.Load())
 	}
 }

@@ -222,18 +222,40 @@ func ParseStorageArgs(args []string, getenv func(string) string) (dirs []Dir, fr
 // command serves both the echo and the storage check.
 const EchoArg = "--echo"
 
+// LabelArg asks the remote storage check to start every line with its node
+// name and ": ", so the output of many nodes launched at once (one srun
+// step) can be told apart.
+const LabelArg = "--label"
+
+// NodeName is how a node names itself in labelled output: SCR_NODE_NAME,
+// else SLURMD_NODENAME (Slurm's NodeName for this node), else the short
+// host name.
+func NodeName(getenv func(string) string) string {
+	for _, k := range []string{"SCR_NODE_NAME", "SLURMD_NODENAME"} {
+		if v := getenv(k); v != "" {
+			return v
+		}
+	}
+	h, _ := os.Hostname()
+	short, _, _ := strings.Cut(h, ".")
+	return short
+}
+
 // RunStorageCheck is the whole remote side: parse args, check, and return
 // the text to print ("UP" first with --echo, then the one result line) and
 // whether the check passed.
 func RunStorageCheck(args []string, getenv func(string) string, host string) (string, bool) {
-	echo := false
+	echo, label := false, false
 	rest := make([]string, 0, len(args))
 	for _, a := range args {
-		if a == EchoArg {
+		switch a {
+		case EchoArg:
 			echo = true
-			continue
+		case LabelArg:
+			label = true
+		default:
+			rest = append(rest, a)
 		}
-		rest = append(rest, a)
 	}
 	dirs, free, err := ParseStorageArgs(rest, getenv)
 	if err == nil {
@@ -242,6 +264,9 @@ func RunStorageCheck(args []string, getenv func(string) string, host string) (st
 	line := StorageResult(err)
 	if echo {
 		line = "UP\n" + line
+	}
+	if label {
+		line = host + ": " + strings.ReplaceAll(line, "\n", "\n"+host+": ")
 	}
 	return line, err == nil
 }

@@ -177,3 +177,20 @@ func TestExitedWithPipeHeldOpen(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestBatchCommands(t *testing.T) {
+	var b Batcher = Srun{JobID: "7"}
+	c, err := b.BatchCommand([]string{"n1", "n2", "n5"}, []string{"check", "--label"})
+	want := []string{"-N3", "-n3", "--ntasks-per-node=1", "-w", "n1,n2,n5", "--overlap", "--kill-on-bad-exit=0", "--jobid=7", "check", "--label"}
+	if err != nil || c.Path != "srun" || !reflect.DeepEqual(c.Args, want) {
+		t.Errorf("srun batch: %q %v", c.Args, err)
+	}
+	b = FluxExec{Ranks: map[string]int{"fnode0": 0, "fnode2": 2}}
+	c, err = b.BatchCommand([]string{"fnode0", "fnode2"}, []string{"check"})
+	if err != nil || !reflect.DeepEqual(c.Args, []string{"exec", "-r", "0,2", "check"}) {
+		t.Errorf("flux batch: %q %v", c.Args, err)
+	}
+	if _, err := b.BatchCommand([]string{"fnode9"}, []string{"check"}); !errors.Is(err, ErrUnknownNode) {
+		t.Errorf("flux batch, unknown node: %v", err)
+	}
+}
