@@ -584,7 +584,7 @@ func Check(ctx context.Context, req Request) (Report, error) {
 				}
 			}
 		}()
-		if opts.Transport == nil {
+		if opts.Transport == nil && (opts.has(CheckEcho) || opts.has(CheckDirCapacity)) {
 			tr, err := req.Manager.Transport(ctx)
 			if err != nil {
 				wg.Wait()
