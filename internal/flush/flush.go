@@ -15,6 +15,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -95,9 +97,20 @@ func copyFile(src, dst string, meta cache.File, buf []byte) error {
 	if err != nil {
 		return err
 	}
-	n, err := io.CopyBuffer(out, in, buf)
+	var w io.Writer = out
+	var h hash.Hash32
+	if meta.CRC != nil {
+		// Check the recorded CRC32C while copying: a file damaged in
+		// cache is never published on the prefix.
+		h = crc32.New(castagnoli)
+		w = io.MultiWriter(out, h)
+	}
+	n, err := io.CopyBuffer(w, in, buf)
 	if err == nil && n != meta.Size {
 		err = fmt.Errorf("copy %s: %d bytes, the filemap says %d (the file changed after Complete)", src, n, meta.Size)
+	}
+	if err == nil && h != nil && h.Sum32() != *meta.CRC {
+		err = fmt.Errorf("copy %s: crc32c %#08x, the filemap says %#08x (damaged in cache)", src, h.Sum32(), *meta.CRC)
 	}
 	if err == nil {
 		err = out.Sync()
@@ -241,3 +254,5 @@ func b2i(b bool) int64 {
 var ErrNothingToFetch = errors.New("flush: no complete checkpoint in the prefix")
 
 var timeNow = time.Now
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)

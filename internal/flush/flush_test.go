@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -184,5 +185,20 @@ func TestFetchIntoABrokenCacheDoesNotMarkTheCheckpointFailed(t *testing.T) {
 	ix, _ := prefix.ReadIndex(pfx)
 	if e := ix.Get(1); e == nil || !e.Valid() {
 		t.Fatalf("a cache failure marked the checkpoint: %+v", e)
+	}
+}
+
+func TestFlushRefusesAFileDamagedInCache(t *testing.T) {
+	base := t.TempDir()
+	pfx := filepath.Join(base, "prefix")
+	ds := cache.Dataset{ID: 1, Name: "ckpt.1", Flags: cache.FlagCheckpoint, CkptID: 1, Ranks: 1, Complete: true}
+	dir := filepath.Join(base, "cache")
+	fm := writeRank(t, dir, pfx, ds, 0, map[string]string{"ckpt.1/a": "good data"})
+	os.WriteFile(filepath.Join(dir, "ckpt.1", "a"), []byte("bad! data"), 0o640) // same size
+	if _, err := CopyRank(context.Background(), pfx, dir, fm, false, 0); err == nil || !strings.Contains(err.Error(), "crc32c") {
+		t.Fatalf("copy of a damaged file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(pfx, "ckpt.1", "a")); !os.IsNotExist(err) {
+		t.Fatalf("damaged file published: %v", err)
 	}
 }
