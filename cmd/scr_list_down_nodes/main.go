@@ -112,6 +112,18 @@ func parse(args []string) (options, error) {
 	}
 	fs.Func("cntl", "", dir("cntl"))
 	fs.Func("cache", "", dir("cache"))
+	// Combined short switches, as argparse takes them: -rl = -r -l.
+	var split []string
+	for _, a := range args {
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' && strings.Trim(a[1:], "rfl") == "" {
+			for _, c := range a[1:] {
+				split = append(split, "-"+string(c))
+			}
+			continue
+		}
+		split = append(split, a)
+	}
+	args = split
 	// Flags and NODES may be mixed, as in SCR.
 	for len(args) > 0 {
 		if err := fs.Parse(args); err != nil {

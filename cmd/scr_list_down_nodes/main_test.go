@@ -78,6 +78,11 @@ func TestSomeDown(t *testing.T) {
 	if code != exitSomeDown || out != "n[2-3,5-6]\n" {
 		t.Errorf("plain: exit %d out %q", code, out)
 	}
+	// Combined switches and nodes after flags, as SCR's argparse takes them.
+	code, out, _ = runCmd("-rl", "n1,n3", "-d", "n1")
+	if code != exitSomeDown || out != "n1: Specified as down\nn3: Reported down by resource manager (local: psu)\n" {
+		t.Errorf("-rl: exit %d out %q", code, out)
+	}
 }
 
 func TestStorageFailureShowsNodeOutput(t *testing.T) {
