@@ -21,6 +21,7 @@ type scripted struct {
 	peerLost bool     // after starting, a rank reports a lost peer
 	ckpts    int      // checkpoint events after starting
 	hang     bool     // never ends on its own
+	selfExit bool     // with peerLost: the ranks exit by themselves (75), no kill needed
 	exit     int      // exit code when it ends on its own
 }
 
@@ -89,7 +90,7 @@ func (f *fakeLauncher) start(ctx context.Context, a launch.Adapter, c launch.Com
 		if sc.peerLost {
 			app("peer_lost", map[string]any{"rank": 0, "host": "n1", "lost_rank": 1, "lost_host": "n2", "reason": "heartbeat timeout"})
 		}
-		if sc.hang || sc.peerLost {
+		if sc.hang || (sc.peerLost && !sc.selfExit) {
 			<-st.killed
 			st.end(137)
 			return
@@ -497,5 +498,20 @@ func TestWatchdogWaitsLongerWhileFlushing(t *testing.T) {
 	res := run(t, o)
 	if res.LastExit != 137 || !strings.Contains(log.String(), "SCR_WATCHDOG_TIMEOUT_PFS") {
 		t.Fatalf("result %+v\n%s", res, log)
+	}
+}
+
+func TestPeerLostSeenOnlyAfterTheStepEndedStillTakesTheNodeOut(t *testing.T) {
+	f := newFake(t, scripted{started: true, peerLost: true, selfExit: true, exit: 75}, scripted{started: true, exit: 0})
+	o, log := baseOptions(t, f)
+	o.Runs = 2
+	o.WatchInterval = time.Hour
+	o.Poll = time.Hour // the events are read only when the step ends
+	res := run(t, o)
+	if res.Attempts != 2 || res.LastExit != 0 || !strings.Contains(res.Down["n2"], "lost peer") {
+		t.Fatalf("result %+v\n%s", res, log)
+	}
+	if strings.Contains(log.String(), "killing the step") {
+		t.Fatalf("killed a step that had ended:\n%s", log)
 	}
 }

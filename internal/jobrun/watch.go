@@ -106,9 +106,6 @@ func (w *watch) loop(ctx context.Context) attemptOutcome {
 					w.r.logf(w.run, "", nil, "run %d started%s", w.run, startedText(ev.Fields))
 				}
 			case "peer_lost":
-				if ending {
-					continue // the step is over anyway
-				}
 				why := fmt.Sprintf("peer lost: rank %v on %v lost rank %v on %v: %v",
 					ev.Fields["rank"], ev.Fields["host"], ev.Fields["lost_rank"], ev.Fields["lost_host"], ev.Fields["reason"])
 				// Silence (no heartbeat) means the node or its network
@@ -121,7 +118,9 @@ func (w *watch) loop(ctx context.Context) attemptOutcome {
 				if host != "" && strings.Contains(strings.ToLower(reason), "heartbeat") {
 					w.r.markDown(host, "lost peer: "+reason, w.run)
 				}
-				kill(why)
+				if !ending { // else the step is over anyway
+					kill(why)
+				}
 			}
 		}
 	}
