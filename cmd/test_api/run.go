@@ -118,7 +118,7 @@ func Run(ctx context.Context, c comm.Comm, o Options, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("Failed initializing SCR: %w", err)
 		}
-		if err := minMaxAvg(ctx, c, "Init", time.Since(start).Seconds(), say); err != nil {
+		if err := minMaxAvg(ctx, c, "Init (secs)", time.Since(start).Seconds(), false, say); err != nil {
 			return err
 		}
 		if o.Current != "" && !o.NoSCRRestart {
@@ -258,7 +258,7 @@ func Run(ctx context.Context, c comm.Comm, o Options, out io.Writer) error {
 	}
 	if o.Times > 0 {
 		bw := float64(ioBytes) / math.Max(ioSecs, 1e-9) / (1 << 20)
-		if err := minMaxAvg(ctx, c, "FileIO (MB/s)", bw, say); err != nil {
+		if err := minMaxAvg(ctx, c, "FileIO (MB/s)", bw, true, say); err != nil {
 			return err
 		}
 	}
@@ -305,7 +305,7 @@ func maxFloat(ctx context.Context, c comm.Comm, x float64) (float64, error) {
 	return math.Float64frombits(uint64(v[0])), nil
 }
 
-func minMaxAvg(ctx context.Context, c comm.Comm, what string, x float64, say func(string, ...any)) error {
+func minMaxAvg(ctx context.Context, c comm.Comm, what string, x float64, agg bool, say func(string, ...any)) error {
 	x = math.Max(x, 0)
 	bits := int64(math.Float64bits(x))
 	mn, err := c.Allreduce(ctx, comm.OpMin, []int64{bits})
@@ -322,6 +322,10 @@ func minMaxAvg(ctx context.Context, c comm.Comm, what string, x float64, say fun
 		return err
 	}
 	avg := float64(sum[0]) / 1e6 / float64(c.Size())
-	say("%s: Min %.6f Max %.6f Avg %.6f Agg %.6f", what, math.Float64frombits(uint64(mn[0])), math.Float64frombits(uint64(mx[0])), avg, avg*float64(c.Size()))
+	line := fmt.Sprintf("%s: Min %.6f Max %.6f Avg %.6f", what, math.Float64frombits(uint64(mn[0])), math.Float64frombits(uint64(mx[0])), avg)
+	if agg {
+		line += fmt.Sprintf(" Agg %.6f", avg*float64(c.Size()))
+	}
+	say("%s", line)
 	return nil
 }
