@@ -147,6 +147,7 @@ type Result struct {
 	RelaunchNodes                []string `json:"relaunch_nodes"`
 	DownList                     string   `json:"scr_list_down_nodes"`
 	DownListSeconds              float64  `json:"scr_list_down_nodes_s"`
+	LastCheckpoint               string   `json:"last_checkpoint"`
 	Scavenged                    string   `json:"scavenged"`
 	JobState                     string   `json:"job_state"`
 }
@@ -172,7 +173,7 @@ func (r *Result) Table() string {
 	fmt.Fprintf(&b, "  last checkpoint before power-off: %s\n", r.LastCheckpointBeforePowerOff)
 	fmt.Fprintf(&b, "  restarted from: %s (source %s, every byte verified: %v)\n", r.RestartedFrom, r.RestartSource, r.Verified)
 	fmt.Fprintf(&b, "  scr_list_down_nodes: %q in %.2f s\n", r.DownList, r.DownListSeconds)
-	fmt.Fprintf(&b, "  scavenged to the prefix: %s; Slurm's job state after the script ended: %s\n", r.Scavenged, r.JobState)
+	fmt.Fprintf(&b, "  last checkpoint %s; scavenged to the prefix by postrun: %q; Slurm's job state after the script ended: %s\n", r.LastCheckpoint, r.Scavenged, r.JobState)
 	return b.String()
 }
 
@@ -297,6 +298,16 @@ func (s *run) drive(ctx context.Context) error {
 		return fmt.Errorf("no checkpoint of the first run within 90 s: %w", err)
 	}
 	o.Logf("scenario: first checkpoint %v complete", ck.Fields["name"])
+	if o.Flush > 0 {
+		// The library reports a checkpoint before it flushes it; a variant
+		// that must restart from the prefix needs it there first.
+		if _, off, err = prefix.WaitTimeline(wctx, s.prefix, off, 20*time.Millisecond, func(e prefix.Event) bool {
+			return e.Event == "flush" && e.Run == 1
+		}); err != nil {
+			return fmt.Errorf("no flush of the first run within 90 s (SCR_FLUSH=%d): %w", o.Flush, err)
+		}
+		o.Logf("scenario: a checkpoint reached the prefix")
+	}
 
 	victims, err := s.victims(ctx)
 	if err != nil {
@@ -488,6 +499,9 @@ func (s *run) measure(at time.Time) error {
 	relaunchRun := 0
 	for _, e := range evs {
 		after := !e.Time.Before(at)
+		if e.Event == "checkpoint" {
+			r.LastCheckpoint, _ = e.Fields["name"].(string)
+		}
 		switch {
 		case e.Event == "checkpoint" && !after:
 			r.LastCheckpointBeforePowerOff, _ = e.Fields["name"].(string)
@@ -571,10 +585,20 @@ func (s *run) check(scriptRC int) error {
 	if scriptRC != 0 {
 		fail("scr_run exited with %d, want 0", scriptRC)
 	}
-	if r.Scavenged == "" {
-		fail("postrun scavenged nothing to the prefix")
-	} else if _, err := os.Stat(filepath.Join(s.prefix, r.Scavenged, "rank_0.ckpt")); err != nil {
-		fail("scavenged checkpoint %s is not in the prefix: %v", r.Scavenged, err)
+	// The job's last checkpoint must end in the prefix: scavenged by
+	// postrun, or flushed by the library when SCR_FLUSH made it due.
+	switch {
+	case r.LastCheckpoint == "":
+		fail("no checkpoint was written")
+	case o.Flush == 0 && r.Scavenged != r.LastCheckpoint:
+		fail("postrun scavenged %q, want the last checkpoint %s (SCR_FLUSH=0: only a scavenge can put it in the prefix)", r.Scavenged, r.LastCheckpoint)
+	default:
+		for rank := 0; rank < o.JobNodes; rank++ {
+			f := filepath.Join(s.prefix, r.LastCheckpoint, fmt.Sprintf("rank_%d.ckpt", rank))
+			if _, err := os.Stat(f); err != nil {
+				fail("the last checkpoint is not in the prefix: %v", err)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
