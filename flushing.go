@@ -33,7 +33,7 @@ func (h *Handle) flushSync(ctx context.Context, ds cache.Dataset) error {
 	if h.flushing(ds.ID) {
 		return h.waitAsync(ctx)
 	}
-	dir := h.layout.RankDir(ds.ID, h.rank)
+	dir := h.rankDir(ds, h.rank)
 	fm, err := cache.ReadFilemap(dir)
 	var files []prefix.File
 	if err == nil {
@@ -90,7 +90,7 @@ func (h *Handle) startAsync(ctx context.Context, ds cache.Dataset) error {
 	if err := h.waitAsync(ctx); err != nil {
 		return err
 	}
-	dir := h.layout.RankDir(ds.ID, h.rank)
+	dir := h.rankDir(ds, h.rank)
 	fm, ferr := cache.ReadFilemap(dir)
 	if err := h.agree(ctx, "async flush: mark flushing", h.noteCached(ctx, ds, true)); err != nil {
 		return err
@@ -150,7 +150,7 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 	if err := h.waitAsync(ctx); err != nil {
 		return nil, err
 	}
-	if err := h.evict(ctx, "fetch"); err != nil {
+	if err := h.evict(ctx, "fetch", ""); err != nil {
 		return nil, err
 	}
 	d, err := flush.Fetch(ctx, h.world, flush.FetchOptions{
@@ -167,7 +167,8 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 		h.discard(ctx, d.ID)
 		return nil, err
 	}
-	dir := h.layout.RankDir(d.ID, h.rank)
+	d.Store = "" // fetched into the cache base whatever the descriptor's store
+	dir := h.rankDir(*d, h.rank)
 	fm, lerr := cache.ReadFilemap(dir)
 	if lerr == nil {
 		fm.Dataset = *d
@@ -186,7 +187,7 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 		return nil, err
 	}
 	lerr = h.updateIndex(func(ix *cache.Index) {
-		ix.Datasets[d.ID] = &cache.Entry{Dataset: *d, Path: h.layout.DatasetDir(d.ID), Flushed: true}
+		ix.Datasets[d.ID] = &cache.Entry{Dataset: *d, Path: h.dsDir(*d), Flushed: true}
 	})
 	if err := h.agree(ctx, "fetch: update cache index", lerr); err != nil {
 		h.discard(ctx, d.ID)

@@ -89,7 +89,16 @@ func (j *job) runEnv(hosts []string, extra map[string]string, fn func(ctx contex
 	return j.runOpts(hosts, extra, nil, fn)
 }
 
+// runPerNode is run with extra environment per node and Options.Config.
+func (j *job) runPerNode(hosts []string, extra func(node string) map[string]string, api []string, fn func(ctx context.Context, h *Handle) error) []error {
+	return j.runAll(hosts, extra, api, fn)
+}
+
 func (j *job) runOpts(hosts []string, extra map[string]string, api []string, fn func(ctx context.Context, h *Handle) error) []error {
+	return j.runAll(hosts, func(string) map[string]string { return extra }, api, fn)
+}
+
+func (j *job) runAll(hosts []string, extra func(node string) map[string]string, api []string, fn func(ctx context.Context, h *Handle) error) []error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	comms := comm.NewLocal(hosts)
@@ -100,7 +109,7 @@ func (j *job) runOpts(hosts []string, extra map[string]string, api []string, fn 
 		go func(r int) {
 			defer wg.Done()
 			defer comms[r].Close()
-			h, err := Init(ctx, Options{Comm: comms[r], Node: hosts[r], Env: j.envFor(hosts[r], extra), Config: api})
+			h, err := Init(ctx, Options{Comm: comms[r], Node: hosts[r], Env: j.envFor(hosts[r], extra(hosts[r])), Config: api})
 			if err != nil {
 				errs[r] = err
 				return

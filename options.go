@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -56,11 +57,12 @@ type params struct {
 	runID          int
 	current        string
 	nodeName       string
-	prefixSize     int  // keep this many checkpoints on the prefix (0: all)
-	prefixPurge    bool // delete every prefix dataset at Init
-	flushOnRestart bool // flush every cached dataset at Init
-	globalRestart  bool // flush at Init, then restart from the prefix
-	dropAfter      bool // Current also drops newer index entries
+	prefixSize     int            // keep this many checkpoints on the prefix (0: all)
+	prefixPurge    bool           // delete every prefix dataset at Init
+	flushOnRestart bool           // flush every cached dataset at Init
+	globalRestart  bool           // flush at Init, then restart from the prefix
+	dropAfter      bool           // Current also drops newer index entries
+	counts         map[string]int // datasets kept per store base
 	descs          []config.Redundancy
 	stores         []config.Store
 	groups         []config.GroupDef
@@ -105,10 +107,16 @@ func resolve(env func(string) (string, bool), api []string) (*config.Config, par
 	if p.bufSize < 4096 {
 		p.bufSize = 4096
 	}
+	p.counts = map[string]int{}
+	for _, st := range p.stores {
+		p.counts[filepath.Clean(st.Path)] = st.Count
+	}
 	for _, d := range p.descs {
-		if d.Enabled && filepath.Clean(d.Store) != filepath.Clean(p.cacheBase) {
-			return nil, p, &ConfigError{Key: fmt.Sprintf("CKPT=%d STORE", d.Index), Value: d.Store,
-				Want: "the cache base " + p.cacheBase + " (this version caches every dataset in SCR_CACHE_BASE; separate stores per descriptor are not supported yet)"}
+		if d.Enabled && d.Store != "" {
+			if _, ok := p.counts[filepath.Clean(d.Store)]; !ok {
+				return nil, p, &ConfigError{Key: fmt.Sprintf("CKPT=%d STORE", d.Index), Value: d.Store,
+					Want: "a store declared with STORE= (or SCR_CACHE_BASE)"}
+			}
 		}
 	}
 	return cc, p, nil
@@ -116,8 +124,36 @@ func resolve(env func(string) (string, bool), api []string) (*config.Config, par
 
 // layout is the node's cache layout from the resolved parameters.
 func (p params) layout() cache.Layout {
+	return p.storeLayout(p.cacheBase)
+}
+
+// storeLayout is the layout of the store with base directory base.
+func (p params) storeLayout(base string) cache.Layout {
 	sub := filepath.Join(p.user, "scr."+p.jobID)
-	return cache.Layout{CntlDir: filepath.Join(p.cntlBase, sub), CacheDir: filepath.Join(p.cacheBase, sub)}
+	return cache.Layout{CntlDir: filepath.Join(p.cntlBase, sub), CacheDir: filepath.Join(base, sub)}
+}
+
+// storeBases are the base directories of the stores datasets may use: the
+// cache base and the store of every enabled descriptor.
+func (p params) storeBases() []string {
+	out := []string{filepath.Clean(p.cacheBase)}
+	for _, d := range p.descs {
+		if d.Enabled && d.Store != "" && !slices.Contains(out, filepath.Clean(d.Store)) {
+			out = append(out, filepath.Clean(d.Store))
+		}
+	}
+	return out
+}
+
+// count is how many datasets the store with base directory base keeps.
+func (p params) count(base string) int {
+	if base == "" || filepath.Clean(base) == filepath.Clean(p.cacheBase) {
+		return p.cacheSize
+	}
+	if n := p.counts[filepath.Clean(base)]; n > 0 {
+		return n
+	}
+	return p.cacheSize
 }
 
 // ParseSize reads a byte count such as "512k", "64MB" or "1g" (powers of

@@ -67,12 +67,12 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	if h.loaded != nil && h.state == stateIdle {
 		h.loaded = nil
 	}
-	if err := h.evict(ctx, ds.Name); err != nil {
+	if err := h.evict(ctx, ds.Name, ds.Store); err != nil {
 		return err
 	}
-	dir := h.layout.RankDir(ds.ID, h.rank)
+	dir := h.rankDir(ds, h.rank)
 	lerr := h.updateIndex(func(ix *cache.Index) {
-		ix.Datasets[ds.ID] = &cache.Entry{Dataset: ds, Path: h.layout.DatasetDir(ds.ID)}
+		ix.Datasets[ds.ID] = &cache.Entry{Dataset: ds, Path: h.dsDir(ds)}
 	})
 	if lerr == nil {
 		lerr = os.MkdirAll(cache.MetaDir(dir), cache.DirMode)
@@ -128,22 +128,31 @@ func (h *Handle) protection(ds *cache.Dataset) error {
 	}
 	d, _ = config.Adjust(d, h.cfg.stores, config.Topology{Ranks: h.size, Nodes: h.nodes})
 	ds.Scheme, ds.Bypass, ds.SetSize, ds.Failures, ds.Group = strings.ToUpper(d.Type), d.Bypass, d.SetSize, d.SetFailures, d.Group
+	if d.Store != "" && filepath.Clean(d.Store) != filepath.Clean(h.cfg.cacheBase) {
+		// A node-independent key: each rank resolves it to its own path
+		// (store paths may differ per node, e.g. under the local launcher).
+		ds.Store = fmt.Sprintf("CKPT=%d", d.Index)
+	}
 	return nil
 }
 
 // evict deletes the oldest cached datasets until one more fits, waiting
 // for an async flush when only busy datasets could make room.
-func (h *Handle) evict(ctx context.Context, forName string) error {
+func (h *Handle) evict(ctx context.Context, forName, store string) error {
+	base := h.storeBase(store)
 	ids := make([]int, 0, len(h.cached))
-	for id := range h.cached {
-		ids = append(ids, id)
+	for id, d := range h.cached {
+		if h.storeBase(d.Store) == base {
+			ids = append(ids, id)
+		}
 	}
-	plan, ok := cache.EvictionPlan(ids, h.cfg.cacheSize, h.flushing)
+	count := h.cfg.count(base)
+	plan, ok := cache.EvictionPlan(ids, count, h.flushing)
 	if !ok {
 		if err := h.waitAsync(ctx); err != nil {
 			return err
 		}
-		plan, _ = cache.EvictionPlan(ids, h.cfg.cacheSize, h.flushing)
+		plan, _ = cache.EvictionPlan(ids, count, h.flushing)
 	}
 	for _, id := range plan {
 		if d := h.cached[id]; d.IsOutput() && !h.flushed[id] {
@@ -180,10 +189,14 @@ func (h *Handle) discard(ctx context.Context, id int) error {
 		return ferr
 	}
 	// Remove the data first: it frees the space the index write may need.
-	rerr := os.RemoveAll(h.layout.DatasetDir(id))
+	dir := h.layout.DatasetDir(id)
+	if ix, err := cache.ReadIndex(h.layout.IndexPath()); err == nil && ix.Datasets[id] != nil && ix.Datasets[id].Path != "" {
+		dir = ix.Datasets[id].Path
+	}
+	rerr := os.RemoveAll(dir)
 	err := h.updateIndex(func(ix *cache.Index) { delete(ix.Datasets, id) })
 	if rerr != nil && err == nil {
-		err = fmt.Errorf("remove %s: %w", h.layout.DatasetDir(id), rerr)
+		err = fmt.Errorf("remove %s: %w", dir, rerr)
 	}
 	if err == nil {
 		err = ferr
@@ -369,7 +382,7 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		return err
 	}
 	lerr = h.updateIndex(func(ix *cache.Index) {
-		ix.Datasets[ds.ID] = &cache.Entry{Dataset: ds, Path: h.layout.DatasetDir(ds.ID)}
+		ix.Datasets[ds.ID] = &cache.Entry{Dataset: ds, Path: h.dsDir(ds)}
 	})
 	if lerr == nil {
 		lerr = h.noteCached(ctx, ds, false)

@@ -36,7 +36,18 @@ type prefixFacts struct {
 
 // recover runs the restart part of Init (collective); see Init.
 func (h *Handle) recover(ctx context.Context) error {
-	// 1. The node leader reads its cache index and drops what is incomplete.
+	// 1. The node leader reads its cache index and reports it. Every rank
+	// notes where the index says each dataset lives on this node (its
+	// store's path here, which the configuration of this run may not
+	// name any more).
+	h.localPath = map[int]string{}
+	if ix, err := cache.ReadIndex(h.layout.IndexPath()); err == nil {
+		for id, e := range ix.Datasets {
+			if e.Path != "" {
+				h.localPath[id] = e.Path
+			}
+		}
+	}
 	rep := nodeReport{Node: h.nodeName, Leader: h.node.Rank() == 0}
 	var lerr error
 	if rep.Leader {
@@ -189,8 +200,12 @@ func (h *Handle) scanNode() ([]cache.Dataset, map[int][]int, error) {
 	held := map[int][]int{}
 	for _, id := range ix.IDs() {
 		e := ix.Datasets[id]
+		dir := e.Path
+		if dir == "" {
+			dir = h.layout.DatasetDir(id)
+		}
 		if e.Dataset.ID != id {
-			os.RemoveAll(h.layout.DatasetDir(id))
+			os.RemoveAll(dir)
 			continue
 		}
 		// Incomplete entries are reported too: a leader marks a dataset
@@ -198,7 +213,7 @@ func (h *Handle) scanNode() ([]cache.Dataset, map[int][]int, error) {
 		// it complete, the data on nodes that died before marking it is
 		// good (rank 0 decides).
 		out = append(out, e.Dataset)
-		ents, _ := os.ReadDir(h.layout.DatasetDir(id))
+		ents, _ := os.ReadDir(dir)
 		for _, de := range ents {
 			var r int
 			if _, err := fmt.Sscanf(de.Name(), "rank.%d", &r); err == nil && de.IsDir() && de.Name() == fmt.Sprintf("rank.%d", r) {
@@ -215,7 +230,7 @@ func (h *Handle) writeIndex(kept []cache.Dataset) error {
 	return h.updateIndex(func(ix *cache.Index) {
 		ix.Datasets = map[int]*cache.Entry{}
 		for _, d := range kept {
-			ix.Datasets[d.ID] = &cache.Entry{Dataset: d, Path: h.layout.DatasetDir(d.ID)}
+			ix.Datasets[d.ID] = &cache.Entry{Dataset: d, Path: h.dsDir(d)}
 		}
 	})
 }
@@ -244,7 +259,7 @@ func (h *Handle) restore(ctx context.Context, ds cache.Dataset, moves []transfer
 	if ds.Ranks != h.size {
 		return "", fmt.Errorf("dataset %d was written by %d ranks, this run has %d", ds.ID, ds.Ranks, h.size)
 	}
-	dir := h.layout.RankDir(ds.ID, h.rank)
+	dir := h.rankDir(ds, h.rank)
 	merr := h.migrate(ctx, ds, moves)
 	if errors.Is(merr, comm.ErrPeerLost) {
 		return "", merr
@@ -398,7 +413,7 @@ func (h *Handle) migrate(ctx context.Context, ds cache.Dataset, plan []transfer)
 	for _, t := range plan {
 		switch h.rank {
 		case t.Src:
-			dir := h.layout.RankDir(ds.ID, t.Dst)
+			dir := h.rankDir(ds, t.Dst)
 			if err := sendDir(ctx, h.world, t.Dst, dir, h.cfg.bufSize); err != nil {
 				if errors.Is(err, comm.ErrPeerLost) || ctx.Err() != nil {
 					return err
@@ -409,7 +424,7 @@ func (h *Handle) migrate(ctx context.Context, ds cache.Dataset, plan []transfer)
 			}
 			os.RemoveAll(dir) // the rank lives elsewhere now
 		case t.Dst:
-			dir := h.layout.RankDir(ds.ID, h.rank)
+			dir := h.rankDir(ds, h.rank)
 			os.RemoveAll(dir)
 			if err := recvDir(ctx, h.world, t.Src, dir); err != nil {
 				if errors.Is(err, comm.ErrPeerLost) {
@@ -596,7 +611,7 @@ func (h *Handle) StartRestart(ctx context.Context) (string, error) {
 
 func (h *Handle) routeRestart(name, orig, rel string) (string, error) {
 	d := h.loaded
-	p := filepath.Join(h.layout.RankDir(d.ID, h.rank), rel)
+	p := filepath.Join(h.rankDir(*d, h.rank), rel)
 	if d.Bypass {
 		p = orig
 	}

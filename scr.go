@@ -74,8 +74,9 @@ type Handle struct {
 	loadSrc string
 	tried   int64 // fetch: the last prefix dataset tried (fetch next below it)
 
-	async  *asyncFlush
-	groups map[string]*setsInfo // redundancy sets by group and set size, formed once
+	async     *asyncFlush
+	localPath map[int]string       // dataset dirs recorded in this node's cache index at Init
+	groups    map[string]*setsInfo // redundancy sets by group and set size, formed once
 
 	// Need_checkpoint policy state.
 	needCalls   int
@@ -181,7 +182,12 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 
 	// Directories: every rank creates its own (MkdirAll is idempotent), so
 	// no rank waits on a leader for them.
-	lerr := h.layout.Create()
+	var lerr error
+	for _, base := range h.cfg.storeBases() {
+		if err := h.cfg.storeLayout(base).Create(); err != nil && lerr == nil {
+			lerr = err
+		}
+	}
 	if err := h.agree(ctx, "Init: create cache directories", lerr); err != nil {
 		return nil, err
 	}
@@ -373,6 +379,34 @@ func (h *Handle) newestCached(ok func(cache.Dataset) bool) *cache.Dataset {
 		}
 	}
 	return nil
+}
+
+// storeBase resolves a dataset's store key ("" or "CKPT=<n>") to this
+// node's base directory: the descriptor's STORE, else SCR_CACHE_BASE.
+func (h *Handle) storeBase(key string) string {
+	var n int
+	if _, err := fmt.Sscanf(key, "CKPT=%d", &n); err == nil {
+		for _, d := range h.cfg.descs {
+			if d.Index == n && d.Store != "" {
+				return filepath.Clean(d.Store)
+			}
+		}
+	}
+	return filepath.Clean(h.cfg.cacheBase)
+}
+
+// dsDir is the cache directory of a dataset on this node (in its store):
+// where this node's cache index says it is, else where its store is now.
+func (h *Handle) dsDir(ds cache.Dataset) string {
+	if p := h.localPath[ds.ID]; p != "" {
+		return p
+	}
+	return h.cfg.storeLayout(h.storeBase(ds.Store)).DatasetDir(ds.ID)
+}
+
+// rankDir is rank r's directory of a dataset on this node.
+func (h *Handle) rankDir(ds cache.Dataset, r int) string {
+	return cache.RankDir(h.dsDir(ds), r)
 }
 
 // updateIndex lets the node leader change the node's cache index; other

@@ -227,3 +227,44 @@ func TestPartnerLosesOneNode(t *testing.T) {
 		t.Fatalf("restart from %q", got)
 	}
 }
+
+func TestTwoStoresEvictSeparately(t *testing.T) {
+	j := newJob(t, map[string]string{"SCR_CACHE_SIZE": "1"})
+	delete(j.env, "SCR_COPY_TYPE")
+	// SINGLE every checkpoint in the cache base, XOR every 2nd in its own
+	// store (the reference's multi-level example): each store keeps one.
+	api := []string{"STORE=${XOR_BASE} COUNT=1", "SCR_COPY_TYPE=FILE",
+		"CKPT=0 INTERVAL=1 TYPE=SINGLE", "CKPT=1 INTERVAL=2 TYPE=XOR STORE=${XOR_BASE}"}
+	extra := func(node string) map[string]string {
+		return map[string]string{"XOR_BASE": filepath.Join(j.base, "nodes", node, "xor")}
+	}
+	errs := j.runPerNode(four, extra, api, func(ctx context.Context, h *Handle) error {
+		for step := 1; step <= 3; step++ {
+			if err := checkpoint(ctx, h, step, 777, 0); err != nil {
+				return err
+			}
+		}
+		return h.Finalize(ctx)
+	})
+	mustAll(t, errs)
+	// ckpt.3 (SINGLE) in the cache base, ckpt.2 (XOR) in the xor store.
+	xorDir := filepath.Join(j.base, "nodes", "n2", "xor", "tester", "scr.77")
+	if _, err := os.Stat(filepath.Join(xorDir, "scr.dataset.2", "rank.1", "ckpt.2", "rank_1.ckpt")); err != nil {
+		t.Fatalf("XOR checkpoint not in its store: %v", err)
+	}
+	if got, _ := filepath.Glob(filepath.Join(j.cacheDir("n2"), "scr.dataset.*")); len(got) != 1 || filepath.Base(got[0]) != "scr.dataset.3" {
+		t.Fatalf("cache base holds %v, want scr.dataset.3", got)
+	}
+	// Lose n2: ckpt.3 (SINGLE) is gone, ckpt.2 is rebuilt from its store.
+	j.wipe("n2")
+	var res results[restartResult]
+	mustAll(t, j.runPerNode(four, extra, nil, func(ctx context.Context, h *Handle) error {
+		rr, err := restart(ctx, h, 777)
+		res.set(h.Rank(), rr)
+		return err
+	}))
+	sameName(t, res.m, "ckpt.2")
+	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
+		t.Fatalf("restart from %q", got)
+	}
+}

@@ -160,6 +160,7 @@ type Dataset struct {
 	Failures int       `json:"failures,omitempty"` // RS: members a set may lose
 	Group    string    `json:"group,omitempty"`    // failure group: NODE, WORLD or a GROUPS name
 	Bypass   bool      `json:"bypass,omitempty"`   // files were written to the prefix directly
+	Store    string    `json:"store,omitempty"`    // its store: "" = SCR_CACHE_BASE, "CKPT=<n>" = that descriptor's STORE
 }
 
 // IsCheckpoint says whether the dataset carries the checkpoint flag.

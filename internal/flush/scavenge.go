@@ -51,7 +51,11 @@ func Scavenge(ctx context.Context, l cache.Layout, id int, prefixDir string) (Sc
 		return res, fmt.Errorf("scavenge: dataset %d (%s) never completed on this node", id, e.Dataset.Name)
 	}
 	res.Dataset = e.Dataset
-	ents, err := os.ReadDir(l.DatasetDir(id))
+	dsDir := e.Path // the dataset's store (a CKPT descriptor may name another than SCR_CACHE_BASE)
+	if dsDir == "" {
+		dsDir = l.DatasetDir(id)
+	}
+	ents, err := os.ReadDir(dsDir)
 	if err != nil {
 		return res, fmt.Errorf("scavenge: %w", err)
 	}
@@ -65,7 +69,7 @@ func Scavenge(ctx context.Context, l cache.Layout, id int, prefixDir string) (Sc
 			return res, err
 		}
 		rr := RankResult{Rank: r}
-		dir := cache.RankDir(l.DatasetDir(id), r)
+		dir := cache.RankDir(dsDir, r)
 		fm, err := cache.ReadFilemap(dir)
 		if err == nil {
 			// Presence, completeness and sizes first; the CRC32C (when
