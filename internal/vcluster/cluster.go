@@ -248,14 +248,46 @@ func (c *Cluster) up(ctx context.Context) error {
 			return err
 		}
 	}
-	return forEach(ctx, names, func(ctx context.Context, n string) error {
-		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
-		if _, err := c.WaitState(wctx, n, IsIdle); err != nil {
-			return &NodeError{Node: n, Op: "waiting for IDLE", Err: fmt.Errorf("%w; slurmd log: %s", err, tail(c.dir("log", "slurmd-"+n+".log"), 600))}
+	return c.waitAllIdle(ctx, 60*time.Second)
+}
+
+// waitAllIdle polls slurmctld (one query for all nodes) until every node
+// is IDLE, or the timeout passes; the error names the nodes that are not.
+func (c *Cluster) waitAllIdle(ctx context.Context, timeout time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tk := time.NewTicker(100 * time.Millisecond)
+	defer tk.Stop()
+	names := c.NodeNames()
+	var pending []string
+	for {
+		states, err := c.SlurmStates(wctx)
+		if err == nil {
+			byName := map[string]NodeState{}
+			for _, s := range states {
+				byName[s.Name] = s
+			}
+			pending = pending[:0]
+			for _, n := range names {
+				if s, ok := byName[n]; !ok || !IsIdle(s) {
+					pending = append(pending, n+"="+s.State)
+				}
+			}
+			if len(pending) == 0 {
+				return nil
+			}
 		}
-		return nil
-	})
+		select {
+		case <-wctx.Done():
+			first := "node1"
+			if len(pending) > 0 {
+				first, _, _ = strings.Cut(pending[0], "=")
+			}
+			return fmt.Errorf("vcluster: nodes not IDLE after %v: %v (%v); slurmd log of %s: %s; slurmctld log: %s",
+				timeout, pending, wctx.Err(), first, tail(c.dir("log", "slurmd-"+first+".log"), 600), tail(c.dir("log", "slurmctld.log"), 600))
+		case <-tk.C:
+		}
+	}
 }
 
 // forEach runs f for every name with bounded parallelism and returns the
