@@ -34,9 +34,6 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	if flags&^(Checkpoint|Output) != 0 || flags == 0 {
 		return fmt.Errorf("scr: StartOutput(%q): flags %d: want Checkpoint, Output or both: %w", name, flags, ErrConfig)
 	}
-	if err := h.sameArgs(ctx, "StartOutput", name, int(flags)); err != nil {
-		return err
-	}
 	h.outStart = time.Now()
 	if err := h.pollAsync(ctx, false); err != nil {
 		return err
@@ -59,8 +56,26 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	if err := h.protection(&ds); err != nil {
 		return err
 	}
+	// Rank 0's record is the dataset's; every rank checks it asked for the
+	// same (the verdict travels with the agreement below).
+	mine := fmt.Sprintf("%d:%s", flags, name)
 	if err := h.bcastJSON(ctx, h.world, &ds); err != nil {
 		return h.commErr("StartOutput: share dataset record", err)
+	}
+	bad := h.size
+	if fmt.Sprintf("%d:%s", ds.Flags, ds.Name) != mine {
+		bad = h.rank
+	}
+	v, err := h.world.Allreduce(ctx, comm.OpMin, []int64{int64(bad)})
+	if err != nil {
+		return h.commErr("StartOutput", err)
+	}
+	if int(v[0]) < h.size {
+		detail := "name or flags"
+		if bad == h.rank {
+			detail = fmt.Sprintf("%q, rank 0 %q", mine, fmt.Sprintf("%d:%s", ds.Flags, ds.Name))
+		}
+		return &MismatchError{Call: "StartOutput", Rank: int(v[0]), Detail: detail}
 	}
 
 	// A restart offered but not used is forgotten (as in SCR).
@@ -367,11 +382,10 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 	fm.Dataset = ds
 
 	// Metadata, then redundancy, then the complete mark.
+	// A rank whose filemap cannot be written still takes part in the
+	// encode (which then fails on every rank: it protects the filemap
+	// too); with SINGLE the failure is agreed on with the index update.
 	lerr := cache.WriteFilemap(o.dir, fm)
-	if err := h.agree(ctx, "Complete: write filemap", lerr); err != nil {
-		h.discard(ctx, ds.ID)
-		return err
-	}
 	protect := []string{cache.FilemapName}
 	if !ds.Bypass {
 		protect = append(rels, cache.FilemapName)
@@ -381,9 +395,11 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		h.agree(ctx, "Complete: discard", nil)
 		return err
 	}
-	lerr = h.updateIndex(func(ix *cache.Index) {
-		ix.Datasets[ds.ID] = &cache.Entry{Dataset: ds, Path: h.dsDir(ds)}
-	})
+	if lerr == nil {
+		lerr = h.updateIndex(func(ix *cache.Index) {
+			ix.Datasets[ds.ID] = &cache.Entry{Dataset: ds, Path: h.dsDir(ds)}
+		})
+	}
 	if lerr == nil {
 		lerr = h.noteCached(ctx, ds, false)
 	}
@@ -475,6 +491,9 @@ func decide(name string, all [][]byte) verdict {
 
 // encode applies the dataset's redundancy scheme (collective).
 func (h *Handle) encode(ctx context.Context, ds cache.Dataset, dir string, files []string) error {
+	if ds.Scheme == "SINGLE" {
+		return nil // nothing to encode, nothing to agree on
+	}
 	cd, err := h.codecFor(ds.Scheme)
 	if err != nil {
 		return h.agree(ctx, "Complete: redundancy", err)
