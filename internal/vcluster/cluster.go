@@ -43,9 +43,11 @@ type nodeState struct {
 }
 
 // Cluster is a running virtual cluster. Its methods are safe for concurrent
-// use; PowerOff and PowerOn of different nodes may run at once.
+// use; power operations run one at a time (PowerOffNodes takes several
+// nodes down at once), Exec and the Slurm queries run alongside them.
 type Cluster struct {
-	mu   sync.Mutex
+	pmu  sync.Mutex // serializes PowerOff, PowerOn and Down
+	mu   sync.Mutex // guards st
 	st   state
 	logf func(string, ...any)
 

@@ -460,3 +460,32 @@ func bridgeMAC(t *testing.T, ctx context.Context, c *vcluster.Cluster) string {
 	t.Fatalf("no MAC for vcbr0 in %q", f)
 	return ""
 }
+
+func TestPowerOffTwoNodesAtOnce(t *testing.T) {
+	c := vcluster.Start(t, vcluster.Options{Nodes: 3, Timeouts: vcluster.TimeoutsProduction})
+	ctx := ctxT(t, time.Minute)
+	at, err := c.PowerOffNodes(ctx, []string{"node2", "node3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("node2 and node3 dark %v after their links were cut", time.Since(at).Round(time.Millisecond))
+	for _, n := range []string{"node2", "node3"} {
+		if !c.PoweredOff(n) {
+			t.Errorf("%s not marked powered off", n)
+		}
+		if out, err := c.Exec(ctx, "node1", []string{"ping", "-c1", "-W1", n}, nil); err == nil {
+			t.Errorf("ping %s succeeded after power-off: %s", n, out)
+		}
+	}
+	if out := mustExec(t, ctx, c, "node1", "srun", "-N1", "-w", "node1", "hostname"); strings.TrimSpace(out) != "node1" {
+		t.Errorf("srun on the surviving node printed %q", out)
+	}
+	for _, n := range []string{"node2", "node3"} {
+		if err := c.PowerOn(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hosts := strings.Fields(mustExec(t, ctx, c, "node1", "srun", "-N3", "hostname")); len(hosts) != 3 {
+		t.Errorf("srun -N3 after power-on printed %v", hosts)
+	}
+}

@@ -151,8 +151,8 @@ func waitGone(ctx context.Context, pid int) error {
 // Down removes every namespace, process, mount and file of the cluster. It
 // is safe to call twice, and on a cluster whose processes already died.
 func (c *Cluster) Down(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
 	start := time.Now()
 	err := teardown(ctx, c.st.Dir, c.st.ID)
 	done := make(chan struct{})
@@ -186,40 +186,62 @@ func DownDir(ctx context.Context, stateDir, name string) error {
 // namespaces, and waits until the node's mount namespace, and with it its
 // /dev/shm tmpfs, is gone. It returns the time the link was cut.
 func (c *Cluster) PowerOff(ctx context.Context, node string) (time.Time, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	i, err := c.nodeIndex(node)
-	if err != nil {
-		return time.Time{}, err
+	return c.PowerOffNodes(ctx, []string{node})
+}
+
+// PowerOffNodes powers several nodes off at once (a rack failing): every
+// link is cut before any process is killed. It returns the time the last
+// link was cut.
+func (c *Cluster) PowerOffNodes(ctx context.Context, nodes []string) (time.Time, error) {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	idx := make([]int, len(nodes))
+	var netIDs, mntIDs []nsID
+	for k, node := range nodes {
+		i, err := c.nodeIndex(node)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if c.PoweredOff(node) {
+			return time.Time{}, &NodeError{Node: node, Op: "power off", Err: ErrPoweredOff}
+		}
+		idx[k] = i
+		netID, err := nsOf(netnsPath(c.netns(node)))
+		if err != nil {
+			return time.Time{}, &NodeError{Node: node, Op: "power off", Err: err}
+		}
+		netIDs = append(netIDs, netID)
+		if h, err := c.holderPID(node); err == nil {
+			if m, err := nsOf(fmt.Sprintf("/proc/%d/ns/mnt", h)); err == nil {
+				mntIDs = append(mntIDs, m)
+			}
+		}
 	}
-	if c.st.Nodes[i].PoweredOff {
-		return time.Time{}, &NodeError{Node: node, Op: "power off", Err: ErrPoweredOff}
-	}
-	netID, err := nsOf(netnsPath(c.netns(node)))
-	if err != nil {
-		return time.Time{}, &NodeError{Node: node, Op: "power off", Err: err}
-	}
-	var mntID nsID
-	if h, err := c.holderPID(node); err == nil {
-		mntID, _ = nsOf(fmt.Sprintf("/proc/%d/ns/mnt", h))
-	}
-	if err := ip(ctx, "-n", c.netns("head"), "link", "del", fmt.Sprintf("veth%d", i+1)); err != nil {
-		return time.Time{}, &NodeError{Node: node, Op: "power off (cutting the link)", Err: err}
+	for k, node := range nodes {
+		if err := ip(ctx, "-n", c.netns("head"), "link", "del", fmt.Sprintf("veth%d", idx[k]+1)); err != nil {
+			return time.Time{}, &NodeError{Node: node, Op: "power off (cutting the link)", Err: err}
+		}
 	}
 	at := time.Now()
 	kctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if err := killAllIn(kctx, "net", netID); err != nil {
-		return at, &NodeError{Node: node, Op: "power off", Err: err}
+	name := strings.Join(nodes, ",")
+	if err := killAllIn(kctx, "net", netIDs...); err != nil {
+		return at, &NodeError{Node: name, Op: "power off", Err: err}
 	}
-	if err := killAllIn(kctx, "mnt", mntID); err != nil {
-		return at, &NodeError{Node: node, Op: "power off (tmpfs)", Err: err}
+	if err := killAllIn(kctx, "mnt", mntIDs...); err != nil {
+		return at, &NodeError{Node: name, Op: "power off (tmpfs)", Err: err}
 	}
-	c.st.Nodes[i].PoweredOff = true
-	if err := c.save(); err != nil {
+	c.mu.Lock()
+	for _, i := range idx {
+		c.st.Nodes[i].PoweredOff = true
+	}
+	err := c.save()
+	c.mu.Unlock()
+	if err != nil {
 		return at, err
 	}
-	c.logfln("vcluster: %s powered off (link cut at %s, dark %v later)", node, at.Format("15:04:05.000"), time.Since(at).Round(time.Millisecond))
+	c.logfln("vcluster: %s powered off (links cut at %s, dark %v later)", name, at.Format("15:04:05.000"), time.Since(at).Round(time.Millisecond))
 	return at, nil
 }
 
@@ -227,14 +249,14 @@ func (c *Cluster) PowerOff(ctx context.Context, node string) (time.Time, error) 
 // /dev/shm, slurmd; it returns once Slurm sees the node responding and not
 // DOWN (IDLE, or ALLOCATED if Slurm never noticed it was gone).
 func (c *Cluster) PowerOn(ctx context.Context, node string) error {
-	c.mu.Lock()
+	c.pmu.Lock()
 	i, err := c.nodeIndex(node)
 	if err != nil {
-		c.mu.Unlock()
+		c.pmu.Unlock()
 		return err
 	}
-	if !c.st.Nodes[i].PoweredOff {
-		c.mu.Unlock()
+	if !c.PoweredOff(node) {
+		c.pmu.Unlock()
 		return &NodeError{Node: node, Op: "power on", Err: errors.New("node is not powered off")}
 	}
 	err = c.bootNode(ctx, node)
@@ -242,10 +264,12 @@ func (c *Cluster) PowerOn(ctx context.Context, node string) error {
 		err = c.startSSHD(ctx, node)
 	}
 	if err == nil {
+		c.mu.Lock()
 		c.st.Nodes[i].PoweredOff = false
 		err = c.save()
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
+	c.pmu.Unlock()
 	if err != nil {
 		return err
 	}
