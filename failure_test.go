@@ -169,3 +169,19 @@ func TestCompleteMarkOnOneNodeIsEnough(t *testing.T) {
 		t.Fatalf("never-completed dataset kept: %v", err)
 	}
 }
+
+func TestInterruptedAsyncFlushIsNotResumedButKept(t *testing.T) {
+	j := newJob(t, map[string]string{"SCR_FLUSH": "1", "SCR_FLUSH_ASYNC": "1"})
+	mustAll(t, j.run(four, nil, func(ctx context.Context, h *Handle) error {
+		return checkpoint(ctx, h, 1, 1<<20, 0) // the job "dies": no Finalize, no poll
+	}))
+	fs, err := prefix.ReadFlush(j.prefix)
+	if err != nil || fs.Get(1) == nil || !fs.Get(1).Has(prefix.LocFlushing) {
+		t.Fatalf("flush state during the async flush: %+v %v", fs, err)
+	}
+	sameName(t, restartAll(t, j, four, map[string]string{"SCR_FLUSH": "0"}, 1<<20), "ckpt.1")
+	fs, _ = prefix.ReadFlush(j.prefix)
+	if e := fs.Get(1); e == nil || e.Has(prefix.LocFlushing) || !e.NeedsFlush() {
+		t.Fatalf("flush state after Init: %+v (want CACHE, not FLUSHING, not PFS)", e)
+	}
+}
