@@ -185,3 +185,15 @@ func TestInterruptedAsyncFlushIsNotResumedButKept(t *testing.T) {
 		t.Fatalf("flush state after Init: %+v (want CACHE, not FLUSHING, not PFS)", e)
 	}
 }
+
+func TestLostCacheIndexLosesOnlyThatNode(t *testing.T) {
+	j := newJob(t, map[string]string{"SCR_COPY_TYPE": "XOR"})
+	writeCkpts(t, j, four, 1, 3000)
+	// n3's control state is gone (its index), its cached files remain:
+	// they cannot be trusted, n3's rank is rebuilt and the orphan removed.
+	os.Remove(filepath.Join(j.cacheDir("n3"), "cindex.json"))
+	sameName(t, restartAll(t, j, four, nil, 3000), "ckpt.1")
+	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
+		t.Fatalf("restart from %q", got)
+	}
+}

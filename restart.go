@@ -196,6 +196,18 @@ func (h *Handle) scanNode() ([]cache.Dataset, map[int][]int, error) {
 			return nil, nil, err
 		}
 	}
+	// Dataset directories the index does not know (its entry is always
+	// written before the directory is created, so these come from a lost
+	// or damaged index) hold nothing anybody can trust: remove them.
+	for _, base := range h.cfg.storeBases() {
+		dirs, _ := filepath.Glob(filepath.Join(h.cfg.storeLayout(base).CacheDir, "scr.dataset.*"))
+		for _, d := range dirs {
+			var id int
+			if _, err := fmt.Sscanf(filepath.Base(d), "scr.dataset.%d", &id); err == nil && ix.Datasets[id] == nil {
+				os.RemoveAll(d)
+			}
+		}
+	}
 	var out []cache.Dataset
 	held := map[int][]int{}
 	for _, id := range ix.IDs() {
