@@ -119,7 +119,7 @@ echo "scr_srun exit $?"
 		}
 	}
 	text := string(b)
-	if kill.IsZero() || strings.Contains(text, "warning: step kill") || !strings.Contains(text, "scr_srun exit 0") {
+	if kill.IsZero() || strings.Contains(text, "warning") || !strings.Contains(text, "scr_srun exit 0") {
 		t.Fatalf("no clean kill or no success:\n%s", text)
 	}
 	t.Logf("power-off of %s -> step killed %.2f s -> run 2 started %.2f s\n%s", on, kill.Sub(at).Seconds(), started2.Time.Sub(at).Seconds(), text)

@@ -236,16 +236,16 @@ func Scavenge(ctx context.Context, o ScavengeOptions) (ScavengeResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("scavenge: read flush state: %w", err)
 	}
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(o.Log, "scr_postrun: %s: %s\n", o.Now().UTC().Format(logTime), fmt.Sprintf(format, a...))
+	}
 	entries := st.Entries()
-	entries = append(entries, discover(ctx, o, st)...)
+	entries = append(entries, discover(ctx, o, st, logf)...)
 	byID := map[int64]*prefix.FlushEntry{}
 	for _, e := range entries {
 		byID[e.ID] = e
 	}
 	plan := PlanScavenge(entries)
-	logf := func(format string, a ...any) {
-		fmt.Fprintf(o.Log, "scr_postrun: %s: %s\n", o.Now().UTC().Format(logTime), fmt.Sprintf(format, a...))
-	}
 	if len(plan.Outputs) == 0 && len(plan.Checkpoints) == 0 {
 		logf("nothing to scavenge: no dataset in cache needs a flush")
 		return res, nil
@@ -316,13 +316,16 @@ func Scavenge(ctx context.Context, o ScavengeOptions) (ScavengeResult, error) {
 // discover asks the nodes which complete datasets their caches hold and
 // returns flush entries for those the flush state does not know: in cache,
 // and in the prefix too when the index says they were flushed complete.
-func discover(ctx context.Context, o ScavengeOptions, st *prefix.FlushState) []*prefix.FlushEntry {
+func discover(ctx context.Context, o ScavengeOptions, st *prefix.FlushState, logf func(string, ...any)) []*prefix.FlushEntry {
 	if o.Copier == nil || len(o.Nodes) == 0 {
 		return nil
 	}
 	seen := map[int64]*prefix.FlushEntry{}
 	lists := o.Copier.ListDatasets(ctx, o.Nodes)
 	for _, n := range o.Nodes {
+		if err := lists[n].Err; err != nil {
+			logf("warning: could not list the cache of %s: %v", n, err)
+		}
 		for _, d := range lists[n].Datasets {
 			id := int64(d.ID)
 			if st.Get(id) != nil || seen[id] != nil {
