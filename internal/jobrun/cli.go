@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/scr-go/scr/internal/config"
@@ -234,6 +235,10 @@ func flushing(p string) bool {
 func passthrough(ctx context.Context, o CmdOptions) (int, error) {
 	c := exec.CommandContext(ctx, o.Launcher, o.Args...)
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, o.Stdout, o.Stderr
+	// On SIGINT/SIGTERM the launcher gets SIGTERM (it forwards it to its
+	// tasks), and SIGKILL only if it is still there 10 s later.
+	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+	c.WaitDelay = 10 * time.Second
 	err := c.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

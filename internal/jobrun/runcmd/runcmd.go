@@ -116,6 +116,9 @@ func exitCode(name string, res jobrun.CmdResult, err error, interrupted bool, st
 	case err != nil:
 		return ExitCannotRun
 	case res.Success():
+		if res.Halted && res.LastExit > 0 {
+			fmt.Fprintf(stderr, "%s: note: stopped by the halt file (%s), but the last run exited %d\n", name, res.Reason, res.LastExit)
+		}
 		return ExitDone
 	default:
 		fmt.Fprintf(stderr, "%s: the job did not finish: %s\n", name, res.Reason)
