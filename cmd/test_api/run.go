@@ -206,7 +206,11 @@ func Run(ctx context.Context, c comm.Comm, o Options, out io.Writer) error {
 		}
 		data := fileData(rank, o.Size, step)
 		start := time.Now()
-		if err := write(ctx, h, name, flags, rel(name), prefixDir, data, !o.NoFsync); err != nil {
+		if err := write(ctx, h, name, flags, rel(name), prefixDir, data, !o.NoFsync); errors.Is(err, scr.ErrFlush) {
+			// The checkpoint is complete in cache; only its copy to the
+			// prefix failed (tried again at Finalize).
+			say("Warning: %v", err)
+		} else if err != nil {
 			return fmt.Errorf("%d: %w", rank, err)
 		}
 		secs := time.Since(start).Seconds()
