@@ -53,15 +53,22 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 		Created: h.outStart.UTC(), User: h.cfg.user, JobID: h.cfg.jobID,
 		Ranks: h.size,
 	}
-	if err := h.protection(&ds); err != nil {
-		return err
+	// Rank 0 decides the record (and its redundancy); every rank then
+	// checks that it asked for the same name and flags.
+	rec := startRecord{DS: ds}
+	if h.rank == 0 {
+		if err := h.protection(&rec.DS); err != nil {
+			rec.Err = err.Error()
+		}
 	}
-	// Rank 0's record is the dataset's; every rank checks it asked for the
-	// same (the verdict travels with the agreement below).
 	mine := fmt.Sprintf("%d:%s", flags, name)
-	if err := h.bcastJSON(ctx, h.world, &ds); err != nil {
+	if err := h.bcastJSON(ctx, h.world, &rec); err != nil {
 		return h.commErr("StartOutput: share dataset record", err)
 	}
+	if rec.Err != "" {
+		return fmt.Errorf("scr: StartOutput(%s): %s: %w", name, rec.Err, ErrConfig)
+	}
+	ds = rec.DS
 	bad := h.size
 	if fmt.Sprintf("%d:%s", ds.Flags, ds.Name) != mine {
 		bad = h.rank
@@ -105,6 +112,12 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	h.mu.Unlock()
 	h.state = stateOutput
 	return nil
+}
+
+// startRecord is rank 0's decision at StartOutput.
+type startRecord struct {
+	DS  cache.Dataset `json:"ds"`
+	Err string        `json:"err,omitempty"`
 }
 
 // sameArgs checks that every rank passed rank 0's arguments.
