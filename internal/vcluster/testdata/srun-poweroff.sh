@@ -6,11 +6,12 @@
 # SlurmdTimeout=300); several scenarios can run side by side.
 #   A plain   B srun -K   C srun --wait=5   D SIGKILL srun   E SIGTERM srun
 #   F SIGKILL srun in an --exclusive allocation
-# VCLUSTER names the vcluster binary (default: vcluster on PATH).
+# VCLUSTER names the vcluster binary (default: vcluster on PATH); TIMEOUTS=fast
+# uses fast Slurm timeouts (DOWN after ~8 s).
 sub() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a-b}'; }
 N=$1; SC=$2
 V="${VCLUSTER:-vcluster} --name $N"; S=/tmp/vcluster-$N/shared
-$V up -n 3 --slurm-timeouts production >/dev/null || exit 1
+$V up -n 3 --slurm-timeouts ${TIMEOUTS:-production} >/dev/null || exit 1
 ALLOC="-N3 -k"; [ $SC = F ] && ALLOC="-N3 -k --exclusive"
 J=$($V exec node1 -- salloc $ALLOC --no-shell 2>&1 | sed -n 's/.*Granted job allocation //p')
 cd $S
