@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/scr-go/scr/comm"
@@ -195,5 +196,23 @@ func TestLostCacheIndexLosesOnlyThatNode(t *testing.T) {
 	sameName(t, restartAll(t, j, four, nil, 3000), "ckpt.1")
 	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
 		t.Fatalf("restart from %q", got)
+	}
+}
+
+func TestBadConfigOnOneRankFailsInitEverywhere(t *testing.T) {
+	j := newJob(t, nil)
+	errs := j.runPerNode(four, func(node string) map[string]string {
+		if node == "n3" {
+			return map[string]string{"SCR_CACHE_SIZE": "lots"}
+		}
+		return nil
+	}, nil, func(ctx context.Context, h *Handle) error { return nil })
+	for r, err := range errs {
+		if !errors.Is(err, ErrConfig) {
+			t.Fatalf("rank %d: %v, want ErrConfig", r, err)
+		}
+	}
+	if !strings.Contains(errs[2].Error(), "SCR_CACHE_SIZE") {
+		t.Fatalf("rank 2 does not name the parameter: %v", errs[2])
 	}
 }

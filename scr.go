@@ -115,8 +115,19 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 		return nil, fmt.Errorf("scr: Init: Options.Comm is nil: %w", ErrConfig)
 	}
 	cc, cfg, err := resolve(opts.Env, opts.Config)
-	if err != nil {
+	// First collective: every rank learns whether every rank could read its
+	// configuration and whether SCR is on everywhere, so no rank goes on
+	// alone into collectives the others never enter.
+	v, cerr := opts.Comm.Allreduce(ctx, comm.OpSum, []int64{b2i(err != nil), b2i(err == nil && !cfg.enable)})
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("scr: Init on rank %d: %w", opts.Comm.Rank(), err)
+	case cerr != nil:
+		return nil, fmt.Errorf("scr: Init on rank %d: %w", opts.Comm.Rank(), cerr)
+	case v[0] > 0:
+		return nil, fmt.Errorf("scr: Init on rank %d: the configuration could not be read on %d rank(s); see their errors: %w", opts.Comm.Rank(), v[0], ErrConfig)
+	case v[1] > 0 && int(v[1]) < opts.Comm.Size():
+		return nil, fmt.Errorf("scr: Init on rank %d: SCR_ENABLE is 0 on %d of %d ranks; it must be the same everywhere: %w", opts.Comm.Rank(), v[1], opts.Comm.Size(), ErrConfig)
 	}
 	h := &Handle{
 		world:   opts.Comm,
