@@ -115,6 +115,10 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 		return nil, fmt.Errorf("scr: Init: Options.Comm is nil: %w", ErrConfig)
 	}
 	cc, cfg, err := resolve(opts.Env, opts.Config)
+	var node, pfx string
+	if err == nil && cfg.enable {
+		node, pfx, err = identity(opts, cfg)
+	}
 	// First collective: every rank learns whether every rank could read its
 	// configuration and whether SCR is on everywhere, so no rank goes on
 	// alone into collectives the others never enter.
@@ -143,30 +147,10 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 		h.state = stateFinal
 		return h, nil
 	}
-	h.nodeName = opts.Node
-	if h.nodeName == "" {
-		h.nodeName = cfg.nodeName
-	}
-	if h.nodeName == "" {
-		if h.nodeName, err = os.Hostname(); err != nil {
-			return nil, fmt.Errorf("scr: Init on rank %d: no node name (set SCR_NODE_NAME): %w", h.rank, err)
-		}
-		h.nodeName, _, _ = strings.Cut(h.nodeName, ".") // the short name, as the resource manager uses
-
-	}
-	h.prefix = cfg.prefix
-	if h.prefix == "" {
-		if h.prefix, err = os.Getwd(); err != nil {
-			return nil, fmt.Errorf("scr: Init on rank %d: no prefix (set SCR_PREFIX): %w", h.rank, err)
-		}
-	}
-	if h.prefix, err = filepath.Abs(h.prefix); err != nil {
-		return nil, fmt.Errorf("scr: Init: prefix %q: %w", cfg.prefix, err)
-	}
-	h.prefix = filepath.Clean(h.prefix)
+	h.nodeName, h.prefix = node, pfx
 	h.layout = cfg.layout()
 
-	// First collective: every rank is up. Rank 0 reports the run started,
+	// Every rank is up. Rank 0 reports the run started,
 	// with the nodes it runs on (scr_run watches those).
 	all, err := h.world.Allgather(ctx, []byte(h.nodeName))
 	if err != nil {
@@ -241,6 +225,32 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 		return nil, h.commErr("Init", err)
 	}
 	return h, nil
+}
+
+// identity is this rank's node name (Options.Node, SCR_NODE_NAME, else the
+// short host name) and its absolute prefix directory.
+func identity(opts Options, cfg params) (node, pfx string, err error) {
+	node = opts.Node
+	if node == "" {
+		node = cfg.nodeName
+	}
+	if node == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return "", "", fmt.Errorf("no node name (set SCR_NODE_NAME): %w", err)
+		}
+		node, _, _ = strings.Cut(h, ".") // the short name, as the resource manager uses
+	}
+	pfx = cfg.prefix
+	if pfx == "" {
+		if pfx, err = os.Getwd(); err != nil {
+			return "", "", fmt.Errorf("no prefix (set SCR_PREFIX): %w", err)
+		}
+	}
+	if pfx, err = filepath.Abs(pfx); err != nil {
+		return "", "", fmt.Errorf("prefix %q: %w", cfg.prefix, err)
+	}
+	return node, filepath.Clean(pfx), nil
 }
 
 // Finalize ends SCR on this rank (collective): it waits for an async
