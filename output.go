@@ -31,9 +31,6 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	if err := h.need("StartOutput", stateIdle, "call Complete (or CompleteRestart) before starting another dataset"); err != nil {
 		return err
 	}
-	if flags&^(Checkpoint|Output) != 0 || flags == 0 {
-		return fmt.Errorf("scr: StartOutput(%q): flags %d: want Checkpoint, Output or both: %w", name, flags, ErrConfig)
-	}
 	h.outStart = time.Now()
 	if err := h.pollAsync(ctx, false); err != nil {
 		return err
@@ -57,7 +54,9 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	// checks that it asked for the same name and flags.
 	rec := startRecord{DS: ds}
 	if h.rank == 0 {
-		if err := h.protection(&rec.DS); err != nil {
+		if flags&^(Checkpoint|Output) != 0 || flags == 0 {
+			rec.Err = fmt.Sprintf("flags %d: want Checkpoint, Output or both", flags)
+		} else if err := h.protection(&rec.DS); err != nil {
 			rec.Err = err.Error()
 		}
 	}

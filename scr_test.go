@@ -585,3 +585,16 @@ func TestDropAndDelete(t *testing.T) {
 	}
 	sameName(t, restartAll(t, j, four, nil, 20), "ckpt.2")
 }
+
+func TestBadFlagsFailEveryRank(t *testing.T) {
+	j := newJob(t, nil)
+	mustAll(t, j.run([]string{"a", "b"}, nil, func(ctx context.Context, h *Handle) error {
+		if err := h.StartOutput(ctx, "x", 0); !errors.Is(err, ErrConfig) {
+			return fmt.Errorf("flags 0: %v", err)
+		}
+		if err := h.StartOutput(ctx, "x", Checkpoint|Output); err != nil {
+			return err
+		}
+		return h.Complete(ctx, true)
+	}))
+}
