@@ -268,3 +268,17 @@ func TestTwoStoresEvictSeparately(t *testing.T) {
 		t.Fatalf("restart from %q", got)
 	}
 }
+
+func TestBypassWithXORRebuildsTheMetadata(t *testing.T) {
+	j := xorJob(t, map[string]string{"SCR_CACHE_BYPASS": "1"})
+	writeCkpts(t, j, four, 1, 900)
+	// The files are on the prefix; the caches hold the protected filemaps.
+	if _, err := os.Stat(filepath.Join(j.prefix, "ckpt.1", "rank_2.ckpt")); err != nil {
+		t.Fatal(err)
+	}
+	j.wipe("n3")
+	sameName(t, restartAll(t, j, four, nil, 900), "ckpt.1")
+	if got := lastRestartFrom(t, j); got != "cache-rebuild" {
+		t.Fatalf("restart from %q", got)
+	}
+}
