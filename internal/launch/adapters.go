@@ -79,12 +79,16 @@ func (s Srun) Build(r Request) (Command, error) {
 		pre = append(pre, "--exclude="+hostlist.Compress(exclude))
 	}
 	if len(r.Down) > 0 {
-		if _, _, _, ok := optValue(args, "--nodelist", "-w", srunWithValue); ok {
-			return Command{}, &ArgsError{Launcher: "srun", Msg: fmt.Sprintf(
-				"--nodelist/-w fixes the nodes, so scr_run cannot leave out the down nodes %s: "+
-					"ask for a node count (-N) instead and keep spare nodes in the allocation", joinNodes(r.Down))}
-		}
-		if _, _, _, ok := optValue(args, "--nodes", "-N", srunWithValue); !ok {
+		if v, i, j, ok := optValue(args, "--nodelist", "-w", srunWithValue); ok {
+			// The user fixed the nodes: keep the healthy ones and put a
+			// spare in the place of each down one, so the run keeps its size.
+			nl, err := replaceDown(v, r)
+			if err != nil {
+				return Command{}, &ArgsError{Launcher: "srun", Msg: err.Error()}
+			}
+			args = append(args[:i:i], args[j:]...)
+			pre = append(pre, "--nodelist="+nl)
+		} else if _, _, _, ok := optValue(args, "--nodes", "-N", srunWithValue); !ok {
 			pre = append(pre, "--nodes="+strconv.Itoa(len(r.Healthy())))
 		}
 	}
@@ -103,6 +107,53 @@ func (s Srun) Build(r Request) (Command, error) {
 	argv := append([]string{"srun"}, pre...)
 	argv = append(argv, args...)
 	return Command{Argv: argv, Exclude: exclude, StepName: name}, nil
+}
+
+// replaceDown rewrites a user's node list (a hostlist expression): every
+// down node is replaced by a healthy node of the allocation that the list
+// does not name yet, in allocation order. A list given as a file cannot be
+// rewritten.
+func replaceDown(list string, r Request) (string, error) {
+	if strings.Contains(list, "/") {
+		return "", fmt.Errorf("--nodelist %s names a file, so scr_run cannot replace the down nodes %s in it: "+
+			"give the nodes as a host list, or a node count (-N) with spare nodes in the allocation", list, joinNodes(r.Down))
+	}
+	nodes, err := hostlist.Expand(list)
+	if err != nil {
+		return "", fmt.Errorf("--nodelist %q: %w", list, err)
+	}
+	down := make(map[string]bool, len(r.Down))
+	for _, n := range r.Down {
+		down[n] = true
+	}
+	named := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		named[n] = true
+	}
+	var spares []string
+	for _, n := range r.Healthy() {
+		if !named[n] {
+			spares = append(spares, n)
+		}
+	}
+	out := make([]string, 0, len(nodes))
+	var lost []string
+	for _, n := range nodes {
+		if !down[n] {
+			out = append(out, n)
+			continue
+		}
+		if len(spares) == 0 {
+			lost = append(lost, n)
+			continue
+		}
+		out, spares = append(out, spares[0]), spares[1:]
+	}
+	if len(lost) > 0 {
+		return "", fmt.Errorf("--nodelist %s: no healthy spare node left to replace the down nodes %s: "+
+			"allocate spare nodes, or lower the run's node count", list, joinNodes(lost))
+	}
+	return hostlist.Compress(out), nil
 }
 
 // Cancel finds the newest step of the job with the command's step name
