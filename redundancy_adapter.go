@@ -2,6 +2,7 @@ package scr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -112,28 +113,24 @@ func (c redCodec) Encode(ctx context.Context, world comm.Comm, spec codecSpec, d
 	for i, f := range files {
 		names[i] = filepath.ToSlash(f)
 	}
-	infos, serr := redundancy.StatFiles(dir, names, false)
-	if serr == nil {
-		// Reuse the CRCs of the filemap instead of reading the files again.
-		if fm, err := cache.ReadFilemap(dir); err == nil {
-			crc := map[string]*uint32{}
-			for _, f := range fm.Files {
-				crc[filepath.ToSlash(f.Rel)] = f.CRC
-			}
-			for i := range infos {
-				infos[i].CRC32C = crc[infos[i].Name]
-			}
+	infos, err := redundancy.StatFiles(dir, names, false)
+	if err != nil {
+		// Take part without files, so no peer waits: the encode then fails
+		// on every rank with an error naming this rank.
+		return redundancy.Abstain(ctx, g, c.scheme(spec), dir,
+			fmt.Errorf("dataset %d: rank %d cannot describe its files in %s: %w", spec.Dataset, c.h.rank, dir, err))
+	}
+	// Reuse the CRCs of the filemap instead of reading the files again.
+	if fm, err := cache.ReadFilemap(dir); err == nil {
+		crc := map[string]*uint32{}
+		for _, f := range fm.Files {
+			crc[filepath.ToSlash(f.Rel)] = f.CRC
+		}
+		for i := range infos {
+			infos[i].CRC32C = crc[infos[i].Name]
 		}
 	}
-	if serr != nil {
-		// Take part anyway with no files, so no peer waits; fail after.
-		infos = nil
-	}
-	err = redundancy.Encode(ctx, g, c.scheme(spec), infos, dir)
-	if serr != nil {
-		return serr
-	}
-	return err
+	return redundancy.Encode(ctx, g, c.scheme(spec), infos, dir)
 }
 
 func (c redCodec) Rebuild(ctx context.Context, world comm.Comm, spec codecSpec, dir string, lost bool) (int, error) {
@@ -145,6 +142,11 @@ func (c redCodec) Rebuild(ctx context.Context, world comm.Comm, spec codecSpec, 
 		return 0, fmt.Errorf("dataset %d: %w: %w", spec.Dataset, ErrUnrecoverable, err)
 	}
 	res, err := redundancy.Rebuild(ctx, si.g, c.scheme(spec), dir)
+	if errors.Is(err, redundancy.ErrUnrecoverable) {
+		// Too much lost in some set: the same verdict on every rank, which
+		// callers branch on through the library's own sentinel.
+		return 0, fmt.Errorf("dataset %d: %w: %w", spec.Dataset, ErrUnrecoverable, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("dataset %d: %w", spec.Dataset, err)
 	}
