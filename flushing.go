@@ -53,7 +53,7 @@ func (h *Handle) commit(ctx context.Context, ds cache.Dataset, files []prefix.Fi
 	var werr error
 	if h.rank == 0 {
 		h.timeline("flush", map[string]any{"name": ds.Name, "dataset": ds.ID})
-		if ds.IsCheckpoint() && h.cfg.prefixSize > 0 {
+		if ds.IsCheckpoint() && h.cfg.PrefixSize > 0 {
 			werr = h.slidePrefixWindow(ctx)
 		}
 	}
@@ -75,7 +75,7 @@ func (h *Handle) slidePrefixWindow(ctx context.Context) error {
 			continue
 		}
 		n++
-		if n <= h.cfg.prefixSize || e.Dataset.Output || e.Dataset.Name == ix.Current {
+		if n <= h.cfg.PrefixSize || e.Dataset.Output || e.Dataset.Name == ix.Current {
 			continue
 		}
 		if _, err := deleteFromPrefix(ctx, h.prefix, e.Dataset.Name); err != nil {
@@ -158,7 +158,7 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 		RankDir: func(id int) string { return h.layout.RankDir(id, h.rank) },
 		Below:   h.tried,
 		BufSize: h.cfg.bufSize,
-		CRC:     h.cfg.crcOnCopy,
+		CRC:     h.cfg.CRCOnCopy,
 	})
 	if err != nil || d == nil {
 		return nil, err
@@ -205,11 +205,7 @@ func (h *Handle) haltReason() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var end time.Time
-	if h.cfg.endTime > 0 {
-		end = time.Unix(h.cfg.endTime, 0)
-	}
-	d := hf.HaltCheck(time.Now(), end, h.cfg.haltSeconds, true)
+	d := hf.HaltCheck(time.Now(), h.cfg.EndTime, h.cfg.HaltSeconds, true)
 	if d.Halt {
 		return d.Reason, nil
 	}

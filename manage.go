@@ -29,7 +29,7 @@ func (a nameAnswer) err(call, name string) error {
 }
 
 func (h *Handle) idle(call string) error {
-	if !h.cfg.enable {
+	if !h.cfg.Enable {
 		return ErrDisabled
 	}
 	return h.need(call, stateIdle, "finish the current phase first")
@@ -65,7 +65,7 @@ func (h *Handle) Current(ctx context.Context, name string) error {
 				return errSkip
 			}
 			a.ID = int(e.Dataset.ID)
-			if h.cfg.dropAfter {
+			if h.cfg.DropAfterCurrent {
 				if _, err := ix.DropAfter(name); err != nil {
 					return err
 				}

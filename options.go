@@ -33,42 +33,19 @@ type Options struct {
 	Config []string
 }
 
-// params is what the library uses of the resolved configuration
-// (internal/config) of one rank.
+// params is one rank's resolved configuration (internal/config's Settings,
+// the only table of parameters) plus what the library derives from it.
 type params struct {
-	enable         bool
-	prefix         string
-	cntlBase       string
-	cacheBase      string
-	user, jobID    string
-	cacheSize      int
-	purge          bool
-	flushEvery     int
-	flushAsync     bool
-	fetch          bool
-	distribute     bool
-	ckptInterval   int
-	ckptSeconds    float64
-	ckptOverhead   float64
-	haltSeconds    int64
-	endTime        int64
-	crcOnCopy      bool
-	bufSize        int
-	runID          int
-	current        string
-	nodeName       string
-	prefixSize     int            // keep this many checkpoints on the prefix (0: all)
-	prefixPurge    bool           // delete every prefix dataset at Init
-	flushOnRestart bool           // flush every cached dataset at Init
-	globalRestart  bool           // flush at Init, then restart from the prefix
-	dropAfter      bool           // Current also drops newer index entries
-	counts         map[string]int // datasets kept per store base
-	descs          []config.Redundancy
-	stores         []config.Store
-	groups         []config.GroupDef
+	config.Settings
+	cacheSize int            // datasets kept in the cache base (its STORE COUNT, else SCR_CACHE_SIZE; at least 1)
+	bufSize   int            // SCR_MPI_BUF_SIZE, at least 4 KiB
+	runID     int            // SCR_RUN_ID, set by scr_run (0 outside it)
+	counts    map[string]int // datasets kept per store base
 }
 
-// resolve reads the configuration of one rank.
+// resolve reads the configuration of one rank through internal/config:
+// environment (env, os.LookupEnv when nil) > user file > api (SCR_Config
+// syntax) > system file > defaults. A previous run's app.conf is not read.
 func resolve(env func(string) (string, bool), api []string) (*config.Config, params, error) {
 	if env == nil {
 		env = os.LookupEnv
@@ -77,20 +54,7 @@ func resolve(env func(string) (string, bool), api []string) (*config.Config, par
 	if err != nil {
 		return nil, params{}, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	p := params{
-		enable: s.Enable, prefix: s.Prefix, cntlBase: s.CntlBase, cacheBase: s.CacheBase,
-		user: s.UserName, jobID: s.JobID, cacheSize: s.CacheSize, purge: s.CachePurge,
-		flushEvery: s.Flush, flushAsync: s.FlushAsync, fetch: s.Fetch, distribute: s.Distribute,
-		ckptInterval: s.CheckpointInterval, ckptSeconds: float64(s.CheckpointSeconds),
-		ckptOverhead: s.CheckpointOverhead, haltSeconds: s.HaltSeconds, crcOnCopy: s.CRCOnCopy,
-		bufSize: int(s.MPIBufSize), current: s.Current, nodeName: s.NodeName,
-		descs: s.Redundancy, stores: s.Stores, groups: s.Groups,
-		prefixSize: s.PrefixSize, prefixPurge: s.PrefixPurge, flushOnRestart: s.FlushOnRestart,
-		globalRestart: s.GlobalRestart, dropAfter: s.DropAfterCurrent,
-	}
-	if !s.EndTime.IsZero() {
-		p.endTime = s.EndTime.Unix()
-	}
+	p := params{Settings: *s, cacheSize: s.CacheSize, bufSize: int(s.MPIBufSize)}
 	if v, ok := env("SCR_RUN_ID"); ok && v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -108,10 +72,10 @@ func resolve(env func(string) (string, bool), api []string) (*config.Config, par
 		p.bufSize = 4096
 	}
 	p.counts = map[string]int{}
-	for _, st := range p.stores {
+	for _, st := range p.Stores {
 		p.counts[filepath.Clean(st.Path)] = st.Count
 	}
-	for _, d := range p.descs {
+	for _, d := range p.Redundancy {
 		if d.Enabled && d.Store != "" {
 			if _, ok := p.counts[filepath.Clean(d.Store)]; !ok {
 				return nil, p, &ConfigError{Key: fmt.Sprintf("CKPT=%d STORE", d.Index), Value: d.Store,
@@ -124,20 +88,20 @@ func resolve(env func(string) (string, bool), api []string) (*config.Config, par
 
 // layout is the node's cache layout from the resolved parameters.
 func (p params) layout() cache.Layout {
-	return p.storeLayout(p.cacheBase)
+	return p.storeLayout(p.CacheBase)
 }
 
 // storeLayout is the layout of the store with base directory base.
 func (p params) storeLayout(base string) cache.Layout {
-	sub := filepath.Join(p.user, "scr."+p.jobID)
-	return cache.Layout{CntlDir: filepath.Join(p.cntlBase, sub), CacheDir: filepath.Join(base, sub)}
+	sub := filepath.Join(p.UserName, "scr."+p.JobID)
+	return cache.Layout{CntlDir: filepath.Join(p.CntlBase, sub), CacheDir: filepath.Join(base, sub)}
 }
 
 // storeBases are the base directories of the stores datasets may use: the
 // cache base and the store of every enabled descriptor.
 func (p params) storeBases() []string {
-	out := []string{filepath.Clean(p.cacheBase)}
-	for _, d := range p.descs {
+	out := []string{filepath.Clean(p.CacheBase)}
+	for _, d := range p.Redundancy {
 		if d.Enabled && d.Store != "" && !slices.Contains(out, filepath.Clean(d.Store)) {
 			out = append(out, filepath.Clean(d.Store))
 		}
@@ -147,7 +111,7 @@ func (p params) storeBases() []string {
 
 // count is how many datasets the store with base directory base keeps.
 func (p params) count(base string) int {
-	if base == "" || filepath.Clean(base) == filepath.Clean(p.cacheBase) {
+	if base == "" || filepath.Clean(base) == filepath.Clean(p.CacheBase) {
 		return p.cacheSize
 	}
 	if n := p.counts[filepath.Clean(base)]; n > 0 {

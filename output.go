@@ -25,7 +25,7 @@ import (
 // Then each rank calls Route for every file it writes, writes them, and
 // calls Complete.
 func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) error {
-	if !h.cfg.enable {
+	if !h.cfg.Enable {
 		return ErrDisabled
 	}
 	if err := h.need("StartOutput", stateIdle, "call Complete (or CompleteRestart) before starting another dataset"); err != nil {
@@ -47,7 +47,7 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	}
 	ds := cache.Dataset{
 		ID: id, Name: name, Flags: cache.Flags(flags), CkptID: ckpt,
-		Created: h.outStart.UTC(), User: h.cfg.user, JobID: h.cfg.jobID,
+		Created: h.outStart.UTC(), User: h.cfg.UserName, JobID: h.cfg.JobID,
 		Ranks: h.size,
 	}
 	// Rank 0 decides the record (and its redundancy); every rank then
@@ -149,13 +149,13 @@ func (h *Handle) sameArgs(ctx context.Context, call, s string, n int) error {
 // checkpoint id) and applies SCR's conveniences (one node or a shared
 // store: SINGLE; RS with one failure: XOR).
 func (h *Handle) protection(ds *cache.Dataset) error {
-	d, err := config.Select(h.cfg.descs, ds.IsCheckpoint(), ds.IsOutput(), int64(ds.CkptID))
+	d, err := config.Select(h.cfg.Redundancy, ds.IsCheckpoint(), ds.IsOutput(), int64(ds.CkptID))
 	if err != nil {
 		return fmt.Errorf("scr: dataset %s: %w: %w", ds.Name, ErrConfig, err)
 	}
-	d, _ = config.Adjust(d, h.cfg.stores, config.Topology{Ranks: h.size, Nodes: h.nodes})
+	d, _ = config.Adjust(d, h.cfg.Stores, config.Topology{Ranks: h.size, Nodes: h.nodes})
 	ds.Scheme, ds.Bypass, ds.SetSize, ds.Failures, ds.Group = strings.ToUpper(d.Type), d.Bypass, d.SetSize, d.SetFailures, d.Group
-	if d.Store != "" && filepath.Clean(d.Store) != filepath.Clean(h.cfg.cacheBase) {
+	if d.Store != "" && filepath.Clean(d.Store) != filepath.Clean(h.cfg.CacheBase) {
 		// A node-independent key: each rank resolves it to its own path
 		// (store paths may differ per node, e.g. under the local launcher).
 		ds.Store = fmt.Sprintf("CKPT=%d", d.Index)
@@ -237,7 +237,7 @@ func (h *Handle) discard(ctx context.Context, id int) error {
 // local, not collective, and may be called from several goroutines. Outside
 // a phase it returns a *StateError; with SCR disabled it returns name.
 func (h *Handle) Route(name string) (string, error) {
-	if !h.cfg.enable {
+	if !h.cfg.Enable {
 		return name, nil
 	}
 	h.mu.Lock()
@@ -321,7 +321,7 @@ type verdict struct {
 // flushed to the prefix if due (outputs always; checkpoints every
 // SCR_FLUSH-th). The same result is returned on every rank.
 func (h *Handle) Complete(ctx context.Context, valid bool) error {
-	if !h.cfg.enable {
+	if !h.cfg.Enable {
 		return ErrDisabled
 	}
 	if err := h.need("Complete", stateOutput, "call StartOutput first"); err != nil {
@@ -351,7 +351,7 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		if ds.Bypass {
 			path = f.orig
 		}
-		meta, err := cache.Stat(path, h.cfg.crcOnCopy && !ds.Bypass)
+		meta, err := cache.Stat(path, h.cfg.CRCOnCopy && !ds.Bypass)
 		if err != nil {
 			if rep.Valid {
 				rep.Valid = false
@@ -435,9 +435,9 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 
 	// Flush if due.
 	var ferr error
-	due := ds.IsOutput() || ds.Bypass || (ds.IsCheckpoint() && h.cfg.flushEvery > 0 && ds.CkptID%h.cfg.flushEvery == 0)
+	due := ds.IsOutput() || ds.Bypass || (ds.IsCheckpoint() && h.cfg.Flush > 0 && ds.CkptID%h.cfg.Flush == 0)
 	if due {
-		if h.cfg.flushAsync && !ds.Bypass {
+		if h.cfg.FlushAsync && !ds.Bypass {
 			ferr = h.startAsync(ctx, ds)
 		} else {
 			ferr = h.flushSync(ctx, ds)

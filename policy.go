@@ -49,7 +49,7 @@ func (p ckptPolicy) need(h ckptHistory) bool {
 // SCR_CHECKPOINT_OVERHEAD (percent of time spent checkpointing); with all
 // three at 0 (default) it is false.
 func (h *Handle) NeedCheckpoint(ctx context.Context) (bool, error) {
-	if !h.cfg.enable {
+	if !h.cfg.Enable {
 		return false, ErrDisabled
 	}
 	if err := h.need("NeedCheckpoint", stateIdle, "finish the current phase first"); err != nil {
@@ -67,7 +67,7 @@ func (h *Handle) NeedCheckpoint(ctx context.Context) (bool, error) {
 		if h.ckpts > 0 {
 			avg = h.ckptCost / time.Duration(h.ckpts)
 		}
-		p := ckptPolicy{Interval: h.cfg.ckptInterval, Seconds: h.cfg.ckptSeconds, Overhead: h.cfg.ckptOverhead}
+		p := ckptPolicy{Interval: h.cfg.CheckpointInterval, Seconds: float64(h.cfg.CheckpointSeconds), Overhead: h.cfg.CheckpointOverhead}
 		ans.Yes = ans.Halt || p.need(ckptHistory{Calls: h.needCalls, Since: time.Since(h.lastCkptEnd), Ckpts: h.ckpts, AvgCost: avg})
 	}
 	if err := h.bcastJSON(ctx, h.world, &ans); err != nil {
@@ -92,7 +92,7 @@ type decision struct {
 // SCR_HALT_SECONDS left in the allocation (SCR_END_TIME). Call it after
 // each checkpoint. reason is empty when the answer is false.
 func (h *Handle) ShouldExit(ctx context.Context) (exit bool, reason string, err error) {
-	if !h.cfg.enable {
+	if !h.cfg.Enable {
 		return false, "", ErrDisabled
 	}
 	if err := h.need("ShouldExit", stateIdle, "finish the current phase first"); err != nil {

@@ -83,7 +83,7 @@ func (h *Handle) failureGroup(name, host string) string {
 	case config.GroupWorld:
 		return config.GroupWorld
 	}
-	for _, g := range h.cfg.groups {
+	for _, g := range h.cfg.Groups {
 		if g.Host == host {
 			if v, ok := g.Values[strings.ToUpper(name)]; ok {
 				return name + "=" + v

@@ -101,7 +101,7 @@ func (h *Handle) recover(ctx context.Context) error {
 		h.ckptID = max(h.ckptID, d.CkptID)
 	}
 
-	if h.cfg.purge || !h.cfg.distribute {
+	if h.cfg.CachePurge || !h.cfg.Distribute {
 		for _, id := range ids {
 			h.discard(ctx, id)
 		}
@@ -573,7 +573,7 @@ func recvDir(ctx context.Context, c comm.Comm, src int, dir string) error {
 // checkpoint from the prefix into the cache. No checkpoint is not an
 // error: ok is false and the application starts from scratch.
 func (h *Handle) HaveRestart(ctx context.Context) (name string, ok bool, err error) {
-	if !h.cfg.enable {
+	if !h.cfg.Enable {
 		return "", false, ErrDisabled
 	}
 	if err := h.need("HaveRestart", stateIdle, "finish the current phase first"); err != nil {
@@ -585,7 +585,7 @@ func (h *Handle) HaveRestart(ctx context.Context) (name string, ok bool, err err
 	if len(h.cands) > 0 {
 		d := h.cands[0]
 		h.loaded, h.loadSrc = &d, h.sources[d.ID]
-	} else if h.cfg.fetch {
+	} else if h.cfg.Fetch {
 		d, err := h.fetch(ctx)
 		if err != nil {
 			return "", false, err
@@ -606,7 +606,7 @@ func (h *Handle) HaveRestart(ctx context.Context) (name string, ok bool, err err
 // StartRestart opens the checkpoint HaveRestart offered for reading and
 // returns its name. Route then gives the path of each file to read.
 func (h *Handle) StartRestart(ctx context.Context) (string, error) {
-	if !h.cfg.enable {
+	if !h.cfg.Enable {
 		return "", ErrDisabled
 	}
 	if err := h.need("StartRestart", stateIdle, "call HaveRestart first"); err != nil {
@@ -639,7 +639,7 @@ func (h *Handle) routeRestart(name, orig, rel string) (string, error) {
 // and an *InvalidError is returned on every rank: call HaveRestart again
 // to get the next older checkpoint.
 func (h *Handle) CompleteRestart(ctx context.Context, valid bool) error {
-	if !h.cfg.enable {
+	if !h.cfg.Enable {
 		return ErrDisabled
 	}
 	if err := h.need("CompleteRestart", stateRestart, "call StartRestart first"); err != nil {

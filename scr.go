@@ -116,13 +116,13 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	}
 	cc, cfg, err := resolve(opts.Env, opts.Config)
 	var node, pfx string
-	if err == nil && cfg.enable {
+	if err == nil && cfg.Enable {
 		node, pfx, err = identity(opts, cfg)
 	}
 	// First collective: every rank learns whether every rank could read its
 	// configuration and whether SCR is on everywhere, so no rank goes on
 	// alone into collectives the others never enter.
-	v, cerr := opts.Comm.Allreduce(ctx, comm.OpSum, []int64{b2i(err != nil), b2i(err == nil && !cfg.enable)})
+	v, cerr := opts.Comm.Allreduce(ctx, comm.OpSum, []int64{b2i(err != nil), b2i(err == nil && !cfg.Enable)})
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("scr: Init on rank %d: %w", opts.Comm.Rank(), err)
@@ -143,7 +143,7 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 		flushed: map[int]bool{},
 		sources: map[int]string{},
 	}
-	if !cfg.enable {
+	if !cfg.Enable {
 		h.state = stateFinal
 		return h, nil
 	}
@@ -186,7 +186,7 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	if err := h.agree(ctx, "Init: create cache directories", lerr); err != nil {
 		return nil, err
 	}
-	if h.cfg.prefixPurge {
+	if h.cfg.PrefixPurge {
 		var perr error
 		if h.rank == 0 {
 			perr = purgePrefix(ctx, h.prefix)
@@ -198,12 +198,12 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	if err := h.recover(ctx); err != nil {
 		return nil, err
 	}
-	if h.cfg.flushOnRestart || h.cfg.globalRestart {
+	if h.cfg.FlushOnRestart || h.cfg.GlobalRestart {
 		if err := h.flushCached(ctx); err != nil {
 			return nil, err
 		}
 	}
-	if h.cfg.globalRestart {
+	if h.cfg.GlobalRestart {
 		// Restart from the prefix: drop the cached copies (just flushed).
 		var lerr error
 		for id := range h.cached {
@@ -215,9 +215,9 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 			return nil, err
 		}
 	}
-	if cfg.current != "" {
-		if err := h.Current(ctx, cfg.current); err != nil {
-			return nil, fmt.Errorf("scr: Init: SCR_CURRENT=%s: %w", cfg.current, err)
+	if cfg.Current != "" {
+		if err := h.Current(ctx, cfg.Current); err != nil {
+			return nil, fmt.Errorf("scr: Init: SCR_CURRENT=%s: %w", cfg.Current, err)
 		}
 	}
 	h.lastCkptEnd = time.Now()
@@ -232,7 +232,7 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 func identity(opts Options, cfg params) (node, pfx string, err error) {
 	node = opts.Node
 	if node == "" {
-		node = cfg.nodeName
+		node = cfg.NodeName
 	}
 	if node == "" {
 		h, err := os.Hostname()
@@ -241,14 +241,14 @@ func identity(opts Options, cfg params) (node, pfx string, err error) {
 		}
 		node, _, _ = strings.Cut(h, ".") // the short name, as the resource manager uses
 	}
-	pfx = cfg.prefix
+	pfx = cfg.Prefix
 	if pfx == "" {
 		if pfx, err = os.Getwd(); err != nil {
 			return "", "", fmt.Errorf("no prefix (set SCR_PREFIX): %w", err)
 		}
 	}
 	if pfx, err = filepath.Abs(pfx); err != nil {
-		return "", "", fmt.Errorf("prefix %q: %w", cfg.prefix, err)
+		return "", "", fmt.Errorf("prefix %q: %w", cfg.Prefix, err)
 	}
 	return node, filepath.Clean(pfx), nil
 }
@@ -258,7 +258,7 @@ func identity(opts Options, cfg params) (node, pfx string, err error) {
 // prefix yet, and records SCR_FINALIZE_CALLED in the halt file so that the
 // job script does not relaunch a finished application.
 func (h *Handle) Finalize(ctx context.Context) error {
-	if !h.cfg.enable {
+	if !h.cfg.Enable {
 		return ErrDisabled
 	}
 	if err := h.need("Finalize", stateIdle, "call Complete or CompleteRestart first"); err != nil {
@@ -268,7 +268,7 @@ func (h *Handle) Finalize(ctx context.Context) error {
 	if err := h.waitAsync(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	if h.cfg.flushEvery > 0 && len(errs) == 0 {
+	if h.cfg.Flush > 0 && len(errs) == 0 {
 		if newest := h.newestCached(func(d cache.Dataset) bool { return d.IsCheckpoint() }); newest != nil && !h.flushed[newest.ID] {
 			if err := h.flushSync(ctx, *newest); err != nil {
 				errs = append(errs, err)
@@ -331,7 +331,7 @@ func (h *Handle) Rank() int { return h.rank }
 func (h *Handle) Prefix() string { return h.prefix }
 
 // Enabled says whether SCR is active (SCR_ENABLE is not 0).
-func (h *Handle) Enabled() bool { return h.cfg.enable }
+func (h *Handle) Enabled() bool { return h.cfg.Enable }
 
 // need checks the state for a call.
 func (h *Handle) need(call string, want state, hint string) error {
@@ -407,13 +407,13 @@ func (h *Handle) newestCached(ok func(cache.Dataset) bool) *cache.Dataset {
 func (h *Handle) storeBase(key string) string {
 	var n int
 	if _, err := fmt.Sscanf(key, "CKPT=%d", &n); err == nil {
-		for _, d := range h.cfg.descs {
+		for _, d := range h.cfg.Redundancy {
 			if d.Index == n && d.Store != "" {
 				return filepath.Clean(d.Store)
 			}
 		}
 	}
-	return filepath.Clean(h.cfg.cacheBase)
+	return filepath.Clean(h.cfg.CacheBase)
 }
 
 // dsDir is the cache directory of a dataset on this node (in its store):
