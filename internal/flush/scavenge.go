@@ -12,6 +12,7 @@ import (
 
 	"github.com/scr-go/scr/internal/cache"
 	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/redundancy"
 )
 
 // RankResult is what Scavenge found for one rank directory.
@@ -19,6 +20,10 @@ type RankResult struct {
 	Rank  int           `json:"rank"`
 	Files []prefix.File `json:"files,omitempty"` // copied to the prefix
 	Err   string        `json:"err,omitempty"`   // why the rank's files were not (all) copied
+	// Redundancy says the rank's redundancy files (red.data, red.state)
+	// were copied to redundancy.PrefixRedDir, so an offline rebuild can
+	// use this rank's data.
+	Redundancy bool `json:"redundancy,omitempty"`
 }
 
 // ScavengeResult is what Scavenge did on one node.
@@ -33,8 +38,10 @@ type ScavengeResult struct {
 // SCR_CNTL_BASE / SCR_CACHE_BASE, user and job id). For every rank
 // directory of the dataset with a readable filemap, every file is checked
 // against its metadata (size, CRC32C when recorded) and copied; a rank with
-// any bad file reports it in Err and contributes no file. Each rank's
-// filemap is copied to <prefix>/.scr/scr.dataset.<id>/scavenge/filemap.<r>.json.
+// any bad file reports it in Err and contributes no file (nor redundancy
+// data: the rank counts as lost). Each good rank's filemap is copied as is to
+// ScavengedFilemap, and its redundancy files, when the dataset has any, to
+// redundancy.PrefixRedDir, for RebuildScavenged.
 // Scavenge writes no summary or index: when every node is done, the
 // caller passes the per-rank files to CommitScavenged.
 func Scavenge(ctx context.Context, l cache.Layout, id int, prefixDir string) (ScavengeResult, error) {
@@ -88,7 +95,12 @@ func Scavenge(ctx context.Context, l cache.Layout, id int, prefixDir string) (Sc
 			}
 		}
 		if err == nil {
-			err = cache.WriteJSON(filepath.Join(prefix.DatasetDir(prefixDir, int64(id)), "scavenge", "filemap."+strconv.Itoa(r)+".json"), fm)
+			// The filemap's own bytes: the redundancy data protects the
+			// filemap file, so an offline rebuild needs it unchanged.
+			err = copyRaw(filepath.Join(dir, cache.FilemapName), ScavengedFilemap(prefixDir, int64(id), r), buf)
+		}
+		if err == nil {
+			rr.Redundancy, err = copyRedundancy(dir, redundancy.PrefixRedDir(prefixDir, int64(id), r), buf)
 		}
 		if err != nil {
 			rr.Err = err.Error()
@@ -109,13 +121,21 @@ var ErrIncomplete = errors.New("scavenge: dataset incomplete")
 
 // CommitScavenged writes the rank2file map, summary and index entry of a
 // scavenged dataset from the results of every node. perRank[r] is nil for a
-// rank whose files were not recovered; the dataset is then recorded
-// incomplete (never chosen for a restart) and ErrIncomplete is returned.
+// rank whose files were not recovered (recovered[r] false): rank2file marks
+// it Lost, the dataset is recorded incomplete (never chosen for a restart)
+// and ErrIncomplete is returned. RebuildScavenged may then regenerate the
+// lost ranks from the scavenged redundancy data, after which the caller
+// commits again with every rank recovered.
 func CommitScavenged(ctx context.Context, prefixDir string, ds cache.Dataset, perRank [][]prefix.File, recovered []bool) error {
 	n := len(perRank)
 	for first := 0; first < n; first += ranksPerPart {
 		last := min(first+ranksPerPart, n)
 		p := &prefix.Rank2FilePart{First: first, Ranks: perRank[first:last]}
+		for r := first; r < last; r++ {
+			if r >= len(recovered) || !recovered[r] {
+				p.Lost = append(p.Lost, r) // unknown, not "no files"
+			}
+		}
 		if err := prefix.WriteRank2FilePart(prefixDir, int64(ds.ID), first/ranksPerPart, p); err != nil {
 			return err
 		}
@@ -153,4 +173,37 @@ func withoutCRC(fm cache.Filemap) cache.Filemap {
 		out.Files[i] = f
 	}
 	return out
+}
+
+// ScavengedFilemap is where Scavenge puts rank r's filemap of dataset id
+// (byte for byte the cached .scr/filemap.json).
+func ScavengedFilemap(prefixDir string, id int64, rank int) string {
+	return filepath.Join(prefix.DatasetDir(prefixDir, id), "scavenge", "filemap."+strconv.Itoa(rank)+".json")
+}
+
+// copyRaw copies src to dst atomically, whatever its content.
+func copyRaw(src, dst string, buf []byte) error {
+	st, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	return copyFile(src, dst, cache.File{Size: st.Size(), Mode: uint32(st.Mode().Perm())}, buf)
+}
+
+// copyRedundancy copies a cached rank directory's red.data and red.state to
+// dst. A rank without red.data (a dataset encoded by no scheme) copies
+// nothing and reports false. The files' own checks (header and payload
+// CRCs, the "encoded" state) are made by the rebuild that reads them.
+func copyRedundancy(rankDir, dst string, buf []byte) (bool, error) {
+	data := filepath.Join(rankDir, filepath.FromSlash(redundancy.DataFile))
+	if _, err := os.Stat(data); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	for _, n := range []string{redundancy.DataFile, redundancy.StateFile} {
+		src := filepath.Join(rankDir, filepath.FromSlash(n))
+		if err := copyRaw(src, filepath.Join(dst, filepath.Base(n)), buf); err != nil {
+			return false, fmt.Errorf("copy redundancy data: %w", err)
+		}
+	}
+	return true, nil
 }

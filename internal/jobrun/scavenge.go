@@ -216,6 +216,9 @@ type ScavengeResult struct {
 	Current    string            `json:"current"`     // checkpoint now current in the index ("" if none chosen)
 	Checkpoint int64             `json:"checkpoint"`  // its id (0 if none)
 	NodeErrors map[string]string `json:"node_errors"` // node -> what went wrong there
+	// Rebuilt lists, per scavenged dataset, the ranks whose files were
+	// regenerated from redundancy data (their nodes were gone).
+	Rebuilt map[int64][]int `json:"rebuilt,omitempty"`
 }
 
 // Scavenge copies the datasets that only live in cache to the prefix:
@@ -223,7 +226,11 @@ type ScavengeResult struct {
 // that cannot be completed), then the newest checkpoint that can be made
 // complete (older than a failed output), which becomes current. A dataset is
 // complete when every rank's files reached the prefix (flush.CommitScavenged
-// then writes its summary and index entry).
+// then writes its summary and index entry). Ranks no healthy node holds are
+// rebuilt in the prefix from the redundancy data the nodes copied
+// (flush.RebuildScavenged) when every redundancy set lost no more than its
+// scheme tolerates; otherwise the dataset stays incomplete with those ranks
+// marked lost.
 func Scavenge(ctx context.Context, o ScavengeOptions) (ScavengeResult, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
@@ -231,7 +238,7 @@ func Scavenge(ctx context.Context, o ScavengeOptions) (ScavengeResult, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	res := ScavengeResult{Failed: map[int64]string{}, NodeErrors: map[string]string{}}
+	res := ScavengeResult{Failed: map[int64]string{}, NodeErrors: map[string]string{}, Rebuilt: map[int64][]int{}}
 	st, err := prefix.ReadFlush(o.Prefix)
 	if err != nil {
 		return res, fmt.Errorf("scavenge: read flush state: %w", err)
@@ -263,7 +270,15 @@ func Scavenge(ctx context.Context, o ScavengeOptions) (ScavengeResult, error) {
 			return false
 		}
 		res.Scavenged = append(res.Scavenged, id)
-		logf("dataset %d (%s) scavenged to the prefix%s", id, e.Name, map[bool]string{true: ", rebuilt from redundancy", false: ""}[rebuilt])
+		if len(rebuilt) > 0 {
+			res.Rebuilt[id] = rebuilt
+			logf("dataset %d (%s) scavenged to the prefix; ranks %s rebuilt from redundancy data", id, e.Name, rankList(rebuilt))
+		} else {
+			logf("dataset %d (%s) scavenged to the prefix", id, e.Name)
+		}
+		if rebuilt == nil {
+			rebuilt = []int{}
+		}
 		if err := prefix.AppendTimeline(o.Prefix, prefix.Event{Source: "scr_run", Event: "scavenge",
 			Fields: map[string]any{"name": e.Name, "dataset": id, "rebuilt": rebuilt}}); err != nil {
 			logf("warning: %v", err)
@@ -352,17 +367,17 @@ func discover(ctx context.Context, o ScavengeOptions, st *prefix.FlushState, log
 }
 
 // scavengeOne copies dataset e from the nodes' caches and commits it in the
-// prefix. It reports whether redundancy had to fill gaps (not yet: the
-// rebuild from scavenged redundancy data is not available).
-func scavengeOne(ctx context.Context, o ScavengeOptions, e *prefix.FlushEntry, nodeErrs map[string]string) (bool, error) {
+// prefix. Ranks no node could give are rebuilt from the scavenged
+// redundancy data; it returns them.
+func scavengeOne(ctx context.Context, o ScavengeOptions, e *prefix.FlushEntry, nodeErrs map[string]string) ([]int, error) {
 	if o.Copier == nil {
-		return false, ErrNoCopier
+		return nil, ErrNoCopier
 	}
 	if len(o.Nodes) == 0 {
-		return false, errors.New("no healthy node to read a cache from")
+		return nil, errors.New("no healthy node to read a cache from")
 	}
 	if err := os.MkdirAll(prefix.DatasetDir(o.Prefix, e.ID), 0o700); err != nil {
-		return false, err
+		return nil, err
 	}
 	answers := o.Copier.CopyDataset(ctx, o.Nodes, e.ID)
 	var ds *cache.Dataset
@@ -378,10 +393,11 @@ func scavengeOne(ctx context.Context, o ScavengeOptions, e *prefix.FlushEntry, n
 		}
 	}
 	if ds == nil {
-		return false, fmt.Errorf("no healthy node holds it (%d nodes asked, %d failed)", len(o.Nodes), len(nodeErrs))
+		return nil, fmt.Errorf("no healthy node holds it (%d nodes asked, %d failed)", len(o.Nodes), len(nodeErrs))
 	}
 	perRank := make([][]prefix.File, ds.Ranks)
 	recovered := make([]bool, ds.Ranks)
+	why := map[int]string{} // rank -> why a node holding it could not give it
 	for _, n := range sortedNodeKeys(answers) {
 		for _, rr := range answers[n].Result.Ranks {
 			if rr.Rank < 0 || rr.Rank >= ds.Ranks || recovered[rr.Rank] {
@@ -389,9 +405,11 @@ func scavengeOne(ctx context.Context, o ScavengeOptions, e *prefix.FlushEntry, n
 			}
 			if rr.Err != "" {
 				nodeErrs[n] = fmt.Sprintf("rank %d: %s", rr.Rank, rr.Err)
+				why[rr.Rank] = n + ": " + rr.Err
 				continue
 			}
 			perRank[rr.Rank], recovered[rr.Rank] = rr.Files, true
+			delete(why, rr.Rank)
 		}
 	}
 	var missing []int
@@ -400,11 +418,31 @@ func scavengeOne(ctx context.Context, o ScavengeOptions, e *prefix.FlushEntry, n
 			missing = append(missing, r)
 		}
 	}
-	if err := flush.CommitScavenged(ctx, o.Prefix, *ds, perRank, recovered); err != nil {
-		if errors.Is(err, flush.ErrIncomplete) {
-			return false, fmt.Errorf("%d of %d ranks not recovered (ranks %s); their nodes are gone and the rebuild from redundancy is not available to scr_postrun yet", len(missing), ds.Ranks, rankList(missing))
+	err := flush.CommitScavenged(ctx, o.Prefix, *ds, perRank, recovered)
+	if err != nil && !errors.Is(err, flush.ErrIncomplete) {
+		return nil, err
+	}
+	var rebuilt []int
+	if len(missing) > 0 {
+		// Recorded incomplete, the missing ranks marked lost; now try to
+		// regenerate them from what the surviving ranks' redundancy data
+		// holds.
+		var files map[int][]prefix.File
+		var rerr error
+		rebuilt, files, rerr = flush.RebuildScavenged(ctx, o.Prefix, e.ID, 0)
+		if rerr != nil {
+			msg := fmt.Sprintf("%d of %d ranks not recovered (ranks %s)", len(missing), ds.Ranks, rankList(missing))
+			if len(why) > 0 {
+				msg += fmt.Sprintf(" (rank %d: %s)", firstKey(why), why[firstKey(why)])
+			}
+			return nil, fmt.Errorf("%s; the rest of the dataset is in the prefix, recorded incomplete; %w", msg, rerr)
 		}
-		return false, err
+		for r, fs := range files {
+			perRank[r], recovered[r] = fs, true
+		}
+		if err := flush.CommitScavenged(ctx, o.Prefix, *ds, perRank, recovered); err != nil {
+			return nil, fmt.Errorf("after rebuilding ranks %s: %w", rankList(rebuilt), err)
+		}
 	}
 	if err := prefix.UpdateFlush(ctx, o.Prefix, func(s *prefix.FlushState) error {
 		if fe := s.Get(e.ID); fe != nil {
@@ -412,9 +450,19 @@ func scavengeOne(ctx context.Context, o ScavengeOptions, e *prefix.FlushEntry, n
 		}
 		return nil
 	}); err != nil {
-		return false, err
+		return nil, err
 	}
-	return false, nil
+	return rebuilt, nil
+}
+
+func firstKey(m map[int]string) int {
+	k := -1
+	for r := range m {
+		if k < 0 || r < k {
+			k = r
+		}
+	}
+	return k
 }
 
 func sortedNodeKeys(m map[string]NodeScavenge) []string {

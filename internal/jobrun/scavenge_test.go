@@ -43,6 +43,7 @@ func TestPlanScavenge(t *testing.T) {
 type cluster struct {
 	base, prefix string
 	nodes        []string
+	extra        map[string]string // parameters over the defaults below
 }
 
 func (c *cluster) env(node string) func(string) (string, bool) {
@@ -51,12 +52,21 @@ func (c *cluster) env(node string) func(string) (string, bool) {
 		"SCR_PREFIX": c.prefix, "SCR_CACHE_SIZE": "2",
 		"SCR_CACHE_BASE": filepath.Join(c.base, node), "SCR_CNTL_BASE": filepath.Join(c.base, node),
 	}
+	for k, v := range c.extra {
+		m[k] = v
+	}
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
 func data(r, step int) []byte { return bytes.Repeat([]byte{byte(r*7 + step)}, 4096+r) }
 
 func (c *cluster) checkpoint(t *testing.T, steps int) {
+	t.Helper()
+	c.checkpointRange(t, 1, steps)
+}
+
+// checkpointRange is one run writing checkpoints ckpt.from .. ckpt.to.
+func (c *cluster) checkpointRange(t *testing.T, from, to int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -73,7 +83,7 @@ func (c *cluster) checkpoint(t *testing.T, steps int) {
 				if err != nil {
 					return err
 				}
-				for s := 1; s <= steps; s++ {
+				for s := from; s <= to; s++ {
 					if err := h.StartOutput(ctx, fmt.Sprintf("ckpt.%d", s), scr.Checkpoint); err != nil {
 						return err
 					}
