@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/scr-go/scr/internal/flush"
 	"github.com/scr-go/scr/internal/prefix"
 	"github.com/scr-go/scr/internal/prefix/indexcmd"
 )
@@ -26,8 +27,11 @@ Actions (at most one; default --list):
       --drop-after NAME    remove every entry newer than NAME
   -a, --add NAME           add the dataset called NAME from its summary
   -b, --build ID           check dataset ID's files against its summary and
-                           rank2file, and (re)create its index entry; the
-                           entry is valid only if every file is there
+                           rank2file, rebuild missing or damaged ranks from
+                           the redundancy data scr_postrun scavenged (when
+                           each set lost no more than its scheme tolerates),
+                           and (re)create its index entry; the entry is
+                           valid only if every file is there
 Options:
   -p, --prefix DIR         prefix directory (default $SCR_PREFIX, else .)
       --json               machine-readable output
@@ -37,7 +41,8 @@ EXIT STATUS
   0  success
   1  the action failed (unknown dataset, damaged metadata file, I/O error)
   2  usage error
-  3  --build: the dataset is incomplete (files missing or of the wrong size)
+  3  --build: the dataset is incomplete (files missing or of the wrong size,
+     and not rebuildable from redundancy data)
 `
 
 func main() {
@@ -133,7 +138,8 @@ func parse(args []string, stderr io.Writer) (indexcmd.Options, error) {
 	if n > 1 {
 		return o, fmt.Errorf("%w: give at most one action (see --help)", indexcmd.ErrUsage)
 	}
-	// The rebuild of missing files from scavenged redundancy data plugs in
-	// here (o.Rebuild) once internal/redundancy provides a prefix.Rebuilder.
+	// --build regenerates missing ranks from the redundancy data a
+	// scavenge copied to the prefix.
+	o.Rebuild = flush.ScavengeRebuilder{}
 	return o, nil
 }

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/scr-go/scr/internal/config"
+	"github.com/scr-go/scr/internal/flush"
 	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/redundancy"
 )
 
 // Action is what scr_index does.
@@ -42,7 +44,10 @@ type Options struct {
 	JSON   bool          // machine-readable output
 	Now    func() time.Time
 	// Rebuild regenerates missing files from scavenged redundancy data for
-	// Build; nil = only check (the redundancy package provides one).
+	// Build (scr_index uses flush.ScavengeRebuilder); nil = only check.
+	// When it reports that the loss is beyond the redundancy (errors.Is
+	// redundancy.ErrUnrecoverable or flush.ErrNoRedundancy), Build still
+	// records the dataset, incomplete, and fails with prefix.ErrIncomplete.
 	Rebuild prefix.Rebuilder
 }
 
@@ -98,6 +103,13 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	case Build:
 		var chk *prefix.DatasetCheck
 		chk, err = prefix.BuildDataset(ctx, o.Prefix, o.ID, o.Rebuild, o.Now())
+		var rerr error
+		if err != nil && (errors.Is(err, redundancy.ErrUnrecoverable) || errors.Is(err, flush.ErrNoRedundancy)) {
+			// The missing files cannot be regenerated: still (re)create
+			// the index entry, incomplete, and say why.
+			rerr = err
+			chk, err = prefix.BuildDataset(ctx, o.Prefix, o.ID, nil, o.Now())
+		}
 		res.ID = o.ID
 		if chk != nil {
 			res.Name, res.Complete, res.Files, res.Missing = chk.Summary.Dataset.Name, chk.Complete(), chk.Files, chk.Missing
@@ -106,6 +118,9 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		if err == nil && !chk.Complete() {
 			err = fmt.Errorf("dataset %d is incomplete: %d of %d files missing or damaged (first: rank %d %s: %s): %w",
 				o.ID, len(chk.Missing), chk.Files, chk.Missing[0].Rank, chk.Missing[0].Path, chk.Missing[0].Reason, prefix.ErrIncomplete)
+			if rerr != nil {
+				err = fmt.Errorf("%w; %v", err, rerr)
+			}
 		}
 	}
 	if err != nil && o.Action != Build {
