@@ -22,8 +22,12 @@ const usage = `Usage: scr_postrun [-p PREFIX] [-j LAUNCHER] [--json] [-v]
 After the last run of an allocation, copy to the prefix what is only in the
 node caches: output datasets that need a flush (oldest first), then the
 newest checkpoint that can be completed, which becomes current. Each healthy
-node copies its own files (sizes and CRCs checked) in parallel, through the
-resource manager's remote execution (srun, flux exec, ssh, local).
+node copies its own files (sizes and CRCs checked) and their redundancy data
+in parallel, through the resource manager's remote execution (srun, flux
+exec, ssh, local). The files of ranks no node could give (node gone, file
+damaged) are rebuilt in the prefix from that redundancy data when each
+redundancy set lost no more than its scheme tolerates (XOR: one member);
+otherwise the dataset is recorded incomplete with those ranks lost.
 Down nodes are found as scr_list_down_nodes does. With SCR_ENABLE=0 it does
 nothing.
 
@@ -34,7 +38,8 @@ nothing.
 
 EXIT STATUS
   0  nothing needed scavenging, or every needed dataset reached the prefix
-  1  a dataset could not be completed (the message names it and the missing ranks)
+  1  a dataset could not be completed, nor rebuilt (the message names it, the
+     missing ranks and the redundancy sets that lost too much)
   2  usage error
   3  cannot run: not in an allocation, no healthy node, no remote execution
 `

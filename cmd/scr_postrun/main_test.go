@@ -146,3 +146,54 @@ func writeCheckpoint(t *testing.T, nodes []string, root string, common map[strin
 		}
 	}
 }
+
+// TestScavengeRebuildsLostNodeFromXOR: the same with XOR: node n2's storage
+// is gone, yet scr_postrun (real processes per node) completes the
+// checkpoint by rebuilding rank 1 from the other nodes' redundancy data.
+func TestScavengeRebuildsLostNodeFromXOR(t *testing.T) {
+	root := t.TempDir()
+	pfx := filepath.Join(root, "prefix")
+	bin := filepath.Join(root, "bin")
+	for _, d := range []string{pfx, bin} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(self, filepath.Join(bin, "scr_postrun")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	common := map[string]string{
+		"SCR_JOB_ID": "78", "SCR_USER_NAME": "tester", "SCR_COPY_TYPE": "XOR", "SCR_FLUSH": "0",
+		"SCR_PREFIX": pfx, "SCR_NODELIST": "n[1-3]", "SCR_LOCAL_ROOT": root, "SCR_NODE_TESTS": "ping",
+	}
+	for k, v := range common {
+		t.Setenv(k, v)
+	}
+	nodes := []string{"n1", "n2", "n3"}
+	writeCheckpoint(t, nodes, root, common)
+	if err := os.RemoveAll(filepath.Join(root, "n2", "shm")); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--json", "-v"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr.String())
+	}
+	var res jobrun.ScavengeResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || res.Current != "scr.dataset.1" || len(res.Rebuilt[1]) != 1 || res.Rebuilt[1][0] != 1 {
+		t.Fatalf("result %s (%v)\n%s", stdout.String(), err, stderr.String())
+	}
+	for r := range nodes {
+		b, err := os.ReadFile(filepath.Join(pfx, fmt.Sprintf("rank_%d", r)))
+		if err != nil || !bytes.Equal(b, bytes.Repeat([]byte{'x'}, 1000+r)) {
+			t.Fatalf("rank %d in prefix: %v (%d bytes)", r, err, len(b))
+		}
+	}
+	if !strings.Contains(stderr.String(), "ranks 1 rebuilt from redundancy data") {
+		t.Fatalf("log:\n%s", stderr.String())
+	}
+}
