@@ -429,7 +429,12 @@ func scavengeOne(ctx context.Context, o ScavengeOptions, e *prefix.FlushEntry, n
 		// holds.
 		var files map[int][]prefix.File
 		var rerr error
-		rebuilt, files, rerr = flush.RebuildScavenged(ctx, o.Prefix, e.ID, 0)
+		if strings.EqualFold(ds.Scheme, "SINGLE") {
+			// Known without reading anything: no rank holds another's data.
+			rerr = fmt.Errorf("its redundancy is SINGLE, which keeps no copy of another rank's files: nothing to rebuild them from")
+		} else {
+			rebuilt, files, rerr = flush.RebuildScavenged(ctx, o.Prefix, e.ID, 0)
+		}
 		if rerr != nil {
 			msg := fmt.Sprintf("%d of %d ranks not recovered (ranks %s)", len(missing), ds.Ranks, rankList(missing))
 			if len(why) > 0 {
