@@ -43,7 +43,8 @@ func TestPlanScavenge(t *testing.T) {
 type cluster struct {
 	base, prefix string
 	nodes        []string
-	extra        map[string]string // parameters over the defaults below
+	extra        map[string]string        // parameters over the defaults below
+	payload      func(r, step int) []byte // what rank r writes at step; nil = data
 }
 
 func (c *cluster) env(node string) func(string) (string, bool) {
@@ -60,13 +61,13 @@ func (c *cluster) env(node string) func(string) (string, bool) {
 
 func data(r, step int) []byte { return bytes.Repeat([]byte{byte(r*7 + step)}, 4096+r) }
 
-func (c *cluster) checkpoint(t *testing.T, steps int) {
+func (c *cluster) checkpoint(t testing.TB, steps int) {
 	t.Helper()
 	c.checkpointRange(t, 1, steps)
 }
 
 // checkpointRange is one run writing checkpoints ckpt.from .. ckpt.to.
-func (c *cluster) checkpointRange(t *testing.T, from, to int) {
+func (c *cluster) checkpointRange(t testing.TB, from, to int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -91,7 +92,11 @@ func (c *cluster) checkpointRange(t *testing.T, from, to int) {
 					if err != nil {
 						return err
 					}
-					if err := os.WriteFile(p, data(r, s), 0o600); err != nil {
+					b := data(r, s)
+					if c.payload != nil {
+						b = c.payload(r, s)
+					}
+					if err := os.WriteFile(p, b, 0o600); err != nil {
 						return err
 					}
 					if err := h.Complete(ctx, true); err != nil {
