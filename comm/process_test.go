@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -38,8 +39,11 @@ func helper() int {
 		return 3
 	}
 	dir := os.Getenv("SCR_COMM_HELPER_DIR")
-	if os.Getenv("SCR_COMM_HELPER") == "bench" {
+	switch os.Getenv("SCR_COMM_HELPER") {
+	case "bench":
 		return benchHelper(ctx, c, dir)
+	case "closerace":
+		return closeRaceHelper(ctx, c)
 	}
 	if err := c.Barrier(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "helper: %v\n", err)
@@ -274,5 +278,60 @@ func TestProcessCollectiveLatency(t *testing.T) {
 		var bn, an int64
 		fmt.Sscan(string(b), &bn, &an)
 		t.Logf("%3d processes: barrier %v, allreduce(4 x int64) %v", n, time.Duration(bn), time.Duration(an))
+	}
+}
+
+// closeRaceHelper runs one collective and closes at once, as a job's last
+// step does: a clean close must fail nobody.
+func closeRaceHelper(ctx context.Context, c comm.Comm) int {
+	got, err := c.Allreduce(ctx, comm.OpSum, []int64{int64(c.Rank()), 1})
+	if err == nil && (got[0] != int64(c.Size()*(c.Size()-1)/2) || got[1] != int64(c.Size())) {
+		err = fmt.Errorf("allreduce = %v", got)
+	}
+	if cerr := c.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "helper rank %d: %v\n", c.Rank(), err)
+		return 5
+	}
+	return 0
+}
+
+// TestProcessCloseRightAfterCollective: 5 processes bootstrapped over a
+// rendezvous directory (no PMI), each doing one Allreduce and Close, many
+// times. Any rank failing (a peer's close taken for a failure, or exit 75
+// for a clean close taken as a loss) fails the test.
+func TestProcessCloseRightAfterCollective(t *testing.T) {
+	if os.Getenv("SCR_E2E") != "1" {
+		t.Skip("launches 5 processes 40 times: set SCR_E2E=1")
+	}
+	const p, iters = 5, 40
+	for it := range iters {
+		dir := t.TempDir()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		cmds := make([]*exec.Cmd, p)
+		outs := make([]*syncBuf, p)
+		for r := range p {
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^$")
+			cmd.Env = append(os.Environ(), "SCR_COMM_HELPER=closerace",
+				"OMPI_COMM_WORLD_RANK="+strconv.Itoa(r), "OMPI_COMM_WORLD_SIZE="+strconv.Itoa(p),
+				"SCR_RENDEZVOUS_DIR="+dir, "SCR_COMM_ADDR=127.0.0.1", fmt.Sprintf("SCR_NODE_NAME=node%d", r))
+			outs[r] = &syncBuf{}
+			cmd.Stdout, cmd.Stderr = outs[r], outs[r]
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			cmds[r] = cmd
+		}
+		for r, cmd := range cmds {
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("iteration %d: rank %d: %v; output:\n%s", it, r, err, outs[r])
+			}
+		}
+		cancel()
+		if t.Failed() {
+			return
+		}
 	}
 }

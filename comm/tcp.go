@@ -24,10 +24,17 @@ import (
 // mutual HMAC-SHA256 challenge over the job's secret, so connections from
 // other jobs or stray processes are refused.
 //
-// Frames: a 32-byte header (type, sys, chunk length, communicator id, tag,
-// message length) and the chunk. Messages longer than chunkSize go as
-// several chunks so heartbeats and messages of other communicators
-// interleave with a large transfer.
+// Frames: a 32-byte header (type, sys, flags, chunk length, communicator
+// id, tag, message length) and the chunk. Messages longer than chunkSize go
+// as several chunks so heartbeats and messages of other communicators
+// interleave with a large transfer. The last chunk of a message is followed
+// by one commit byte: 1 delivers the message, 0 drops it (a Send whose
+// context ended before the commit byte went out).
+//
+// Close: a rank's goodbye carries the number of messages it committed to
+// that peer. The peer takes the rank for gone (its receives from it return
+// ErrClosed) only once it has delivered that many, whichever of the two
+// connections the goodbye arrived on; see doc/comm.md.
 
 const (
 	chunkSize = 1 << 20
@@ -35,11 +42,16 @@ const (
 
 	frameData      = 1
 	frameHeartbeat = 2
-	frameBye       = 3 // the sender closed its communicator
+	frameBye       = 3 // the sender closed its communicator; total = messages it committed to this peer
 	frameLost      = 4 // a peer was lost: payload = encodeParts(rank, host, reason)
 	frameAbort     = 5 // drop the partly received message of this stream
 
 	handshakeMagic = "SCRCOMM1"
+
+	flagFinal = 1 // header flag: the message's last chunk, a commit byte follows
+
+	commitDrop    = 0
+	commitDeliver = 1
 )
 
 type tcpConfig struct {
@@ -64,9 +76,14 @@ type tcpTransport struct {
 
 	mu      sync.Mutex
 	out     map[int]*outConn
-	in      map[net.Conn]wlock // accepted connections and their write locks
-	hosts   []string           // by world rank; filled as learnt
+	in      map[net.Conn]*inConn // accepted connections
+	hosts   []string             // by world rank; filled as learnt
 	closing bool
+	// byesOut is closed once close() said goodbye on every connection it
+	// dialed, so the message counts to every peer are final.
+	byesOut chan struct{}
+
+	peers []peerState // by world rank
 
 	predSeen  atomic.Int64 // unix nanos of the last frame from my ring predecessor
 	predArmed atomic.Bool  // the watcher counts only once the world is up
@@ -88,16 +105,40 @@ type outConn struct {
 	// dialerGaveUp: the dial failed because its caller's context ended,
 	// which says nothing about the peer.
 	dialerGaveUp bool
+	// sent counts the messages committed on c (their commit byte written);
+	// changed only under wmu, so the goodbye written under wmu carries the
+	// exact count.
+	sent atomic.Int64
+}
+
+// inConn is an accepted connection: the peer sends its data on it.
+type inConn struct {
+	wmu  wlock
+	peer int // world rank once authenticated, else -1; under t.mu
+}
+
+// peerState is what this rank knows about a peer's close. The peer is gone
+// (receives from it fail with ErrClosed) once it said goodbye and every
+// message it committed to this rank was delivered: recvd >= want.
+type peerState struct {
+	recvd atomic.Int64 // messages delivered from the peer
+	want  atomic.Int64 // the count its goodbye announced; -1 until then
+	gone  atomic.Bool
 }
 
 func newTCP(cfg tcpConfig) *tcpTransport {
 	t := &tcpTransport{
-		cfg:   cfg,
-		box:   newMailbox(),
-		done:  make(chan struct{}),
-		out:   map[int]*outConn{},
-		in:    map[net.Conn]wlock{},
-		hosts: make([]string, cfg.size),
+		cfg:     cfg,
+		box:     newMailbox(),
+		done:    make(chan struct{}),
+		out:     map[int]*outConn{},
+		in:      map[net.Conn]*inConn{},
+		hosts:   make([]string, cfg.size),
+		byesOut: make(chan struct{}),
+		peers:   make([]peerState, cfg.size),
+	}
+	for i := range t.peers {
+		t.peers[i].want.Store(-1)
 	}
 	t.hosts[cfg.rank] = cfg.host
 	t.predSeen.Store(time.Now().UnixNano())
@@ -271,7 +312,8 @@ func (t *tcpTransport) acceptLoop() {
 			c.Close()
 			continue
 		}
-		t.in[c] = newWlock()
+		ic := &inConn{wmu: newWlock(), peer: -1}
+		t.in[c] = ic
 		t.wg.Add(1)
 		t.mu.Unlock()
 		go func() {
@@ -285,6 +327,16 @@ func (t *tcpTransport) acceptLoop() {
 			peer, err := t.accept(c)
 			if err != nil {
 				return // refused: stray, foreign or dead on arrival
+			}
+			t.mu.Lock()
+			ic.peer = peer
+			closing := t.closing
+			t.mu.Unlock()
+			if closing {
+				// close() did not see this connection authenticated: say
+				// goodbye here, once the counts are final.
+				<-t.byesOut
+				t.sayBye(c, ic.wmu, t.sentTo(peer))
 			}
 			t.readLoop(c, peer, true)
 		}()
@@ -349,6 +401,7 @@ retry:
 type header struct {
 	typ   byte
 	sys   bool
+	final bool // data: the message's last chunk, followed by the commit byte
 	chunk int
 	comm  uint64
 	tag   int64
@@ -362,6 +415,9 @@ func (h header) put(b []byte) {
 		b[1] = 1
 	}
 	b[2], b[3] = 0, 0
+	if h.final {
+		b[2] = flagFinal
+	}
 	binary.LittleEndian.PutUint32(b[4:], uint32(h.chunk))
 	binary.LittleEndian.PutUint64(b[8:], h.comm)
 	binary.LittleEndian.PutUint64(b[16:], uint64(h.tag))
@@ -372,6 +428,7 @@ func getHeader(b []byte) header {
 	return header{
 		typ:   b[0],
 		sys:   b[1] == 1,
+		final: b[2]&flagFinal != 0,
 		chunk: int(binary.LittleEndian.Uint32(b[4:])),
 		comm:  binary.LittleEndian.Uint64(b[8:]),
 		tag:   int64(binary.LittleEndian.Uint64(b[16:])),
@@ -395,14 +452,23 @@ func (l wlock) LockCtx(ctx context.Context) error {
 	}
 }
 
-// writeFrame writes one frame (header and payload) under the write lock.
+var commitByte = []byte{commitDeliver}
+
+// writeFrame writes one frame (header, payload and, for a final chunk, the
+// commit byte) under the write lock.
 func (oc *outConn) writeFrame(h header, payload []byte) error {
 	var hb [hdrSize]byte
 	h.chunk = len(payload)
 	h.put(hb[:])
 	bufs := net.Buffers{hb[:], payload}
+	if h.final {
+		bufs = append(bufs, commitByte)
+	}
 	oc.wmu.Lock()
 	_, err := bufs.WriteTo(oc.c)
+	if err == nil && h.final {
+		oc.sent.Add(1)
+	}
 	oc.wmu.Unlock()
 	return err
 }
@@ -415,7 +481,9 @@ var errSendAborted = errors.New("send aborted")
 // writeFrameCtx writes one frame; if ctx ends while the write is blocked,
 // it returns ctx's error at once, and a goroutine of the transport (holding
 // the write lock, so the stream stays framed) writes the rest of the frame
-// from a copy and then an abort frame for the message.
+// from a copy and then drops the message: a 0 commit byte for a final
+// chunk, else an abort frame. A final frame whose commit byte went out is
+// a sent message (nil error).
 func (t *tcpTransport) writeFrameCtx(ctx context.Context, oc *outConn, h header, payload []byte) error {
 	if err := oc.wmu.LockCtx(ctx); err != nil {
 		return err
@@ -429,12 +497,18 @@ func (t *tcpTransport) writeFrameCtx(ctx context.Context, oc *outConn, h header,
 		close(fired)
 	})
 	bufs := net.Buffers{hb[:], payload}
+	if h.final {
+		bufs = append(bufs, commitByte)
+	}
 	n, err := bufs.WriteTo(oc.c)
 	if !stop() {
 		<-fired
 		oc.c.SetWriteDeadline(time.Time{})
 	}
 	if err == nil {
+		if h.final {
+			oc.sent.Add(1)
+		}
 		oc.wmu.Unlock()
 		return nil
 	}
@@ -442,17 +516,22 @@ func (t *tcpTransport) writeFrameCtx(ctx context.Context, oc *outConn, h header,
 		oc.wmu.Unlock()
 		return err
 	}
+	// The commit byte, when there is one, was not written (else n would be
+	// the whole frame): the rest of the frame ends with a 0 instead.
 	var rest []byte
 	if n < hdrSize {
 		rest = append(append([]byte{}, hb[n:]...), payload...)
 	} else {
-		rest = append([]byte{}, payload[n-hdrSize:]...)
+		rest = append([]byte{}, payload[int(n)-hdrSize:]...)
+	}
+	if h.final {
+		rest = append(rest, commitDrop)
 	}
 	t.wg.Add(1)
 	go func() { // ends when the frame is out or the connection fails
 		defer t.wg.Done()
 		defer oc.wmu.Unlock()
-		if _, err := oc.c.Write(rest); err != nil {
+		if _, err := oc.c.Write(rest); err != nil || h.final {
 			return
 		}
 		abort := header{typ: frameAbort, sys: h.sys, comm: h.comm, tag: h.tag}
@@ -493,14 +572,21 @@ func (t *tcpTransport) send(ctx context.Context, dst int, k key, data []byte) er
 			}
 			return err
 		}
+		if t.peers[dst].want.Load() >= 0 {
+			return t.closedErr("send to", dst)
+		}
 		t.lost(dst, fmt.Sprintf("cannot connect: %v", err), true)
 		return t.box.failed()
+	}
+	if oc.bye.Load() {
+		return t.closedErr("send to", dst)
 	}
 	// When ctx ends in the middle of a message, the receiver is told to
 	// drop what it got of it (see writeFrameCtx).
 	h := header{typ: frameData, sys: k.sys, comm: k.comm, tag: k.tag, total: len(data)}
 	for off := 0; ; {
 		n := min(chunkSize, len(data)-off)
+		h.final = off+n == len(data)
 		if err := t.writeFrameCtx(ctx, oc, h, data[off:off+n]); err != nil {
 			if errors.Is(err, errSendAborted) {
 				return ctx.Err()
@@ -536,11 +622,65 @@ func (t *tcpTransport) writeFailed(dst int, oc *outConn, err error) error {
 	case <-oc.readerDone:
 	case <-time.After(t.cfg.timeout):
 	}
-	if oc.bye.Load() {
-		return fmt.Errorf("send to rank %d on %s: %w", dst, t.host(dst), ErrClosed)
+	if oc.bye.Load() || t.peers[dst].want.Load() >= 0 {
+		return t.closedErr("send to", dst)
 	}
 	t.lost(dst, fmt.Sprintf("send failed: %v", err), true)
 	return t.box.failed()
+}
+
+func (t *tcpTransport) closedErr(what string, peer int) error {
+	return fmt.Errorf("%s rank %d on %s: rank %d closed its communicator: %w", what, peer, t.host(peer), peer, ErrClosed)
+}
+
+// sentTo is the number of messages this rank committed to peer; final
+// once close() said goodbye on the connection it sends them on.
+func (t *tcpTransport) sentTo(peer int) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if oc := t.out[peer]; oc != nil {
+		select {
+		case <-oc.ready:
+			if oc.c != nil {
+				return oc.sent.Load()
+			}
+		default:
+		}
+	}
+	return 0
+}
+
+// delivered counts a message of peer put into the mailbox.
+func (t *tcpTransport) delivered(peer int) {
+	t.peers[peer].recvd.Add(1)
+	t.checkGone(peer)
+}
+
+// peerBye records peer's goodbye announcing n committed messages.
+func (t *tcpTransport) peerBye(peer int, n int64) {
+	t.peers[peer].want.CompareAndSwap(-1, n)
+	t.checkGone(peer)
+}
+
+// checkGone takes peer for gone once its goodbye came and every message it
+// announced was delivered. Both the reader counting a delivery and the one
+// reading a goodbye call it after their own update, so the last of the two
+// sees both.
+func (t *tcpTransport) checkGone(peer int) {
+	ps := &t.peers[peer]
+	w := ps.want.Load()
+	if w < 0 || ps.recvd.Load() < w || !ps.gone.CompareAndSwap(false, true) {
+		return
+	}
+	t.mu.Lock()
+	if oc := t.out[peer]; oc != nil {
+		oc.bye.Store(true)
+	}
+	t.mu.Unlock()
+	if peer == (t.cfg.rank-1+t.cfg.size)%t.cfg.size {
+		t.predBye.Store(true)
+	}
+	t.box.peerGone(peer, fmt.Errorf("rank %d on %s closed its communicator: %w", peer, t.host(peer), ErrClosed))
 }
 
 func (t *tcpTransport) recv(ctx context.Context, src int, k key) ([]byte, error) {
@@ -582,30 +722,40 @@ func (t *tcpTransport) readLoop(c net.Conn, peer int, incoming bool) {
 					break
 				}
 				p.off += h.chunk
-				if p.off == len(p.buf) {
-					delete(parts, k)
-					t.box.put(peer, k, p.buf)
-				} else {
+				if !h.final {
 					parts[k] = p
+					break
+				}
+				delete(parts, k)
+				var commit byte
+				if commit, err = br.ReadByte(); err != nil {
+					break
+				}
+				if p.off != len(p.buf) {
+					err = fmt.Errorf("last chunk ends the message at %d of %d bytes", p.off, len(p.buf))
+					break
+				}
+				if commit == commitDeliver {
+					t.box.put(peer, k, p.buf)
+					t.delivered(peer)
 				}
 			case frameHeartbeat:
 			case frameAbort:
 				delete(parts, key{comm: h.comm, sys: h.sys, tag: h.tag})
 			case frameBye:
+				// The peer stops reading: sends to it fail from now on.
+				// Receives from it fail only once the messages the goodbye
+				// counts were delivered: a goodbye on our own connection to
+				// it can overtake data in flight on the one it sends on.
 				// Close our side at once: the peer drains until we do.
-				// Only the connection the peer sends its data on (the one
-				// it dialed) says "nothing more will come from me": a
-				// goodbye on our own connection to it can overtake data
-				// still in flight on the other one.
-				if incoming {
-					t.markBye(peer)
-				} else {
+				if !incoming {
 					t.mu.Lock()
 					if oc := t.out[peer]; oc != nil {
 						oc.bye.Store(true)
 					}
 					t.mu.Unlock()
 				}
+				t.peerBye(peer, int64(h.total))
 				c.Close()
 				return
 			case frameLost:
@@ -625,7 +775,12 @@ func (t *tcpTransport) readLoop(c net.Conn, peer int, incoming bool) {
 			}
 		}
 		if err != nil {
-			if t.isClosing() || t.box.failed() != nil {
+			if t.isClosing() || t.box.failed() != nil || t.peers[peer].gone.Load() {
+				return // the peer's clean close was complete: nothing was lost
+			}
+			if w := t.peers[peer].want.Load(); w >= 0 {
+				t.lost(peer, fmt.Sprintf("connection ended after its goodbye with %d of its %d messages undelivered: %v",
+					w-t.peers[peer].recvd.Load(), w, err), true)
 				return
 			}
 			if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -636,18 +791,6 @@ func (t *tcpTransport) readLoop(c net.Conn, peer int, incoming bool) {
 			return
 		}
 	}
-}
-
-func (t *tcpTransport) markBye(peer int) {
-	t.mu.Lock()
-	if oc := t.out[peer]; oc != nil {
-		oc.bye.Store(true)
-	}
-	t.mu.Unlock()
-	if peer == (t.cfg.rank-1+t.cfg.size)%t.cfg.size {
-		t.predBye.Store(true)
-	}
-	t.box.peerGone(peer, fmt.Errorf("rank %d on %s closed its communicator: %w", peer, t.host(peer), ErrClosed))
 }
 
 // ---- failure detection ----
@@ -791,8 +934,8 @@ func (t *tcpTransport) forwardLost(e *PeerLostError) {
 		default:
 		}
 	}
-	for c, wmu := range t.in {
-		wg.Go(func() { write(c, wmu) })
+	for c, ic := range t.in {
+		wg.Go(func() { write(c, ic.wmu) })
 	}
 	t.mu.Unlock()
 	for d := 1; d < p; d *= 2 {
@@ -812,8 +955,32 @@ func (t *tcpTransport) forwardLost(e *PeerLostError) {
 	wg.Wait()
 }
 
+// sayBye writes a goodbye announcing n committed messages on c and shuts
+// down the sending side; the reader of c then drains until the peer hangs up
+// or a short deadline.
+func (t *tcpTransport) sayBye(c net.Conn, wmu wlock, n int64) {
+	var hb [hdrSize]byte
+	header{typ: frameBye, total: int(n)}.put(hb[:])
+	c.SetWriteDeadline(time.Now().Add(t.cfg.timeout))
+	wmu.Lock()
+	c.Write(hb[:])
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	wmu.Unlock()
+	c.SetReadDeadline(time.Now().Add(min(t.cfg.timeout, time.Second)))
+}
+
 // close says goodbye on every connection, waits (briefly) for the peers
 // to hang up so no goodbye is lost to a reset, and releases everything.
+//
+// A goodbye carries the number of messages this rank committed to that
+// peer, so the peer takes this rank for gone only after delivering them,
+// whichever connection the goodbye comes on. The goodbyes on the
+// connections this rank dialed (where its data goes) are written first,
+// under each connection's write lock: after them no message can be
+// committed, and the counts are final for the goodbyes on the accepted
+// connections.
 func (t *tcpTransport) close() error {
 	if t.cfg.size > 1 && t.box.failed() == nil && !t.isClosing() {
 		// The successor watches this rank: make sure it hears the goodbye
@@ -828,56 +995,70 @@ func (t *tcpTransport) close() error {
 		return nil
 	}
 	t.closing = true
-	type wconn struct {
-		c   net.Conn
-		wmu sync.Locker
-	}
-	var conns []wconn
+	var outs []*outConn
 	for _, oc := range t.out {
 		select {
 		case <-oc.ready:
 			if oc.c != nil {
-				conns = append(conns, wconn{oc.c, oc.wmu})
+				outs = append(outs, oc)
 			}
-		default:
+		default: // the dial sees closing and drops its connection
 		}
 	}
-	for c, wmu := range t.in {
-		conns = append(conns, wconn{c, wmu})
+	type accepted struct {
+		c    net.Conn
+		wmu  wlock
+		peer int
+	}
+	var ins []accepted
+	var conns []net.Conn
+	for c, ic := range t.in {
+		// A connection still in its handshake says goodbye itself once
+		// authenticated (see acceptLoop).
+		if ic.peer >= 0 {
+			ins = append(ins, accepted{c, ic.wmu, ic.peer})
+		}
 	}
 	t.mu.Unlock()
 	err := t.cfg.ln.Close()
 	close(t.done)
 	t.box.setFail(fmt.Errorf("rank %d: %w", t.cfg.rank, ErrClosed))
 	var wg sync.WaitGroup
-	for _, w := range conns {
-		wg.Go(func() {
-			var hb [hdrSize]byte
-			header{typ: frameBye}.put(hb[:])
-			w.c.SetWriteDeadline(time.Now().Add(t.cfg.timeout))
-			if w.wmu != nil {
-				w.wmu.Lock()
-			}
-			w.c.Write(hb[:])
-			if tc, ok := w.c.(*net.TCPConn); ok {
-				tc.CloseWrite()
-			}
-			if w.wmu != nil {
-				w.wmu.Unlock()
-			}
-			// The reader drains until the peer hangs up or this deadline.
-			w.c.SetReadDeadline(time.Now().Add(min(t.cfg.timeout, time.Second)))
-		})
+	for _, oc := range outs {
+		conns = append(conns, oc.c)
+		// sent is read under the write lock, after the last frame.
+		wg.Go(func() { t.sayByeOut(oc) })
+	}
+	wg.Wait()
+	close(t.byesOut)
+	for _, in := range ins {
+		conns = append(conns, in.c)
+		wg.Go(func() { t.sayBye(in.c, in.wmu, t.sentTo(in.peer)) })
 	}
 	wg.Wait()
 	t.wg.Wait()
-	for _, w := range conns {
-		w.c.Close()
+	for _, c := range conns {
+		c.Close()
 	}
 	if t.afterClose != nil {
 		t.afterClose()
 	}
 	return err
+}
+
+// sayByeOut is sayBye on a connection this rank dialed, with the count of
+// messages committed on it read under its write lock.
+func (t *tcpTransport) sayByeOut(oc *outConn) {
+	var hb [hdrSize]byte
+	oc.c.SetWriteDeadline(time.Now().Add(t.cfg.timeout))
+	oc.wmu.Lock()
+	header{typ: frameBye, total: int(oc.sent.Load())}.put(hb[:])
+	oc.c.Write(hb[:])
+	if tc, ok := oc.c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	oc.wmu.Unlock()
+	oc.c.SetReadDeadline(time.Now().Add(min(t.cfg.timeout, time.Second)))
 }
 
 // startTCP brings up the world communicator over TCP: it starts the

@@ -256,7 +256,7 @@ func TestTCPAbortDropsPartialMessage(t *testing.T) {
 	if err := oc.writeFrame(header{typ: frameAbort, comm: 0, tag: 9}, nil); err != nil {
 		t.Fatal(err)
 	}
-	h.total = 6
+	h.total, h.final = 6, true
 	if err := oc.writeFrame(h, []byte("second")); err != nil {
 		t.Fatal(err)
 	}
