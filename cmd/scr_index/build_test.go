@@ -149,6 +149,18 @@ func TestBuildRebuildsAfterPartialScavenge(t *testing.T) {
 	if code, out, e := exitOf(t, bin, nil, "-p", j.prefix, "--build", "1"); code != 0 || !strings.Contains(out, "0 missing") {
 		t.Fatalf("second build: exit %d\n%s\n%s", code, out, e)
 	}
+	// A file of a recovered rank deleted from the prefix later: rebuilt
+	// too (the rebuilt rank's redundancy data was rebuilt with it, so
+	// losing rank 1 again would also be repaired).
+	if err := os.Remove(filepath.Join(j.prefix, "ckpt.1/rank_3")); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, e := exitOf(t, bin, nil, "-p", j.prefix, "--build", "1"); code != 0 {
+		t.Fatalf("build after a deletion: exit %d\n%s\n%s", code, out, e)
+	}
+	if b, err := os.ReadFile(filepath.Join(j.prefix, "ckpt.1/rank_3")); err != nil || !bytes.Equal(b, content(3)) {
+		t.Fatalf("rank 3 after the rebuild: %v (%d bytes)", err, len(b))
+	}
 }
 
 // TestBuildTooManyLost: two members of the XOR set were gone; --build
