@@ -307,3 +307,57 @@ func TestTCPCommitDropIsNotDelivered(t *testing.T) {
 		t.Fatalf("got %q %v, want \"kept\"", b, err)
 	}
 }
+
+// The ring of heartbeats closes over ranks that closed: no rank still
+// running is taken for lost because its neighbours closed (even closing at
+// the same moment), and a silent loss after that is still noticed.
+func TestTCPRingClosesOverClosedRanks(t *testing.T) {
+	const timeout = 600 * time.Millisecond
+	var mu sync.Mutex
+	var lost []*PeerLostError
+	comms := tcpWorld(t, hostsN(6, 1), timeout, func(e *PeerLostError, _ bool) {
+		mu.Lock()
+		lost = append(lost, e)
+		mu.Unlock()
+	})
+	tr := func(r int) *tcpTransport { return comms[r].(*group).t.(*tcpTransport) }
+	// Ranks 1, 2 and 3 close at once; 0, 4 and 5 keep running.
+	var wg sync.WaitGroup
+	for _, r := range []int{1, 2, 3} {
+		wg.Go(func() { comms[r].Close() })
+	}
+	wg.Wait()
+	waitFor(t, "rank 4 to watch rank 0", func() bool { return tr(4).pred.Load() == 0 })
+	// Several detection bounds: nobody may call the closes a loss. (The
+	// absence of an event cannot be waited for.)
+	time.Sleep(4 * timeout)
+	mu.Lock()
+	if len(lost) != 0 {
+		t.Fatalf("clean closes reported as a loss: %v", lost[0])
+	}
+	mu.Unlock()
+	t.Logf("%v: no loss after the closes", time.Now().Format("15:04:05.000"))
+	// Rank 0 falls silent (its heartbeats stop, its sockets stay open: a
+	// stopped process): rank 4, now its watcher, reports it.
+	close(tr(0).done)
+	waitFor(t, "the loss of rank 0", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(lost) > 0
+	})
+	mu.Lock()
+	if lost[0].Rank != 0 {
+		t.Errorf("lost %v, want rank 0", lost[0])
+	}
+	t.Log(lost[0])
+	mu.Unlock()
+	t.Logf("%v: loss noticed", time.Now().Format("15:04:05.000"))
+	// Rank 0's transport is half stopped: release it by hand.
+	t0 := tr(0)
+	t0.mu.Lock()
+	t0.closing = true
+	t0.mu.Unlock()
+	t0.cfg.ln.Close()
+	closeAll([]Comm{comms[4], comms[5]})
+	t.Logf("%v: closed", time.Now().Format("15:04:05.000"))
+}

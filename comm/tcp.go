@@ -86,8 +86,8 @@ type tcpTransport struct {
 	peers []peerState // by world rank
 
 	predSeen  atomic.Int64 // unix nanos of the last frame from my ring predecessor
+	pred      atomic.Int64 // the predecessor watched: the nearest one that has not closed
 	predArmed atomic.Bool  // the watcher counts only once the world is up
-	predBye   atomic.Bool
 	lostOnce  sync.Once
 	wg        sync.WaitGroup // accept loop, readers, heartbeat, watcher
 
@@ -124,6 +124,9 @@ type peerState struct {
 	recvd atomic.Int64 // messages delivered from the peer
 	want  atomic.Int64 // the count its goodbye announced; -1 until then
 	gone  atomic.Bool
+	// away: a dial was refused (nobody listens: the rank closed, or its
+	// process ended, which its connections report). The ring skips it.
+	away atomic.Bool
 }
 
 func newTCP(cfg tcpConfig) *tcpTransport {
@@ -142,6 +145,7 @@ func newTCP(cfg tcpConfig) *tcpTransport {
 	}
 	t.hosts[cfg.rank] = cfg.host
 	t.predSeen.Store(time.Now().UnixNano())
+	t.pred.Store(int64((cfg.rank - 1 + cfg.size) % cfg.size))
 	t.wg.Add(1)
 	go t.acceptLoop()
 	if cfg.size > 1 {
@@ -365,6 +369,9 @@ retry:
 		}
 		oc.c, oc.err = c, err
 		oc.dialerGaveUp = err != nil && ctx.Err() != nil
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			t.peers[r].away.Store(true)
+		}
 		if err != nil {
 			delete(t.out, r) // a later call may try again
 		} else {
@@ -677,9 +684,6 @@ func (t *tcpTransport) checkGone(peer int) {
 		oc.bye.Store(true)
 	}
 	t.mu.Unlock()
-	if peer == (t.cfg.rank-1+t.cfg.size)%t.cfg.size {
-		t.predBye.Store(true)
-	}
 	t.box.peerGone(peer, fmt.Errorf("rank %d on %s closed its communicator: %w", peer, t.host(peer), ErrClosed))
 }
 
@@ -704,7 +708,7 @@ func (t *tcpTransport) readLoop(c net.Conn, peer int, incoming bool) {
 		_, err := io.ReadFull(br, hb[:])
 		if err == nil {
 			h := getHeader(hb[:])
-			if incoming && peer == (t.cfg.rank-1+t.cfg.size)%t.cfg.size {
+			if incoming && int64(peer) == t.pred.Load() {
 				t.predSeen.Store(time.Now().UnixNano())
 			}
 			switch h.typ {
@@ -797,11 +801,34 @@ func (t *tcpTransport) readLoop(c net.Conn, peer int, incoming bool) {
 
 func (t *tcpTransport) heartbeatEvery() time.Duration { return t.cfg.timeout / 5 }
 
+// nearest returns the first rank after this one in direction dir (+1: the
+// successors, -1: the predecessors) for which skip is false; this rank if
+// there is none. O(1) until ranks close; then it skips the closed ones.
+func (t *tcpTransport) nearest(dir int, skip func(*peerState) bool) int {
+	p := t.cfg.size
+	for i := 1; i < p; i++ {
+		r := ((t.cfg.rank+dir*i)%p + p) % p
+		if !skip(&t.peers[r]) {
+			return r
+		}
+	}
+	return t.cfg.rank
+}
+
+// notListening: the peer's goodbye came (it reads nothing any more) or
+// nobody listens at its address.
+func notListening(ps *peerState) bool { return ps.want.Load() >= 0 || ps.away.Load() }
+
+// isGone: the peer's goodbye came and everything it sent was delivered, or
+// nobody listens at its address.
+func isGone(ps *peerState) bool { return ps.gone.Load() || ps.away.Load() }
+
 // heartbeat sends a frame to the ring successor every timeout/5 until
-// close. Stop: t.done.
+// close. The ring closes over ranks that said goodbye: the heartbeat goes
+// to the nearest successor that did not, whose watcher moves to this rank
+// when the closed one is gone (see watch). Stop: t.done.
 func (t *tcpTransport) heartbeat() {
 	defer t.wg.Done()
-	succ := (t.cfg.rank + 1) % t.cfg.size
 	tick := time.NewTicker(t.heartbeatEvery())
 	defer tick.Stop()
 	for {
@@ -812,6 +839,10 @@ func (t *tcpTransport) heartbeat() {
 			return
 		case <-tick.C:
 		}
+		succ := t.nearest(1, notListening)
+		if succ == t.cfg.rank {
+			continue // every other rank closed
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.timeout)
 		oc, err := t.conn(ctx, succ)
 		cancel()
@@ -819,7 +850,7 @@ func (t *tcpTransport) heartbeat() {
 			continue // send reports it; the successor's own watcher covers it
 		}
 		if oc.bye.Load() {
-			return
+			continue // the next tick goes to the next successor
 		}
 		if err := oc.writeFrame(header{typ: frameHeartbeat}, nil); err != nil && !oc.bye.Load() {
 			t.writeFailed(succ, oc, err)
@@ -830,10 +861,13 @@ func (t *tcpTransport) heartbeat() {
 // watch declares the ring predecessor lost when nothing came from it for
 // the timeout less two check periods (one for the check, one for telling
 // the others and exiting), so every rank ends within the bound.
+// When the predecessor closed (and everything it sent arrived), the watch
+// moves to the nearest predecessor that did not, with a fresh silence
+// window: that rank heartbeats here from its next tick on, since it heard
+// the closer's goodbye (close says goodbye to both ring neighbours).
 // Stop: t.done.
 func (t *tcpTransport) watch() {
 	defer t.wg.Done()
-	pred := (t.cfg.rank - 1 + t.cfg.size) % t.cfg.size
 	period := t.cfg.timeout / 20
 	silence := t.cfg.timeout - 2*period // + one period of checking + propagation stays within the bound
 	tick := time.NewTicker(period)
@@ -846,7 +880,25 @@ func (t *tcpTransport) watch() {
 			return
 		case <-tick.C:
 		}
-		if !t.predArmed.Load() || t.predBye.Load() {
+		pred := int(t.pred.Load())
+		if isGone(&t.peers[pred]) {
+			next := t.nearest(-1, isGone)
+			t.predSeen.Store(time.Now().UnixNano())
+			t.pred.Store(int64(next))
+			if next != t.cfg.rank && t.predArmed.Load() {
+				// It may have closed without this rank hearing of it
+				// (closes racing each other): connecting tells. A closed
+				// rank refuses (away: the watch moves on) or says
+				// goodbye at once; a live one accepts.
+				t.wg.Go(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), t.cfg.timeout)
+					defer cancel()
+					t.conn(ctx, next)
+				})
+			}
+			continue
+		}
+		if !t.predArmed.Load() || pred == t.cfg.rank {
 			continue
 		}
 		quiet := time.Since(time.Unix(0, t.predSeen.Load()))
@@ -983,10 +1035,18 @@ func (t *tcpTransport) sayBye(c net.Conn, wmu wlock, n int64) {
 // connections.
 func (t *tcpTransport) close() error {
 	if t.cfg.size > 1 && t.box.failed() == nil && !t.isClosing() {
-		// The successor watches this rank: make sure it hears the goodbye
-		// even if no heartbeat connected to it yet.
+		// The ring neighbours must hear the goodbye even if no heartbeat
+		// connected them yet: the successor watches this rank (and moves
+		// on to the predecessor), the predecessor heartbeats to it (and
+		// moves on to the successor).
 		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.timeout)
-		t.conn(ctx, (t.cfg.rank+1)%t.cfg.size)
+		var wg sync.WaitGroup
+		for _, r := range []int{t.nearest(1, notListening), t.nearest(-1, notListening)} {
+			if r != t.cfg.rank {
+				wg.Go(func() { t.conn(ctx, r) })
+			}
+		}
+		wg.Wait()
 		cancel()
 	}
 	t.mu.Lock()
