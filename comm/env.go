@@ -154,7 +154,7 @@ func FromEnv(ctx context.Context, opts Options) (Comm, error) {
 		if err != nil {
 			return nil, err
 		}
-		boot, rank, size = &dirBoot{dir: dir, rank: lv.rank}, lv.rank, lv.size
+		boot, rank, size = &dirBoot{dir: dir, rank: lv.rank, timeout: opts.Timeout}, lv.rank, lv.size
 	default:
 		return nil, fmt.Errorf("comm: bootstrap through PMI: %w", err)
 	}

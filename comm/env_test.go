@@ -234,3 +234,73 @@ func TestDefaultPolicy(t *testing.T) {
 		t.Fatalf("a told rank wrote an event: %d events", len(evs))
 	}
 }
+
+// A rendezvous directory reused with the files of an earlier launch still
+// there: ranks that read the stale secret before rank 0 rewrote it must not
+// trust it (rank 0 of the earlier launch does not answer the probe) and
+// pick up the new one.
+func TestRendezvousStaleSecret(t *testing.T) {
+	const p = 5
+	dir := t.TempDir()
+	// The earlier launch's rank 0 "address": a listener that hangs up on
+	// every connection (its process is gone); it counts the probes.
+	old, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	var probes sync.Map
+	go func() {
+		for {
+			c, err := old.Accept()
+			if err != nil {
+				return
+			}
+			probes.Store(c.RemoteAddr().String(), true)
+			c.Close()
+		}
+	}()
+	stale := &dirBoot{dir: dir, secret: []byte("stale-secret-of-an-earlier-launch")}
+	if err := os.WriteFile(dir+"/secret", []byte(fmt.Sprintf("%x", stale.secret)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for r := range p {
+		node, addr := fmt.Sprintf("n%d", r/2), old.Addr().String()
+		os.WriteFile(fmt.Sprintf("%s/rank.%d", dir, r), []byte(node+";"+addr+";"+stale.entryMAC(r, node, addr)), 0o600)
+	}
+	envOf := func(r int) map[string]string {
+		return map[string]string{
+			"OMPI_COMM_WORLD_RANK": strconv.Itoa(r), "OMPI_COMM_WORLD_SIZE": strconv.Itoa(p),
+			"SCR_RENDEZVOUS_DIR": dir, "SCR_COMM_ADDR": "127.0.0.1", "SCR_NODE_NAME": fmt.Sprintf("n%d", r/2),
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	comms := make([]Comm, p)
+	errs := make([]error, p)
+	var wg sync.WaitGroup
+	start := func(r int) {
+		wg.Go(func() {
+			comms[r], errs[r] = FromEnv(ctx, Options{Getenv: mapEnv(envOf(r)), OnPeerLost: func(*PeerLostError) {}})
+		})
+	}
+	for r := 1; r < p; r++ {
+		start(r)
+	}
+	// The other ranks read the stale secret and probe the old rank 0,
+	// which does not answer: they keep polling instead of trusting it.
+	waitFor(t, "the probes of the stale rank 0", func() bool {
+		n := 0
+		probes.Range(func(any, any) bool { n++; return true })
+		return n >= p-1
+	})
+	start(0)
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	defer closeAll(comms)
+	checkWorld(t, comms)
+}

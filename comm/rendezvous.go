@@ -102,10 +102,17 @@ func rendezvousDir(getenv func(string) string, lv launcher) (string, error) {
 // job's secret to a 0600 file; every rank writes "node;addr;mac" to its
 // own file, the MAC (over the secret) telling a current entry from a stale
 // one of an earlier launch with the same key. Lookups poll for the file.
+//
+// A rank other than 0 trusts the secret it read only once rank 0 answered
+// the challenge with it (a probe connection, see probeRank0): a secret file
+// left by an earlier launch with the same key, read before rank 0 rewrote
+// it, is then re-read instead of splitting the job into two worlds that
+// cannot authenticate each other.
 type dirBoot struct {
-	dir    string
-	rank   int
-	secret []byte
+	dir     string
+	rank    int
+	secret  []byte
+	timeout time.Duration // bound of one probe's handshake
 }
 
 func (b *dirBoot) entryMAC(r int, node, addr string) string {
@@ -149,7 +156,7 @@ func (b *dirBoot) exchange(ctx context.Context, node, addr string) ([]byte, erro
 			return nil, fmt.Errorf("write the job's secret: %w", err)
 		}
 	}
-	err := poll(ctx, "the job's secret in "+secretPath+" (is rank 0 running?)", func() (bool, error) {
+	err := poll(ctx, "the job's secret in "+secretPath+", confirmed by rank 0 (is rank 0 running?)", func() (bool, error) {
 		v, err := os.ReadFile(secretPath)
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
@@ -162,7 +169,16 @@ func (b *dirBoot) exchange(ctx context.Context, node, addr string) ([]byte, erro
 			return false, nil // being replaced
 		}
 		b.secret = s
-		return true, nil
+		if b.rank == 0 {
+			return true, nil
+		}
+		addr0, _, ok, err := b.readEntry(0)
+		if err != nil || !ok {
+			return false, err // rank 0's entry not there yet, or not for this secret
+		}
+		pctx, cancel := context.WithTimeout(ctx, b.timeout)
+		defer cancel()
+		return probeRank0(pctx, addr0, s, b.timeout) == nil, nil
 	})
 	if err != nil {
 		return nil, err
@@ -174,22 +190,30 @@ func (b *dirBoot) exchange(ctx context.Context, node, addr string) ([]byte, erro
 	return b.secret, nil
 }
 
+// readEntry reads rank r's entry; ok is false when there is none yet or it
+// does not verify with the secret (a stale entry of an earlier launch).
+func (b *dirBoot) readEntry(r int) (addr, node string, ok bool, err error) {
+	v, err := os.ReadFile(filepath.Join(b.dir, "rank."+strconv.Itoa(r)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, err
+	}
+	f := strings.Split(strings.TrimSpace(string(v)), ";")
+	if len(f) != 3 || !hmac.Equal([]byte(f[2]), []byte(b.entryMAC(r, f[0], f[1]))) {
+		return "", "", false, nil
+	}
+	return f[1], f[0], true, nil
+}
+
 func (b *dirBoot) lookup(ctx context.Context, r int) (addr, node string, err error) {
 	path := filepath.Join(b.dir, "rank."+strconv.Itoa(r))
 	err = poll(ctx, "rank "+strconv.Itoa(r)+"'s address in "+path, func() (bool, error) {
-		v, err := os.ReadFile(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		f := strings.Split(strings.TrimSpace(string(v)), ";")
-		if len(f) != 3 || !hmac.Equal([]byte(f[2]), []byte(b.entryMAC(r, f[0], f[1]))) {
-			return false, nil // stale entry of an earlier launch
-		}
-		node, addr = f[0], f[1]
-		return true, nil
+		var ok bool
+		var err error
+		addr, node, ok, err = b.readEntry(r)
+		return ok, err
 	})
 	return addr, node, err
 }

@@ -269,6 +269,25 @@ func (t *tcpTransport) dial(ctx context.Context, r int) (net.Conn, error) {
 	return c, nil
 }
 
+// probeID is the rank a probe connection announces (see probeRank0).
+const probeID = 0xFFFFFFFF
+
+var errProbe = errors.New("probe answered")
+
+// probeRank0 checks that rank 0 listens at addr and knows secret: the
+// dialer's half of the handshake with the rank probeID, which the listener
+// answers and then hangs up (no reader, no loss). Used at start-up to tell
+// a secret of an earlier launch from the current one.
+func probeRank0(ctx context.Context, addr string, secret []byte, timeout time.Duration) error {
+	p := &tcpTransport{hosts: make([]string, 1), cfg: tcpConfig{rank: probeID, secret: secret, timeout: timeout,
+		lookup: func(context.Context, int) (string, string, error) { return addr, "", nil }}}
+	c, err := p.dial(ctx, 0)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
 // accept authenticates an incoming connection and returns the peer's rank.
 func (t *tcpTransport) accept(c net.Conn) (int, error) {
 	t.tune(c)
@@ -285,6 +304,14 @@ func (t *tcpTransport) accept(c net.Conn) (int, error) {
 	}
 	peer := int(binary.LittleEndian.Uint32(in))
 	nonceC := in[4:20]
+	if binary.LittleEndian.Uint32(in) == probeID {
+		// A rank checking its secret at start-up: answer, then hang up.
+		if !hmac.Equal(in[20:], mac(t.cfg.secret, []byte("c"), nonceS, in[:4], u32(t.cfg.rank))) {
+			return -1, fmt.Errorf("refused a probe from %s: bad authentication", c.RemoteAddr())
+		}
+		c.Write(mac(t.cfg.secret, []byte("s"), nonceC, in[:4], u32(t.cfg.rank)))
+		return -1, errProbe
+	}
 	if peer < 0 || peer >= t.cfg.size || !hmac.Equal(in[20:], mac(t.cfg.secret, []byte("c"), nonceS, u32(peer), u32(t.cfg.rank))) {
 		return -1, fmt.Errorf("refused a connection from %s: bad authentication", c.RemoteAddr())
 	}
