@@ -1034,6 +1034,12 @@ func (t *tcpTransport) forwardLost(e *PeerLostError) {
 	wg.Wait()
 }
 
+// drainBound: after its goodbye a closing rank reads each connection until
+// the peer hangs up, which it does once it has read everything up to the
+// goodbye, or for the detection bound (a peer silent that long is lost
+// anyway). Closing a socket with data unread would reset the connection
+// and could discard the tail of what this rank sent, goodbye included.
+//
 // sayBye writes a goodbye announcing n committed messages on c and shuts
 // down the sending side; the reader of c then drains until the peer hangs up
 // or a short deadline.
@@ -1047,7 +1053,7 @@ func (t *tcpTransport) sayBye(c net.Conn, wmu wlock, n int64) {
 		tc.CloseWrite()
 	}
 	wmu.Unlock()
-	c.SetReadDeadline(time.Now().Add(min(t.cfg.timeout, time.Second)))
+	c.SetReadDeadline(time.Now().Add(t.cfg.timeout)) // see drainBound
 }
 
 // close says goodbye on every connection, waits (briefly) for the peers
@@ -1145,7 +1151,7 @@ func (t *tcpTransport) sayByeOut(oc *outConn) {
 		tc.CloseWrite()
 	}
 	oc.wmu.Unlock()
-	oc.c.SetReadDeadline(time.Now().Add(min(t.cfg.timeout, time.Second)))
+	oc.c.SetReadDeadline(time.Now().Add(t.cfg.timeout)) // see drainBound
 }
 
 // startTCP brings up the world communicator over TCP: it starts the
