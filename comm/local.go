@@ -117,6 +117,28 @@ func (t *localTransport) size() int         { return len(t.lg.hosts) }
 func (t *localTransport) host(r int) string { return t.lg.hosts[r] }
 
 func (t *localTransport) send(ctx context.Context, dst int, k key, data []byte) error {
+	return t.deliver(ctx, dst, k, slices.Clone(data))
+}
+
+// SendOwned is Send for a sender that gives data up: from the call on, the
+// sender must neither read nor write data (whatever the call returns), and
+// the receiver's Recv may return data itself. Over the in-process transport
+// (NewLocal) the message is then handed over without a copy, as one
+// process's ranks share memory; over other transports it is Send.
+func SendOwned(ctx context.Context, c Comm, dst, tag int, data []byte) error {
+	if g, ok := c.(*group); ok {
+		if lt, ok := g.t.(*localTransport); ok {
+			if err := g.check("send", dst); err != nil {
+				return err
+			}
+			return lt.deliver(ctx, g.ranks[dst], key{comm: g.id, tag: int64(tag)}, data)
+		}
+	}
+	return c.Send(ctx, dst, tag, data)
+}
+
+// deliver queues msg, which the receiver owns from now on, for dst.
+func (t *localTransport) deliver(ctx context.Context, dst int, k key, msg []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -133,7 +155,7 @@ func (t *localTransport) send(ctx context.Context, dst int, k key, data []byte) 
 	if closed {
 		return fmt.Errorf("send to rank %d on %s: %w", dst, lg.hosts[dst], ErrClosed)
 	}
-	lg.boxes[dst].put(t.me, k, slices.Clone(data))
+	lg.boxes[dst].put(t.me, k, msg)
 	return nil
 }
 

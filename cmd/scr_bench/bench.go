@@ -21,6 +21,8 @@ type Options struct {
 	Size  int64  // bytes per rank
 	Reps  int    // repetitions; the median is reported
 	Fsync bool   // fsync every written file (plain and SCR alike)
+
+	CPUProfile string // write a CPU profile of the run here (command only)
 }
 
 // Result holds median times and the ratios to the plain write.

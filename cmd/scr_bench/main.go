@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 
@@ -40,6 +41,7 @@ rebuild/node (target <= 4).
   --dir DIR      scratch directory (default /dev/shm/scr_bench.<pid>)
   --nofsync      do not fsync written files
   --json         print the result as JSON
+  --cpuprofile F write a CPU profile of the whole run to F (go tool pprof)
   -h, --help     this text
 
 EXIT STATUS
@@ -75,6 +77,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, usage)
 		return 0
+	}
+	if err == nil && o.CPUProfile != "" {
+		var stopProf func() error
+		if stopProf, err = startProfile(o.CPUProfile); err == nil {
+			defer func() {
+				if perr := stopProf(); perr != nil {
+					fmt.Fprintf(stderr, "scr_bench: %v\n", perr)
+				}
+			}()
+		}
 	}
 	if err == nil {
 		if o.Dir == "" {
@@ -117,6 +129,7 @@ func parse(args []string) (Options, bool, error) {
 	fs.StringVar(&o.Dir, "dir", "", "")
 	fs.BoolVar(&nofsync, "nofsync", false, "")
 	fs.BoolVar(&asJSON, "json", false, "")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, false, err
@@ -128,6 +141,22 @@ func parse(args []string) (Options, bool, error) {
 	}
 	o.Fsync = !nofsync
 	return o, asJSON, nil
+}
+
+// startProfile starts a CPU profile into path; the returned func stops it.
+func startProfile(path string) (func() error, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile %s: %w", path, err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 func checkTargets(r Result) error {

@@ -23,6 +23,18 @@ const (
 // send-first and receive-first, so the exchange completes even over a
 // transport whose Send waits for the receiver.
 func shiftBy(ctx context.Context, c comm.Comm, dist int, data []byte) ([]byte, error) {
+	return shiftSend(ctx, c, dist, data, c.Send)
+}
+
+// shiftOwned is shiftBy(ctx, c, 1, data) for a caller that gives data up
+// (see sendOwned); the buffer returned is the caller's.
+func shiftOwned(ctx context.Context, c comm.Comm, data []byte) ([]byte, error) {
+	return shiftSend(ctx, c, 1, data, func(ctx context.Context, dst, tag int, b []byte) error {
+		return sendOwned(ctx, c, dst, tag, b)
+	})
+}
+
+func shiftSend(ctx context.Context, c comm.Comm, dist int, data []byte, send func(context.Context, int, int, []byte) error) ([]byte, error) {
 	n, me := c.Size(), c.Rank()
 	step := ((dist % n) + n) % n
 	to, from := (me+step)%n, (me-step+n)%n
@@ -34,7 +46,7 @@ func shiftBy(ctx context.Context, c comm.Comm, dist int, data []byte) ([]byte, e
 		j++
 	}
 	if j%2 == 0 {
-		if err := c.Send(ctx, to, tagData, data); err != nil {
+		if err := send(ctx, to, tagData, data); err != nil {
 			return nil, err
 		}
 		return c.Recv(ctx, from, tagData)
@@ -43,7 +55,7 @@ func shiftBy(ctx context.Context, c comm.Comm, dist int, data []byte) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	return in, c.Send(ctx, to, tagData, data)
+	return in, send(ctx, to, tagData, data)
 }
 
 func gcd(a, b int) int {
@@ -51,11 +63,6 @@ func gcd(a, b int) int {
 		a, b = b, a%b
 	}
 	return a
-}
-
-// shift is the ring step: send right (+1), receive from the left.
-func shift(ctx context.Context, c comm.Comm, data []byte) ([]byte, error) {
-	return shiftBy(ctx, c, 1, data)
 }
 
 // leftCopies is how many left neighbours' file lists each header keeps:
@@ -261,17 +268,20 @@ var errProtocol = errors.New("redundancy: protocol error: message of unexpected 
 // holds only a few pieces in memory.
 func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, C int64, buf int, out func(int, []byte), le *localErr) error {
 	n, c := len(g.Set.Ranks), g.Comm
-	chunk := make([]byte, buf)
-	first := make([]byte, k*buf)
+	tmp := lf.scratch(buf) // pread target for files that are not mapped
 	parts, sub := make([][]byte, k), make([][]byte, k)
+	_, isXOR := kern.(xorKernel)
 	for o := int64(0); o < C; o += int64(buf) {
 		m := int(min(int64(buf), C-o))
+		// produce turns what arrived at stage s into what to send on; the
+		// buffers are owned (received, or fresh at stage 0) and given up by
+		// the send, so no piece is copied between ranks.
 		produce := func(s int, in []byte) ([]byte, error) {
 			if s < n-k {
 				acc := in
 				if s == 0 {
-					acc = first[:k*m] // Send copies: reusable
-					if _, ok := kern.(xorKernel); ok {
+					acc = getPiece(k * m)
+					if isXOR {
 						le.set(lf.readAt(acc, o)) // parity of one chunk is the chunk
 						return acc, nil
 					}
@@ -282,7 +292,7 @@ func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, 
 				for j := range k {
 					parts[j] = acc[j*m : (j+1)*m]
 				}
-				le.set(lf.addAt(int64(s)*C+o, m, chunk, func(lo int, src []byte) error {
+				le.set(lf.addAt(int64(s)*C+o, m, tmp, func(lo int, src []byte) error {
 					for j := range k {
 						sub[j] = parts[j][lo : lo+len(src)]
 					}
@@ -298,6 +308,7 @@ func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, 
 			if t < k-1 {
 				return in[m:], nil
 			}
+			putPiece(in)
 			return nil, nil
 		}
 		send, err := produce(0, nil)
@@ -305,7 +316,7 @@ func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, 
 			return err
 		}
 		for s := 1; s < n; s++ {
-			in, err := shift(ctx, c, send)
+			in, err := shiftOwned(ctx, c, send)
 			if err != nil {
 				return err
 			}
@@ -324,11 +335,10 @@ func partnerEncode(ctx context.Context, g *Group, buf int, lf *logical, leftSize
 	if err != nil {
 		return err
 	}
-	piece := make([]byte, buf)
 	for o := int64(0); o < mx[0]; o += int64(buf) {
-		mine := piece[:max(0, min(int64(buf), lf.total-o))]
+		mine := getPiece(int(max(0, min(int64(buf), lf.total-o))))
 		le.set(lf.readAt(mine, o))
-		in, err := shift(ctx, g.Comm, mine)
+		in, err := shiftOwned(ctx, g.Comm, mine)
 		if err != nil {
 			return err
 		}
@@ -338,6 +348,7 @@ func partnerEncode(ctx context.Context, g *Group, buf int, lf *logical, leftSize
 		if len(in) > 0 {
 			out(0, in)
 		}
+		putPiece(in)
 	}
 	return nil
 }

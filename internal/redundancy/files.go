@@ -172,15 +172,32 @@ func (l *logical) close() error {
 	return first
 }
 
+// scratch returns a buffer for addAt's reads of n bytes, or nil when every
+// file is mapped (addAt then never reads).
+func (l *logical) scratch(n int) []byte {
+	for i := range l.files {
+		if i >= len(l.maps) || l.maps[i] == nil {
+			return make([]byte, n)
+		}
+	}
+	return nil
+}
+
 // readAt fills p with the stream's bytes at off, zeros past the end.
 func (l *logical) readAt(p []byte, off int64) error {
-	clear(p)
-	return l.addAt(off, len(p), p, func(lo int, src []byte) error {
+	// Only the padding and gaps of empty files need zeros: clear what no
+	// file covers instead of all of p.
+	done := 0
+	err := l.addAt(off, len(p), p, func(lo int, src []byte) error {
+		clear(p[done:lo])
 		if &src[0] != &p[lo] {
 			copy(p[lo:], src)
 		}
+		done = lo + len(src)
 		return nil
 	})
+	clear(p[done:])
+	return err
 }
 
 // addAt hands the stream's bytes in [off, off+n) to add, span by span

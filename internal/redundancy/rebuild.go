@@ -445,7 +445,6 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 	}
 	buf := int64(s.buf())
 	tmp := make([]byte, buf)
-	first := make([]byte, int64(len(lost))*buf)
 	parts, sub := make([][]byte, len(lost)), make([][]byte, len(lost))
 	for o := int64(0); o < C; o += buf {
 		m := int(min(buf, C-o))
@@ -453,10 +452,16 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 			if pos := slices.Index(r.chain, me); pos >= 0 {
 				// Read this rank's shard first: the read overlaps the
 				// predecessor's work instead of following it.
+				// Pieces are owned: fresh at the head of the chain,
+				// received further on, given up when sent (sendOwned).
+				var first []byte
+				if pos == 0 {
+					first = getPiece(len(lost) * m)
+				}
 				b := tmp[:m]
 				direct := pos == 0 && s.Type == XOR // the sum of one shard is the shard
 				if direct {
-					b = first[:m] // Send copies: reusable
+					b = first[:m]
 				}
 				sh := shard(me, p)
 				dataLater := sh < d && !direct // added straight from the files below
@@ -484,7 +489,7 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 					acc = in
 				}
 				for j := range lost {
-					parts[j] = acc[j*m : (j+1)*m]
+					parts[j] = acc[j*m : (j+1)*m : (j+1)*m] // sent to different owners
 				}
 				switch {
 				case dataLater:
@@ -521,6 +526,7 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 				} else {
 					out(sh-d, in)
 				}
+				putPiece(in)
 			}
 		}
 	}
@@ -534,12 +540,11 @@ func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logi
 	me := g.Index
 	fl := newFlow(g.Comm)
 	isLost := func(i int) bool { return slices.Contains(lost, i) }
-	piece := make([]byte, buf)
 	// Phase 1: the files of each lost member, from the copy on its right.
 	if isLost(g.left()) && red != nil {
 		size := red.h.SegSize
 		for o := int64(0); o < size || o == 0; o += int64(buf) {
-			b := piece[:min(int64(buf), size-o)]
+			b := getPiece(int(min(int64(buf), size-o)))
 			le.set(red.readAt(0, b, o))
 			if err := fl.send(ctx, g.left(), b); err != nil {
 				return err
@@ -560,6 +565,7 @@ func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logi
 				return errProtocol
 			}
 			le.set(lf.writeAt(in, o))
+			putPiece(in)
 			if size == 0 {
 				break
 			}
@@ -569,7 +575,7 @@ func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logi
 	if isLost(g.right()) {
 		size := lf.total
 		for o := int64(0); o < size || o == 0; o += int64(buf) {
-			b := piece[:min(int64(buf), size-o)]
+			b := getPiece(int(min(int64(buf), size-o)))
 			le.set(lf.readAt(b, o))
 			if err := fl.send(ctx, g.right(), b); err != nil {
 				return err
@@ -595,6 +601,7 @@ func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logi
 			if len(in) > 0 {
 				out(0, in)
 			}
+			putPiece(in)
 			if size == 0 {
 				break
 			}
@@ -611,7 +618,8 @@ const flowWindow = 4
 // acknowledged, and a sender with flowWindow unacknowledged pieces to a
 // receiver waits for one acknowledgement. So a fast sender cannot queue a
 // whole file in a slow receiver's memory. Acks are tiny and rely on Send
-// not waiting for the receiver (both comm transports queue them).
+// not waiting for the receiver (both comm transports queue them). Pieces
+// are given up by send (sendOwned): the sender must not touch them again.
 type flow struct {
 	c   comm.Comm
 	out map[int]int // unacknowledged pieces per receiver
@@ -626,7 +634,7 @@ func (f *flow) send(ctx context.Context, dst int, b []byte) error {
 		}
 		f.out[dst]--
 	}
-	if err := f.c.Send(ctx, dst, tagData, b); err != nil {
+	if err := sendOwned(ctx, f.c, dst, tagData, b); err != nil {
 		return err
 	}
 	f.out[dst]++
