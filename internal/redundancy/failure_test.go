@@ -3,6 +3,7 @@ package redundancy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -239,6 +240,14 @@ func TestOneSmallSetRefusedEverywhere(t *testing.T) {
 // TestMappedFileTruncated: a file truncated while it is mapped gives an
 // error, not a crash (SIGBUS).
 func TestMappedFileTruncated(t *testing.T) {
+	defer func(old bool) { mapReads = old }(mapReads)
+	for _, mapped := range []bool{true, false} {
+		mapReads = mapped
+		t.Run(fmt.Sprintf("mapped=%v", mapped), testTruncatedRead)
+	}
+}
+
+func testTruncatedRead(t *testing.T) {
 	d := tmpfsDir(t)
 	p := filepath.Join(d, "f")
 	if err := os.WriteFile(p, make([]byte, 64<<10), 0o600); err != nil {
