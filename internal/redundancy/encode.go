@@ -23,18 +23,26 @@ const (
 // send-first and receive-first, so the exchange completes even over a
 // transport whose Send waits for the receiver.
 func shiftBy(ctx context.Context, c comm.Comm, dist int, data []byte) ([]byte, error) {
-	return shiftSend(ctx, c, dist, data, c.Send)
+	return shiftSend(ctx, c, dist, data, c.Send, nil)
 }
 
 // shiftOwned is shiftBy(ctx, c, 1, data) for a caller that gives data up
 // (see sendOwned); the buffer returned is the caller's.
-func shiftOwned(ctx context.Context, c comm.Comm, data []byte) ([]byte, error) {
+//
+// local, if not nil, is this rank's own work for the next step (reading its
+// data): it runs just before the receive, after the send when the send
+// comes first, so it overlaps the left neighbour's work instead of
+// following it, and the right neighbour gets its input first.
+func shiftOwned(ctx context.Context, c comm.Comm, data []byte, local func()) ([]byte, error) {
 	return shiftSend(ctx, c, 1, data, func(ctx context.Context, dst, tag int, b []byte) error {
 		return sendOwned(ctx, c, dst, tag, b)
-	})
+	}, local)
 }
 
-func shiftSend(ctx context.Context, c comm.Comm, dist int, data []byte, send func(context.Context, int, int, []byte) error) ([]byte, error) {
+func shiftSend(ctx context.Context, c comm.Comm, dist int, data []byte, send func(context.Context, int, int, []byte) error, local func()) ([]byte, error) {
+	if local == nil {
+		local = func() {}
+	}
 	n, me := c.Size(), c.Rank()
 	step := ((dist % n) + n) % n
 	to, from := (me+step)%n, (me-step+n)%n
@@ -49,8 +57,10 @@ func shiftSend(ctx context.Context, c comm.Comm, dist int, data []byte, send fun
 		if err := send(ctx, to, tagData, data); err != nil {
 			return nil, err
 		}
+		local()
 		return c.Recv(ctx, from, tagData)
 	}
+	local()
 	in, err := c.Recv(ctx, from, tagData)
 	if err != nil {
 		return nil, err
@@ -268,7 +278,7 @@ var errProtocol = errors.New("redundancy: protocol error: message of unexpected 
 // holds only a few pieces in memory.
 func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, C int64, buf int, out func(int, []byte), le *localErr) error {
 	n, c := len(g.Set.Ranks), g.Comm
-	tmp := lf.scratch(buf) // pread target for files that are not mapped
+	tmp := lf.scratch(buf) // pread target when files are not all mapped
 	parts, sub := make([][]byte, k), make([][]byte, k)
 	_, isXOR := kern.(xorKernel)
 	for o := int64(0); o < C; o += int64(buf) {
@@ -286,13 +296,20 @@ func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, 
 						return acc, nil
 					}
 					clear(acc)
+					if tmp != nil {
+						le.set(lf.readAt(tmp[:m], o)) // nothing to overlap at stage 0
+					}
 				} else if len(in) != k*m {
 					return nil, errProtocol
 				}
 				for j := range k {
 					parts[j] = acc[j*m : (j+1)*m]
 				}
-				le.set(lf.addAt(int64(s)*C+o, m, tmp, func(lo int, src []byte) error {
+				if tmp != nil { // read ahead into tmp (see below)
+					le.set(kern.add(tmp[:m], s, parts))
+					return acc, nil
+				}
+				le.set(lf.addAt(int64(s)*C+o, m, nil, func(lo int, src []byte) error {
 					for j := range k {
 						sub[j] = parts[j][lo : lo+len(src)]
 					}
@@ -316,7 +333,13 @@ func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, 
 			return err
 		}
 		for s := 1; s < n; s++ {
-			in, err := shiftOwned(ctx, c, send)
+			var ahead func()
+			if s < n-k && tmp != nil {
+				// Read this rank's chunk s while the left neighbour is
+				// still adding into what it sends us.
+				ahead = func() { le.set(lf.readAt(tmp[:m], int64(s)*C+o)) }
+			}
+			in, err := shiftOwned(ctx, c, send, ahead)
 			if err != nil {
 				return err
 			}
@@ -338,7 +361,7 @@ func partnerEncode(ctx context.Context, g *Group, buf int, lf *logical, leftSize
 	for o := int64(0); o < mx[0]; o += int64(buf) {
 		mine := getPiece(int(max(0, min(int64(buf), lf.total-o))))
 		le.set(lf.readAt(mine, o))
-		in, err := shiftOwned(ctx, g.Comm, mine)
+		in, err := shiftOwned(ctx, g.Comm, mine, nil)
 		if err != nil {
 			return err
 		}
