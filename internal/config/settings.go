@@ -76,6 +76,19 @@ type Settings struct {
 // Origin returns where parameter name's value came from.
 func (s *Settings) Origin(name string) Origin { return s.origins[name] }
 
+// read stores parameter name into dst with get, notes its origin in s, and
+// appends get's error (if any) to errs.
+func read[T any](c *Config, s *Settings, errs *[]error, name string, dst *T, get func(string) (T, error)) {
+	v, err := get(name)
+	if err != nil {
+		*errs = append(*errs, err)
+	}
+	if got, ok, _ := c.Get(name); ok {
+		s.origins[name] = got.Origin
+	}
+	*dst = v
+}
+
 // Settings resolves every parameter. It returns the settings and, if any
 // value is malformed or inconsistent, an error joining one *ParamError per
 // mistake (errors.Join); the settings are then partly filled and must not be
@@ -83,58 +96,17 @@ func (s *Settings) Origin(name string) Origin { return s.origins[name] }
 func (c *Config) Settings() (*Settings, error) {
 	s := &Settings{origins: map[string]Origin{}}
 	var errs []error
-	note := func(name string) {
-		if v, ok, _ := c.Get(name); ok {
-			s.origins[name] = v.Origin
-		}
-	}
-	str := func(name string, dst *string) {
-		v, err := c.String(name)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		note(name)
-		*dst = v
-	}
-	b := func(name string, dst *bool) {
-		v, err := c.Bool(name)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		note(name)
-		*dst = v
-	}
+	// Each reader records the value's origin and keeps going on a bad
+	// value, so one call reports every mistake.
+	str := func(name string, dst *string) { read(c, s, &errs, name, dst, c.String) }
+	b := func(name string, dst *bool) { read(c, s, &errs, name, dst, c.Bool) }
+	i64 := func(name string, dst *int64) { read(c, s, &errs, name, dst, c.Int) }
+	by := func(name string, dst *int64) { read(c, s, &errs, name, dst, c.Bytes) }
+	du := func(name string, dst *time.Duration) { read(c, s, &errs, name, dst, c.Duration) }
 	in := func(name string, dst *int) {
-		v, err := c.Int(name)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		note(name)
+		var v int64
+		i64(name, &v)
 		*dst = int(v)
-	}
-	i64 := func(name string, dst *int64) {
-		v, err := c.Int(name)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		note(name)
-		*dst = v
-	}
-	by := func(name string, dst *int64) {
-		v, err := c.Bytes(name)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		note(name)
-		*dst = v
-	}
-	du := func(name string, dst *time.Duration) {
-		v, err := c.Duration(name)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		note(name)
-		*dst = v
 	}
 	b("SCR_ENABLE", &s.Enable)
 	in("SCR_DEBUG", &s.Debug)
@@ -174,12 +146,7 @@ func (c *Config) Settings() (*Settings, error) {
 	b("SCR_HALT_EXIT", &s.HaltExit)
 	in("SCR_CHECKPOINT_INTERVAL", &s.CheckpointInterval)
 	i64("SCR_CHECKPOINT_SECONDS", &s.CheckpointSeconds)
-	if v, err := c.Float("SCR_CHECKPOINT_OVERHEAD"); err != nil {
-		errs = append(errs, err)
-	} else {
-		s.CheckpointOverhead = v
-	}
-	note("SCR_CHECKPOINT_OVERHEAD")
+	read(c, s, &errs, "SCR_CHECKPOINT_OVERHEAD", &s.CheckpointOverhead, c.Float)
 	by("SCR_MPI_BUF_SIZE", &s.MPIBufSize)
 	by("SCR_FILE_BUF_SIZE", &s.FileBufSize)
 	b("SCR_COPY_METADATA", &s.CopyMetadata)
