@@ -290,21 +290,11 @@ func (h *Handle) Finalize(ctx context.Context) error {
 	// Every rank learns whether Finalize worked everywhere (this also
 	// fails if the application closed its communicator too early).
 	ferr := h.agree(ctx, "Finalize", errors.Join(errs...))
-	if err := h.world.Barrier(ctx); err != nil && !finalBarrierDone(err) && ferr == nil {
+	if err := h.world.Barrier(ctx); err != nil && ferr == nil {
 		ferr = h.commErr("Finalize", err)
 	}
 	h.state = stateFinal
 	return ferr
-}
-
-// finalBarrierDone says whether an error of Finalize's last barrier still
-// proves that every rank reached it: a peer that closed its communicator
-// cleanly (comm.ErrClosed, not a lost peer) did so after its own barrier
-// returned, which needs every rank to have entered. Over TCP the peer's
-// goodbye can overtake its last barrier message, so a rank may see the
-// close before the message.
-func finalBarrierDone(err error) bool {
-	return errors.Is(err, comm.ErrClosed) && !errors.Is(err, comm.ErrPeerLost)
 }
 
 // Config queries a parameter at any time: "KEY" returns its value as
