@@ -107,26 +107,15 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 			return res, fmt.Errorf("SCR_NODELIST=%q: %w", v, err)
 		}
 	}
-	ints := map[string]int64{}
-	for _, k := range []string{"SCR_RUNS", "SCR_RETRIES", "SCR_MIN_NODES", "SCR_HALT_SECONDS"} {
-		if ints[k], err = cfg.Int(k); err != nil {
-			return res, err
-		}
+	// One validated view of the parameters: a bad value (SCR_RUNS=0, a
+	// malformed duration) stops scr_run with the parameter and its origin
+	// instead of being quietly replaced.
+	st, err := cfg.Settings()
+	if err != nil {
+		return res, err
 	}
-	durs := map[string]time.Duration{}
-	for _, k := range []string{"SCR_LAUNCH_TIMEOUT", "SCR_WATCH_INTERVAL", "SCR_WATCHDOG_TIMEOUT", "SCR_WATCHDOG_TIMEOUT_PFS"} {
-		if durs[k], err = cfg.Duration(k); err != nil {
-			return res, err
-		}
-	}
-	runs := int(ints["SCR_RUNS"])
-	if v, _, _ := cfg.Get("SCR_RUNS"); v.Origin.Kind == config.SourceDefault && ints["SCR_RETRIES"] > 0 {
-		runs = int(ints["SCR_RETRIES"]) + 1
-	}
-	if runs == 0 || runs < -1 {
-		runs = 1
-	}
-	launchTimeout := durs["SCR_LAUNCH_TIMEOUT"]
+	runs := st.Runs
+	launchTimeout := st.LaunchTimeout
 	if launchTimeout == 0 {
 		launchTimeout = -1 // SCR_LAUNCH_TIMEOUT=0: no confirmation
 	}
@@ -158,8 +147,8 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 		end = time.Unix(e, 0)
 	}
 	var wd *Watchdog
-	if on, _ := cfg.Bool("SCR_WATCHDOG"); on && durs["SCR_WATCHDOG_TIMEOUT"] > 0 {
-		wd = &Watchdog{Timeout: durs["SCR_WATCHDOG_TIMEOUT"], TimeoutPFS: durs["SCR_WATCHDOG_TIMEOUT_PFS"], Flushing: func() bool { return flushing(p) }}
+	if st.Watchdog && st.WatchdogTimeout > 0 {
+		wd = &Watchdog{Timeout: st.WatchdogTimeout, TimeoutPFS: st.WatchdogTimeoutPFS, Flushing: func() bool { return flushing(p) }}
 	}
 	env := os.Environ()
 	endStr := "0"
@@ -170,9 +159,9 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 	opts := Options{
 		Prefix: p, JobID: mgr.JobID(), Nodes: nodes, Adapter: adapter, Args: o.Args, Launcher: o.Launcher,
 		Env: env, Stdout: o.Stdout, Stderr: o.Stderr, Log: o.Stderr, Down: down, WatchDown: o.WatchDown,
-		Halt: PrefixHalter{Prefix: p, End: end, HaltSeconds: ints["SCR_HALT_SECONDS"]},
-		Runs: runs, MinNodes: int(ints["SCR_MIN_NODES"]), LaunchTimeout: launchTimeout,
-		WatchInterval: durs["SCR_WATCH_INTERVAL"], Watchdog: wd,
+		Halt: PrefixHalter{Prefix: p, End: end, HaltSeconds: st.HaltSeconds},
+		Runs: runs, MinNodes: st.MinNodes, LaunchTimeout: launchTimeout,
+		WatchInterval: st.WatchInterval, Watchdog: wd,
 		LastNodes: func() int {
 			n, err := prefix.ReadNodes(p)
 			if err != nil || n == nil {
