@@ -41,29 +41,7 @@ func TestHelp(t *testing.T) {
 // the real library (kept in cache), then scr_postrun copies it to the prefix
 // with one real process per node, and a lost node makes it fail with exit 1.
 func TestScavengeLocalCluster(t *testing.T) {
-	root := t.TempDir()
-	pfx := filepath.Join(root, "prefix")
-	bin := filepath.Join(root, "bin")
-	for _, d := range []string{pfx, bin} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(self, filepath.Join(bin, "scr_postrun")); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
-	common := map[string]string{
-		"SCR_JOB_ID": "77", "SCR_USER_NAME": "tester", "SCR_COPY_TYPE": "SINGLE", "SCR_FLUSH": "0",
-		"SCR_PREFIX": pfx, "SCR_NODELIST": "n[1-3]", "SCR_LOCAL_ROOT": root, "SCR_NODE_TESTS": "ping",
-	}
-	for k, v := range common {
-		t.Setenv(k, v)
-	}
+	root, pfx, common := localCluster(t, "77", "SINGLE")
 	nodes := []string{"n1", "n2", "n3"}
 	writeCheckpoint(t, nodes, root, common)
 
@@ -151,29 +129,7 @@ func writeCheckpoint(t *testing.T, nodes []string, root string, common map[strin
 // is gone, yet scr_postrun (real processes per node) completes the
 // checkpoint by rebuilding rank 1 from the other nodes' redundancy data.
 func TestScavengeRebuildsLostNodeFromXOR(t *testing.T) {
-	root := t.TempDir()
-	pfx := filepath.Join(root, "prefix")
-	bin := filepath.Join(root, "bin")
-	for _, d := range []string{pfx, bin} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(self, filepath.Join(bin, "scr_postrun")); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
-	common := map[string]string{
-		"SCR_JOB_ID": "78", "SCR_USER_NAME": "tester", "SCR_COPY_TYPE": "XOR", "SCR_FLUSH": "0",
-		"SCR_PREFIX": pfx, "SCR_NODELIST": "n[1-3]", "SCR_LOCAL_ROOT": root, "SCR_NODE_TESTS": "ping",
-	}
-	for k, v := range common {
-		t.Setenv(k, v)
-	}
+	root, pfx, common := localCluster(t, "78", "XOR")
 	nodes := []string{"n1", "n2", "n3"}
 	writeCheckpoint(t, nodes, root, common)
 	if err := os.RemoveAll(filepath.Join(root, "n2", "shm")); err != nil {
@@ -196,4 +152,36 @@ func TestScavengeRebuildsLostNodeFromXOR(t *testing.T) {
 	if !strings.Contains(stderr.String(), "ranks 1 rebuilt from redundancy data") {
 		t.Fatalf("log:\n%s", stderr.String())
 	}
+}
+
+// localCluster lays out three simulated nodes n1..n3 of the local resource
+// manager under a temporary root, puts this test binary on PATH as
+// scr_postrun (its --scavenge-node mode runs per node), and sets the job's
+// environment. It returns the root, the prefix and that environment.
+func localCluster(t *testing.T, jobID, copyType string) (root, pfx string, env map[string]string) {
+	t.Helper()
+	root = t.TempDir()
+	pfx = filepath.Join(root, "prefix")
+	bin := filepath.Join(root, "bin")
+	for _, d := range []string{pfx, bin} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(self, filepath.Join(bin, "scr_postrun")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	env = map[string]string{
+		"SCR_JOB_ID": jobID, "SCR_USER_NAME": "tester", "SCR_COPY_TYPE": copyType, "SCR_FLUSH": "0",
+		"SCR_PREFIX": pfx, "SCR_NODELIST": "n[1-3]", "SCR_LOCAL_ROOT": root, "SCR_NODE_TESTS": "ping",
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	return root, pfx, env
 }
