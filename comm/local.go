@@ -124,8 +124,13 @@ func (t *localTransport) send(ctx context.Context, dst int, k key, data []byte) 
 // sender must neither read nor write data (whatever the call returns), and
 // the receiver's Recv may return data itself. Over the in-process transport
 // (NewLocal) the message is then handed over without a copy, as one
-// process's ranks share memory; over other transports it is Send.
+// process's ranks share memory; a communicator implementing OwnedSender
+// does its own (the MPI backend sends data without copying it first); over
+// other transports it is Send.
 func SendOwned(ctx context.Context, c Comm, dst, tag int, data []byte) error {
+	if o, ok := c.(OwnedSender); ok {
+		return o.SendOwned(ctx, dst, tag, data)
+	}
 	if g, ok := c.(*group); ok {
 		if lt, ok := g.t.(*localTransport); ok {
 			if err := g.check("send", dst); err != nil {
@@ -135,6 +140,12 @@ func SendOwned(ctx context.Context, c Comm, dst, tag int, data []byte) error {
 		}
 	}
 	return c.Send(ctx, dst, tag, data)
+}
+
+// OwnedSender is implemented by a communicator (outside this package) with
+// a cheaper Send for a sender that gives its buffer up; see SendOwned.
+type OwnedSender interface {
+	SendOwned(ctx context.Context, dst, tag int, data []byte) error
 }
 
 // deliver queues msg, which the receiver owns from now on, for dst.

@@ -1,0 +1,225 @@
+//go:build scrmpi
+
+package mpicomm
+
+// #include "mpicomm.h"
+import "C"
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"time"
+)
+
+// Engine runs MPI operations on one thread. Goroutines submit them; the
+// thread that calls Serve runs them and polls the outstanding requests
+// until its done channel closes. Requests still outstanding then (their
+// waiters gave up) are polled again by the next Serve.
+//
+// Everything but submit runs on the serving thread, so the engine's state
+// needs no lock.
+type Engine struct {
+	ops chan func()
+
+	reqs   []C.MPI_Request // outstanding requests (contiguous for MPI_Testsome)
+	owners []*op           // the op each request completes
+	idx    []C.int
+	probes []*probe // receives waiting for a matching message, in order
+	pause  *time.Timer
+}
+
+// NewEngine returns an engine; nothing runs until Serve.
+func NewEngine() *Engine {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &Engine{ops: make(chan func(), 64), pause: t}
+}
+
+// op is one MPI operation a goroutine waits for.
+type op struct {
+	done chan struct{}
+	err  error
+	pin  runtime.Pinner
+	buf  []byte // a receive's message
+	// gone: the waiter gave up (context, lost peer). A receive not yet
+	// matched is then withdrawn; a posted request still completes and
+	// releases its buffers.
+	gone atomic.Bool
+}
+
+func newOp() *op { return &op{done: make(chan struct{})} }
+
+// finish completes o on the serving thread.
+func (o *op) finish(err error) {
+	o.err = err
+	o.pin.Unpin()
+	close(o.done)
+}
+
+// probe is a receive waiting for its message (MPI_Improbe, then
+// MPI_Imrecv into a buffer of the message's size).
+type probe struct {
+	src, tag C.int
+	comm     C.MPI_Comm
+	o        *op
+}
+
+// submit queues f to run on the serving thread. It waits for room while
+// no thread serves (between two SCR calls, say), bounded by ctx.
+func (e *Engine) submit(ctx context.Context, f func()) error {
+	select {
+	case e.ops <- f:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// track adds a posted request whose completion finishes o.
+func (e *Engine) track(r C.MPI_Request, o *op) {
+	e.reqs = append(e.reqs, r)
+	e.owners = append(e.owners, o)
+}
+
+// busy says whether requests or receives are outstanding.
+func (e *Engine) busy() bool { return len(e.reqs) > 0 || len(e.probes) > 0 }
+
+// Serve runs submitted operations and polls MPI on the calling goroutine,
+// which it locks to its thread, until done is closed. Call it on the thread
+// the application calls MPI from.
+func (e *Engine) Serve(done <-chan struct{}) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	C.scrgo_mpi_set_thread()
+	idle := 0
+	for {
+		ran := e.runQueued()
+		if e.busy() && e.progress() {
+			idle = 0
+			continue
+		}
+		if ran {
+			idle = 0
+			continue
+		}
+		select {
+		case <-done:
+			return
+		default:
+		}
+		if !e.busy() {
+			select {
+			case f := <-e.ops:
+				f()
+			case <-done:
+				return
+			}
+			continue
+		}
+		// Requests are outstanding but none completed: poll again at once
+		// for a while (a message is usually close), then back off a little
+		// so a waiting rank leaves the CPU to the ranks computing.
+		idle++
+		if idle < 200 {
+			runtime.Gosched()
+			continue
+		}
+		e.pause.Reset(min(time.Duration(idle-199)*time.Microsecond, 100*time.Microsecond))
+		select {
+		case f := <-e.ops:
+			f()
+			idle = 0
+		case <-done:
+			e.pause.Stop()
+			return
+		case <-e.pause.C:
+		}
+		e.pause.Stop()
+	}
+}
+
+// runQueued runs every operation queued now.
+func (e *Engine) runQueued() bool {
+	ran := false
+	for {
+		select {
+		case f := <-e.ops:
+			f()
+			ran = true
+		default:
+			return ran
+		}
+	}
+}
+
+// progress matches waiting receives and completes finished requests; it
+// says whether anything happened.
+func (e *Engine) progress() bool {
+	moved := false
+	kept := e.probes[:0]
+	for _, p := range e.probes {
+		if p.o.gone.Load() {
+			p.o.finish(context.Canceled)
+			moved = true
+			continue
+		}
+		var flag, n C.int
+		var msg C.MPI_Message
+		if rc := C.scrgo_mpi_improbe(p.src, p.tag, p.comm, &flag, &msg, &n); rc != C.MPI_SUCCESS {
+			p.o.finish(mpiError("MPI_Improbe", rc))
+			moved = true
+			continue
+		}
+		if flag == 0 {
+			kept = append(kept, p)
+			continue
+		}
+		moved = true
+		p.o.buf = make([]byte, int(n))
+		var r C.MPI_Request
+		if rc := C.scrgo_mpi_imrecv(ptr(&p.o.pin, p.o.buf), n, &msg, &r); rc != C.MPI_SUCCESS {
+			p.o.finish(mpiError("MPI_Imrecv", rc))
+			continue
+		}
+		e.track(r, p.o)
+	}
+	clear(e.probes[len(kept):])
+	e.probes = kept
+
+	if len(e.reqs) == 0 {
+		return moved
+	}
+	if cap(e.idx) < len(e.reqs) {
+		e.idx = make([]C.int, len(e.reqs))
+	}
+	idx := e.idx[:len(e.reqs)]
+	var n C.int
+	if rc := C.scrgo_mpi_testsome(C.int(len(e.reqs)), &e.reqs[0], &n, &idx[0]); rc != C.MPI_SUCCESS {
+		// MPI could not say which request failed: fail them all.
+		err := mpiError("MPI_Testsome", rc)
+		for _, o := range e.owners {
+			o.finish(err)
+		}
+		clear(e.owners)
+		e.reqs, e.owners = e.reqs[:0], e.owners[:0]
+		return true
+	}
+	if n == 0 {
+		return moved
+	}
+	for _, i := range idx[:n] {
+		e.owners[i].finish(nil)
+		e.owners[i] = nil
+	}
+	j := 0
+	for i, o := range e.owners {
+		if o != nil {
+			e.reqs[j], e.owners[j] = e.reqs[i], o
+			j++
+		}
+	}
+	clear(e.owners[j:])
+	e.reqs, e.owners = e.reqs[:j], e.owners[:j]
+	return true
+}
