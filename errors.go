@@ -32,7 +32,42 @@ var (
 	// other respect); the flush is tried again at Finalize, and scr_postrun
 	// can scavenge it.
 	ErrFlush = errors.New("scr: flush to the prefix failed")
+	// ErrHalted: SCR_HALT_EXIT=1 and a halt condition holds (scr_halt, the
+	// time limit, no checkpoints left), checked at Init and after each
+	// checkpoint. The handle finished its flushes and is closed (as after
+	// Finalize, but the halt file keeps the halt reason); the application
+	// should exit now with status 0. SCR's library exits by itself; the Go
+	// API leaves that to the program (the C API does it, see doc/capi.md).
+	ErrHalted = errors.New("scr: halted (SCR_HALT_EXIT=1)")
+	// ErrOtherRanks: the call failed on other ranks, whose own errors say
+	// why; this rank's part went well. A program printing errors can print
+	// these on one rank only.
+	ErrOtherRanks = errors.New("scr: failed on other ranks")
 )
+
+// HaltError says which halt condition stopped the job under SCR_HALT_EXIT.
+type HaltError struct {
+	Reason string // e.g. "NO_CHECKPOINTS_LEFT", or the reason given to scr_halt
+	When   string // "Init" or "Complete"
+}
+
+func (e *HaltError) Error() string {
+	return fmt.Sprintf("scr: %s: halt condition %s holds and SCR_HALT_EXIT=1: exit now", e.When, e.Reason)
+}
+
+func (e *HaltError) Unwrap() error { return ErrHalted }
+
+// RanksError says that a collective call failed on other ranks.
+type RanksError struct {
+	What  string // the step that failed
+	Ranks int64  // how many ranks failed
+}
+
+func (e *RanksError) Error() string {
+	return fmt.Sprintf("scr: %s failed on %d rank(s); see their errors", e.What, e.Ranks)
+}
+
+func (e *RanksError) Unwrap() error { return ErrOtherRanks }
 
 // StateError says which call was made in which state.
 type StateError struct {

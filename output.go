@@ -19,7 +19,10 @@ import (
 )
 
 // StartOutput opens a new dataset (collective): name (empty means
-// "scr.dataset.<id>") and flags must be identical on every rank. It evicts
+// "scr.dataset.<id>") and flags must be identical on every rank. flags 0
+// (SCR_FLAG_NONE) makes a dataset that is neither a checkpoint nor an
+// output, as in SCR: it is cached and protected by redundancy, never
+// offered for a restart and not flushed (but in bypass mode). It evicts
 // older datasets so that at most SCR_CACHE_SIZE stay cached, never one
 // that is being flushed, and creates this rank's directory in the cache.
 // Then each rank calls Route for every file it writes, writes them, and
@@ -54,8 +57,8 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	// checks that it asked for the same name and flags.
 	rec := startRecord{DS: ds}
 	if h.rank == 0 {
-		if flags&^(Checkpoint|Output) != 0 || flags == 0 {
-			rec.Err = fmt.Sprintf("flags %d: want Checkpoint, Output or both", flags)
+		if flags&^(Checkpoint|Output) != 0 {
+			rec.Err = fmt.Sprintf("flags %d: want 0 (SCR_FLAG_NONE), Checkpoint, Output or both", flags)
 		} else if err := h.protection(&rec.DS); err != nil {
 			rec.Err = err.Error()
 		}
@@ -234,19 +237,17 @@ func (h *Handle) discard(ctx context.Context, id int) error {
 // Route returns the path where this rank writes (during an output phase)
 // or reads (during a restart phase) the file name, which is a path under
 // the prefix (relative names are taken relative to the prefix). Route is
-// local, not collective, and may be called from several goroutines. Outside
-// a phase it returns a *StateError; with SCR disabled it returns name.
+// local, not collective, and may be called from several goroutines.
+// Outside a phase, and with SCR disabled, it returns name unchanged (as
+// SCR_Route_file does).
 func (h *Handle) Route(name string) (string, error) {
 	if !h.cfg.Enable {
 		return name, nil
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	switch h.state {
-	case stateOutput:
-	case stateRestart:
-	default:
-		return "", &StateError{Call: "Route(" + name + ")", State: h.state.String(), Hint: "call StartOutput or StartRestart first"}
+	if h.state != stateOutput && h.state != stateRestart {
+		return name, nil
 	}
 	orig, rel, err := h.underPrefix(name)
 	if err != nil {
@@ -455,6 +456,11 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 			}
 			return nil
 		})
+	}
+	if ds.IsCheckpoint() {
+		if err := h.haltExit(ctx, "Complete"); err != nil {
+			return errors.Join(err, ferr)
+		}
 	}
 	return ferr
 }

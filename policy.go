@@ -2,8 +2,11 @@ package scr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/scr-go/scr/internal/prefix"
 )
 
 // ckptPolicy is SCR's Need_checkpoint policy (SCR_CHECKPOINT_INTERVAL,
@@ -113,4 +116,36 @@ func (h *Handle) ShouldExit(ctx context.Context) (exit bool, reason string, err 
 		return false, "", fmt.Errorf("scr: ShouldExit: halt file: %s", ans.Err)
 	}
 	return ans.Halt, ans.Reason, nil
+}
+
+// haltExit applies SCR_HALT_EXIT=1 at Init and after a checkpoint
+// (collective): when a halt condition holds, it finishes the flushes as
+// Finalize does, records the reason in the halt file if none is there yet
+// (scr_run then stops relaunching) and closes the handle with a
+// *HaltError. SCR's library calls exit(0) at this point; the caller
+// decides here (the C API exits, after MPI_Finalize).
+func (h *Handle) haltExit(ctx context.Context, when string) error {
+	if !h.cfg.HaltExit {
+		return nil
+	}
+	exit, reason, err := h.ShouldExit(ctx)
+	if err != nil || !exit {
+		return err
+	}
+	errs := h.finishFlushes(ctx)
+	if h.rank == 0 {
+		_, err := prefix.UpdateHalt(ctx, h.prefix, func(hf *prefix.Halt, _ bool) error {
+			if hf.ExitReason != "" {
+				return errSkip
+			}
+			hf.ExitReason = reason
+			return nil
+		})
+		if err != nil && !errors.Is(err, errSkip) {
+			errs = append(errs, fmt.Errorf("record %s in the halt file: %w", reason, err))
+		}
+	}
+	ferr := h.agree(ctx, "halt: finish flushes", errors.Join(errs...))
+	h.state = stateFinal
+	return errors.Join(&HaltError{Reason: reason, When: when}, ferr)
 }

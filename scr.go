@@ -129,7 +129,7 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	case cerr != nil:
 		return nil, fmt.Errorf("scr: Init on rank %d: %w", opts.Comm.Rank(), cerr)
 	case v[0] > 0:
-		return nil, fmt.Errorf("scr: Init on rank %d: the configuration could not be read on %d rank(s); see their errors: %w", opts.Comm.Rank(), v[0], ErrConfig)
+		return nil, fmt.Errorf("scr: Init on rank %d: %w: %w", opts.Comm.Rank(), &RanksError{What: "reading the configuration", Ranks: v[0]}, ErrConfig)
 	case v[1] > 0 && int(v[1]) < opts.Comm.Size():
 		return nil, fmt.Errorf("scr: Init on rank %d: SCR_ENABLE is 0 on %d of %d ranks; it must be the same everywhere: %w", opts.Comm.Rank(), v[1], opts.Comm.Size(), ErrConfig)
 	}
@@ -224,6 +224,9 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	if err := h.world.Barrier(ctx); err != nil {
 		return nil, h.commErr("Init", err)
 	}
+	if err := h.haltExit(ctx, "Init"); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -264,17 +267,7 @@ func (h *Handle) Finalize(ctx context.Context) error {
 	if err := h.need("Finalize", stateIdle, "call Complete or CompleteRestart first"); err != nil {
 		return err
 	}
-	var errs []error
-	if err := h.waitAsync(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	if h.cfg.Flush > 0 && len(errs) == 0 {
-		if newest := h.newestCached(func(d cache.Dataset) bool { return d.IsCheckpoint() }); newest != nil && !h.flushed[newest.ID] {
-			if err := h.flushSync(ctx, *newest); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
+	errs := h.finishFlushes(ctx)
 	if h.rank == 0 {
 		_, err := prefix.UpdateHalt(ctx, h.prefix, func(hf *prefix.Halt, _ bool) error {
 			if hf.ExitReason != "" {
@@ -295,6 +288,23 @@ func (h *Handle) Finalize(ctx context.Context) error {
 	}
 	h.state = stateFinal
 	return ferr
+}
+
+// finishFlushes waits for an async flush and flushes the newest checkpoint
+// if SCR_FLUSH>0 and it is not on the prefix yet (collective).
+func (h *Handle) finishFlushes(ctx context.Context) []error {
+	var errs []error
+	if err := h.waitAsync(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if h.cfg.Flush > 0 && len(errs) == 0 {
+		if newest := h.newestCached(func(d cache.Dataset) bool { return d.IsCheckpoint() }); newest != nil && !h.flushed[newest.ID] {
+			if err := h.flushSync(ctx, *newest); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errs
 }
 
 // Config queries a parameter at any time: "KEY" returns its value as
@@ -343,7 +353,7 @@ func (h *Handle) agree(ctx context.Context, what string, local error) error {
 		return fmt.Errorf("scr: rank %d on %s: %s: %w", h.rank, h.nodeName, what, local)
 	}
 	if v[0] > 0 {
-		return fmt.Errorf("scr: %s failed on %d rank(s); see their errors", what, v[0])
+		return &RanksError{What: what, Ranks: v[0]}
 	}
 	return nil
 }

@@ -281,8 +281,8 @@ func TestMisuse(t *testing.T) {
 		if err := h.Complete(ctx, true); !errors.Is(err, ErrState) {
 			return fmt.Errorf("Complete before StartOutput: %v", err)
 		}
-		if _, err := h.Route("x"); !errors.Is(err, ErrState) {
-			return fmt.Errorf("Route outside a phase: %v", err)
+		if p, err := h.Route("x/y"); err != nil || p != "x/y" {
+			return fmt.Errorf("Route outside a phase: %q, %v (want the name unchanged)", p, err)
 		}
 		if _, err := h.StartRestart(ctx); !errors.Is(err, ErrState) {
 			return fmt.Errorf("StartRestart without HaveRestart: %v", err)
@@ -589,12 +589,99 @@ func TestDropAndDelete(t *testing.T) {
 func TestBadFlagsFailEveryRank(t *testing.T) {
 	j := newJob(t, nil)
 	mustAll(t, j.run([]string{"a", "b"}, nil, func(ctx context.Context, h *Handle) error {
-		if err := h.StartOutput(ctx, "x", 0); !errors.Is(err, ErrConfig) {
-			return fmt.Errorf("flags 0: %v", err)
+		if err := h.StartOutput(ctx, "x", 4); !errors.Is(err, ErrConfig) {
+			return fmt.Errorf("flags 4: %v", err)
 		}
 		if err := h.StartOutput(ctx, "x", Checkpoint|Output); err != nil {
 			return err
 		}
 		return h.Complete(ctx, true)
 	}))
+}
+
+// SCR_FLAG_NONE: a dataset that is cached but neither restarted from nor
+// flushed.
+func TestFlagNone(t *testing.T) {
+	j := newJob(t, map[string]string{"SCR_FLUSH": "1"})
+	mustAll(t, j.run([]string{"a", "b"}, nil, func(ctx context.Context, h *Handle) error {
+		if err := h.StartOutput(ctx, "plain", 0); err != nil {
+			return err
+		}
+		p, err := h.Route(fmt.Sprintf("plain/r%d", h.Rank()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			return err
+		}
+		if err := h.Complete(ctx, true); err != nil {
+			return err
+		}
+		return h.Finalize(ctx)
+	}))
+	if _, err := os.Stat(filepath.Join(j.prefix, "plain")); !os.IsNotExist(err) {
+		t.Errorf("a SCR_FLAG_NONE dataset reached the prefix: %v", err)
+	}
+	mustAll(t, j.run([]string{"a", "b"}, nil, func(ctx context.Context, h *Handle) error {
+		if name, ok, err := h.HaveRestart(ctx); err != nil || ok {
+			return fmt.Errorf("HaveRestart offered %q (%v, %v); a SCR_FLAG_NONE dataset is no checkpoint", name, ok, err)
+		}
+		return h.Finalize(ctx)
+	}))
+}
+
+// SCR_HALT_EXIT=1: a halt condition at Init, or reached by a checkpoint,
+// closes the handle with ErrHalted after the flushes, and the reason is
+// recorded for scr_run.
+func TestHaltExit(t *testing.T) {
+	j := newJob(t, map[string]string{"SCR_HALT_EXIT": "1", "SCR_FLUSH": "2"})
+	os.MkdirAll(filepath.Join(j.prefix, ".scr"), 0o700)
+	ctx := context.Background()
+	if _, err := prefix.UpdateHalt(ctx, j.prefix, func(hf *prefix.Halt, _ bool) error {
+		hf.CheckpointsLeft = prefix.Int64(1)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	errs := j.run([]string{"a", "b"}, nil, func(ctx context.Context, h *Handle) error {
+		if err := h.StartOutput(ctx, "ckpt.1", Checkpoint); err != nil {
+			return err
+		}
+		p, err := h.Route(fmt.Sprintf("ckpt.1/r%d", h.Rank()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, content(h.Rank(), 1, 100), 0o644); err != nil {
+			return err
+		}
+		err = h.Complete(ctx, true)
+		var he *HaltError
+		if !errors.As(err, &he) || he.Reason != prefix.ReasonNoCheckpoints {
+			return fmt.Errorf("Complete of the last checkpoint allowed: %v, want a HaltError (%s)", err, prefix.ReasonNoCheckpoints)
+		}
+		if err := h.StartOutput(ctx, "ckpt.2", Checkpoint); !errors.Is(err, ErrState) {
+			return fmt.Errorf("StartOutput after the halt: %v, want ErrState", err)
+		}
+		return nil
+	})
+	mustAll(t, errs)
+	// SCR_FLUSH=2 would not flush checkpoint 1; the halt did.
+	for r := range 2 {
+		if _, err := os.Stat(filepath.Join(j.prefix, fmt.Sprintf("ckpt.1/r%d", r))); err != nil {
+			t.Errorf("the halt did not flush the last checkpoint: %v", err)
+		}
+	}
+	hf, _, err := prefix.ReadHalt(j.prefix)
+	if err != nil || hf.ExitReason != prefix.ReasonNoCheckpoints {
+		t.Fatalf("halt file: %+v, %v; want the reason recorded", hf, err)
+	}
+	// The next run halts at Init.
+	errs = j.run([]string{"a", "b"}, nil, func(ctx context.Context, h *Handle) error {
+		return errors.New("Init returned a handle under an active halt condition")
+	})
+	for r, err := range errs {
+		if !errors.Is(err, ErrHalted) {
+			t.Errorf("rank %d: Init: %v, want ErrHalted", r, err)
+		}
+	}
 }
