@@ -3,10 +3,19 @@
 
 GO       ?= go
 BIN      := $(CURDIR)/bin
-DEB_PKGS := slurmctld slurmd slurm-client munge iputils-ping iproute2 util-linux mount hostname procps openssh-server openssh-client
+DEB_PKGS := slurmctld slurmd slurm-client munge iputils-ping iproute2 util-linux mount hostname procps openssh-server openssh-client \
+            mpich libmpich-dev openmpi-bin libopenmpi-dev gfortran g++ python3-mpi4py pkg-config cmake
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all deps build test test-unit demo bench clean
+# The C, Fortran and Python interface (libscr) is built against the MPI
+# that $(MPICC) wraps, into $(LIBBUILD); `make install` copies it, the
+# headers, pkg-config and CMake files, the Python module and the commands
+# under $(PREFIX).
+MPICC    ?= mpicc
+LIBBUILD ?= $(CURDIR)/build/lib
+PREFIX   ?= /usr/local
+
+.PHONY: all deps build lib install test test-unit demo bench clean
 
 all: build
 
@@ -25,6 +34,31 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
 
+# libscr.so/.a (the C API, cgo over the Go library and MPI) and
+# libscrf.so/.a (SCR's Fortran subroutines, C shims over libscr).
+lib:
+	@command -v $(MPICC) >/dev/null || { echo "make lib: $(MPICC) not found: run make deps, or set MPICC= to your MPI's C compiler wrapper"; exit 1; }
+	@mkdir -p $(LIBBUILD)
+	CC=$(MPICC) $(GO) build -tags scrmpi -buildmode=c-shared -ldflags=-extldflags=-Wl,-soname,libscr.so -o $(LIBBUILD)/libscr.so ./lib/libscr
+	CC=$(MPICC) $(GO) build -tags scrmpi -buildmode=c-archive -o $(LIBBUILD)/libscr.a ./lib/libscr
+	@rm -f $(LIBBUILD)/libscr.h
+	$(MPICC) -O2 -fPIC -Wall -Ilib/include -c lib/fortran/scrf.c -o $(LIBBUILD)/scrf.o
+	$(MPICC) -shared -Wl,-soname,libscrf.so -Wl,-rpath,'$$ORIGIN' -o $(LIBBUILD)/libscrf.so $(LIBBUILD)/scrf.o -L$(LIBBUILD) -lscr
+	@rm -f $(LIBBUILD)/libscrf.a && ar rcs $(LIBBUILD)/libscrf.a $(LIBBUILD)/scrf.o
+
+install: build lib
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/lib/cmake/SCR $(DESTDIR)$(PREFIX)/lib/python $(DESTDIR)$(PREFIX)/share/scr/examples
+	install -m 755 $(BIN)/* $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 lib/include/scr.h lib/include/scrf.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(LIBBUILD)/libscr.so $(LIBBUILD)/libscrf.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(LIBBUILD)/libscr.a $(LIBBUILD)/libscrf.a $(DESTDIR)$(PREFIX)/lib/
+	for f in pkgconfig/scr.pc pkgconfig/scrf.pc cmake/SCR/SCRConfig.cmake cmake/SCR/SCRConfigVersion.cmake python/scr.py; do \
+	  sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(PREFIX)/lib|g' -e 's|@MPI@|$(MPICC)|g' \
+	    lib/$$(echo $$f | sed 's|cmake/SCR/|cmake/|').in > $(DESTDIR)$(PREFIX)/lib/$$f || exit 1; \
+	done
+	install -m 644 examples/* $(DESTDIR)$(PREFIX)/share/scr/examples/
+
 # Every test: unit tests, then the end-to-end tests (virtual cluster, real Slurm).
 test: deps build
 	$(GO) vet ./...
@@ -41,4 +75,4 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) build

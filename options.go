@@ -159,3 +159,15 @@ func Config(env func(string) (string, bool), settings []string, key string) (val
 	}
 	return cc.Query(key)
 }
+
+// Enabled resolves SCR_ENABLE the way Init would (environment, user config
+// file, settings in SCR_Config syntax, system file, default), so a caller
+// can skip its own set-up when SCR is off. It reads no other rank's view:
+// Init is what makes every rank agree.
+func Enabled(env func(string) (string, bool), settings []string) (bool, error) {
+	_, p, err := resolve(env, settings)
+	if err != nil {
+		return false, err
+	}
+	return p.Enable, nil
+}

@@ -55,7 +55,9 @@ type Options struct {
 	// Stderr receives the default policy's one line. Default os.Stderr.
 	Stderr io.Writer
 
-	exit func(int) // tests replace os.Exit
+	// Exit ends the process under the default policy. Default os.Exit;
+	// the C API passes one that flushes the application's C stdio first.
+	Exit func(code int)
 }
 
 func (o *Options) fill() error {
@@ -65,8 +67,8 @@ func (o *Options) fill() error {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
-	if o.exit == nil {
-		o.exit = os.Exit
+	if o.Exit == nil {
+		o.Exit = os.Exit
 	}
 	secs := func(name string, def time.Duration) (time.Duration, error) {
 		v := o.Getenv(name)
@@ -279,7 +281,7 @@ func (p *policy) onLost(e *PeerLostError, detected bool) {
 			wait.Stop()
 		}
 		fmt.Fprintf(p.opts.Stderr, "scr: %v\n", e)
-		p.opts.exit(ExitPeerLost)
+		p.opts.Exit(ExitPeerLost)
 	})
 }
 

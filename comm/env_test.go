@@ -211,7 +211,7 @@ func TestDefaultPolicy(t *testing.T) {
 	var out strings.Builder
 	code := -1
 	p := &policy{rank: 2, opts: Options{Prefix: pfx, Node: "n2", Stderr: &out, Timeout: time.Second,
-		Getenv: mapEnv(map[string]string{"SCR_RUN_ID": "4"}), exit: func(c int) { code = c }}}
+		Getenv: mapEnv(map[string]string{"SCR_RUN_ID": "4"}), Exit: func(c int) { code = c }}}
 	e := &PeerLostError{Rank: 5, Host: "n5", Reason: "no heartbeat for 3.0s"}
 	p.onLost(e, true)
 	p.onLost(e, true) // once only
@@ -228,7 +228,7 @@ func TestDefaultPolicy(t *testing.T) {
 		t.Fatalf("event %+v", ev)
 	}
 	// A rank that was told (not the one that noticed) writes no event.
-	p2 := &policy{rank: 3, opts: Options{Prefix: pfx, Node: "n3", Stderr: &out, Timeout: time.Second, Getenv: mapEnv(nil), exit: func(int) {}}}
+	p2 := &policy{rank: 3, opts: Options{Prefix: pfx, Node: "n3", Stderr: &out, Timeout: time.Second, Getenv: mapEnv(nil), Exit: func(int) {}}}
 	p2.onLost(e, false)
 	if evs, _ := prefix.ReadTimeline(pfx); len(evs) != 1 {
 		t.Fatalf("a told rank wrote an event: %d events", len(evs))
