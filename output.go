@@ -238,11 +238,11 @@ func (h *Handle) discard(ctx context.Context, id int) error {
 // or reads (during a restart phase) the file name, which is a path under
 // the prefix (relative names are taken relative to the prefix). Route is
 // local, not collective, and may be called from several goroutines.
-// Outside a phase, and with SCR disabled, it returns name unchanged (as
-// SCR_Route_file does).
+// Outside a phase it returns name unchanged (as SCR_Route_file does); with
+// SCR disabled too, after creating name's directory (see passThrough).
 func (h *Handle) Route(name string) (string, error) {
 	if !h.cfg.Enable {
-		return name, nil
+		return name, passThrough(name)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -540,3 +540,17 @@ func (h *Handle) StartCheckpoint(ctx context.Context) error {
 func (h *Handle) CompleteCheckpoint(ctx context.Context, valid bool) error {
 	return h.Complete(ctx, valid)
 }
+
+// passThrough creates the directory of a file routed while SCR is disabled:
+// the application was written for SCR, which creates the directories of
+// the paths it returns, so it does not create them itself.
+func passThrough(name string) error {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return &PathError{Rank: -1, Path: name, Reason: "SCR is disabled and the file's directory cannot be created: " + err.Error()}
+	}
+	return nil
+}
+
+// PassThrough is Route for a program that did not even start SCR because
+// SCR_ENABLE=0 (the C API): name itself, its directory created.
+func PassThrough(name string) (string, error) { return name, passThrough(name) }

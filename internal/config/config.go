@@ -424,13 +424,16 @@ func (c *Config) Unset(key string) {
 
 // Query returns the value of a simple parameter ("SCR_FLUSH") or of a
 // descriptor child ("CKPT=0 TYPE"), as SCR_Config("KEY") would, and whether
-// it is set.
+// something sets it (a default alone does not: the value is then the
+// default and ok is false).
 func (c *Config) Query(q string) (string, bool, error) {
 	f := strings.Fields(q)
 	switch {
 	case len(f) == 1 && !strings.Contains(f[0], "="):
 		v, ok, err := c.Get(f[0])
-		return v.Raw, ok, err
+		// A default is the value, but nothing sets it (SCR_Config's
+		// query answers NULL then).
+		return v.Raw, ok && v.Origin.Kind != SourceDefault, err
 	case len(f) == 2 && strings.Count(f[0], "=") == 1 && !strings.Contains(f[1], "="):
 		k, val, _ := strings.Cut(f[0], "=")
 		for _, e := range c.Entries(k) {

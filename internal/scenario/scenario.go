@@ -56,8 +56,12 @@ type Options struct {
 	// victim: under --no-kill the job would lose its script.
 	VictimRanks []int
 	// SrunArgs are extra arguments for the user's srun (e.g. -w node2,node3
-	// to keep rank 0 off the batch host).
+	// to keep rank 0 off the batch host, --mpi=pmi2 for an MPI App).
 	SrunArgs []string
+	// App is the test_api program the job runs (default: the Go test_api
+	// of BinDir). The C test_api of examples/, built against libscr and an
+	// MPI, runs the same scenario over MPI.
+	App string
 	// DuringWrite powers off while a checkpoint is being written, instead
 	// of between checkpoints.
 	DuringWrite bool
@@ -117,6 +121,9 @@ func (o Options) withDefaults() (Options, error) {
 		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {
 			return o, fmt.Errorf("scenario: %s missing in %s: run `make build`", b, o.BinDir)
 		}
+	}
+	if o.App == "" {
+		o.App = "test_api"
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
@@ -269,7 +276,7 @@ func (s *run) script() string {
 	}
 	fmt.Fprintf(&b, "cd %s\n", s.prefix)
 	srun := append([]string{"srun", "-N" + strconv.Itoa(s.o.JobNodes), "-n" + strconv.Itoa(s.o.JobNodes)}, s.o.SrunArgs...)
-	fmt.Fprintf(&b, "scr_run %s test_api --size %s --times 1000 --seconds %d\n", strings.Join(srun, " "), s.o.Size, s.o.Seconds)
+	fmt.Fprintf(&b, "scr_run %s %s --size %s --times 1000 --seconds %d\n", strings.Join(srun, " "), s.o.App, s.o.Size, s.o.Seconds)
 	b.WriteString("rc=$?\necho \"scr_run exited with $rc\"\nexit $rc\n")
 	return b.String()
 }

@@ -219,14 +219,7 @@ func scrgo_config(s *C.char) *C.char {
 	f := strings.Fields(q)
 	if n := len(f); n == 0 || (n == 1 && !strings.Contains(q, "=")) || (n == 2 && strings.Count(f[0], "=") == 1 && !strings.Contains(f[1], "=")) {
 		// A query: KEY, or PARENT=VALUE CHILD.
-		var v string
-		var ok bool
-		if lib.h != nil {
-			v, err = lib.h.Config(q)
-			ok = v != ""
-		} else {
-			v, ok, err = scr.Config(nil, lib.settings, q)
-		}
+		v, ok, err := scr.Config(nil, lib.settings, q)
 		if err != nil {
 			report(call, err)
 			return nil
@@ -263,13 +256,17 @@ func scrgo_route_file(name, file *C.char) C.int {
 		return report(call, err)
 	}
 	lib.mu.Lock()
-	h := lib.h
+	h, disabled := lib.h, lib.disabled
 	lib.mu.Unlock()
 	out := n
-	if h != nil {
-		if out, err = h.Route(n); err != nil {
-			return report(call, err)
-		}
+	switch {
+	case h != nil:
+		out, err = h.Route(n)
+	case disabled:
+		out, err = scr.PassThrough(n)
+	}
+	if err != nil {
+		return report(call, err)
 	}
 	return report(call, setName(call, file, out))
 }
