@@ -197,6 +197,9 @@ func TestMPIComm(t *testing.T) {
 				t.Fatalf("conformance over %s: exit %d\n%s%s", f.name, code, out, errs)
 			}
 			t.Logf("conformance over %s: %d tests passed on each of 4 ranks", f.name, strings.Count(out, "--- PASS")/4)
+			if strings.Contains(errs, "was not matched") {
+				t.Errorf("messages left unreceived at MPI_Finalize (Close must drain them):\n%s", errs)
+			}
 
 			launch = append(append([]string{f.launcher}, f.launcherArgs...), "-n", "3", exe)
 			env = append([]string{"SCRGO_MPI_TEST=1", "SCRGO_MPI_MODE=loss", "SCRGO_MPI_LEVEL=1", "SCR_COMM_TIMEOUT=2"}, f.env...)

@@ -200,9 +200,11 @@ func posted(e *Engine, o *op, call string, rc C.int, r C.MPI_Request) {
 	e.track(r, o)
 }
 
-// Send sends a copy of data: data may be reused once Send returns, even
-// when it returns an error (MPI may still deliver a message whose Send
-// gave up on its context; the library only gives up when the job ends).
+// Send sends a copy of data: it returns once MPI has the message (the send
+// is posted), as the comm contract lets it, and the request completes in
+// the engine, during this SCR call or a later one; Close discards what no
+// peer received. So no algorithm deadlocks on two ranks sending large
+// messages to each other first, as over TCP.
 func (c *Comm) Send(ctx context.Context, dst, tag int, data []byte) error {
 	return c.SendOwned(ctx, dst, tag, slices.Clone(data))
 }
@@ -219,11 +221,18 @@ func (c *Comm) SendOwned(ctx context.Context, dst, tag int, data []byte) error {
 	if err != nil {
 		return c.errorf("send", err)
 	}
-	o := newOp()
-	return c.start(ctx, "send", o, func(e *Engine) {
+	o := newOp() // completes when MPI completes the send
+	p := newOp() // completes when the send is posted
+	return c.start(ctx, "send", p, func(e *Engine) {
 		var r C.MPI_Request
 		rc := C.scrgo_mpi_isend(ptr(&o.pin, data), n, C.int(dst), C.int(tag), c.h, &r)
-		posted(e, o, "MPI_Isend", rc, r)
+		if rc != C.MPI_SUCCESS {
+			o.pin.Unpin()
+			p.finish(mpiError("MPI_Isend", rc))
+			return
+		}
+		e.track(r, o)
+		p.finish(nil)
 	})
 }
 
@@ -552,6 +561,38 @@ func (c *Comm) child(ctx context.Context, all []int64, color, key int) (comm.Com
 	return ch, nil
 }
 
+// drainFor bounds how long Close of a world waits for the sends of every
+// rank to complete (see Engine.drain).
+const drainFor = 2 * time.Second
+
+// drain completes this world's outstanding sends and discards every
+// message sent to this rank that nobody received, on every communicator of
+// the world, until every closing rank is done (Engine.drain). It needs a
+// thread serving the engine.
+func (c *Comm) drain() {
+	var hs []C.MPI_Comm
+	var walk func(x *Comm)
+	walk = func(x *Comm) {
+		hs = append(hs, x.h)
+		x.mu.Lock()
+		kids := slices.Clone(x.children)
+		x.mu.Unlock()
+		for _, k := range kids {
+			walk(k)
+		}
+	}
+	walk(c)
+	ctx, cancel := context.WithTimeout(context.Background(), drainFor+time.Second)
+	defer cancel()
+	o := newOp()
+	if c.w.eng.submit(ctx, func() { c.w.eng.drain(hs, time.Now().Add(drainFor)); o.finish(nil) }) == nil {
+		select {
+		case <-o.done:
+		case <-ctx.Done():
+		}
+	}
+}
+
 // Close frees the communicator and its children; closing the world also
 // says goodbye on the heartbeat ring, so the other ranks do not take this
 // rank's exit for a loss. It needs a thread serving the engine for MPI
@@ -569,6 +610,9 @@ func (c *Comm) Close() error {
 		if err := k.Close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.parent == nil {
+		c.drain()
 	}
 	if err := c.freeHandle(); err != nil {
 		errs = append(errs, err)

@@ -223,3 +223,56 @@ func (e *Engine) progress() bool {
 	e.reqs, e.owners = e.reqs[:j], e.owners[:j]
 	return true
 }
+
+// drain runs on the serving thread at the close of a world (hs: its
+// communicators, world first): it receives and drops every message sent to
+// this rank that nobody received, until this rank's requests completed and
+// then until every rank said so (an MPI_Ibarrier on the world posted once
+// this rank's requests completed). So every send of every closing rank
+// completes before MPI_Finalize, which could otherwise wait on a peer's
+// rendezvous send that this rank never matched. Bounded by deadline (a
+// rank that does not close).
+func (e *Engine) drain(hs []C.MPI_Comm, deadline time.Time) {
+	var all *op
+	for time.Now().Before(deadline) {
+		moved := e.progress()
+		for _, h := range hs {
+			for e.dropOne(h) {
+				moved = true
+			}
+		}
+		if all == nil && len(e.reqs) == 0 {
+			all = newOp()
+			var r C.MPI_Request
+			if C.scrgo_mpi_ibarrier(hs[0], &r) != C.MPI_SUCCESS {
+				return
+			}
+			e.track(r, all)
+		}
+		if all != nil && len(e.reqs) == 0 {
+			return // the barrier completed too
+		}
+		if !moved {
+			runtime.Gosched()
+		}
+	}
+}
+
+// dropOne receives one message nobody received on h, into a buffer that is
+// dropped; it says whether there was one.
+func (e *Engine) dropOne(h C.MPI_Comm) bool {
+	var flag, n C.int
+	var msg C.MPI_Message
+	if C.scrgo_mpi_improbe(C.scrgo_mpi_any_source(), C.scrgo_mpi_any_tag(), h, &flag, &msg, &n) != C.MPI_SUCCESS || flag == 0 {
+		return false
+	}
+	o := newOp()
+	o.buf = make([]byte, int(n))
+	var r C.MPI_Request
+	if C.scrgo_mpi_imrecv(ptr(&o.pin, o.buf), n, &msg, &r) != C.MPI_SUCCESS {
+		o.pin.Unpin()
+		return false
+	}
+	e.track(r, o)
+	return true
+}

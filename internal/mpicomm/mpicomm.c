@@ -113,3 +113,6 @@ int scrgo_mpi_iallreduce_i64(int64_t* in, int64_t* out, int n, int op, MPI_Comm 
 	}
 	return MPI_Iallreduce(in, out, n, MPI_INT64_T, o, c, r);
 }
+
+int scrgo_mpi_any_source(void) { return MPI_ANY_SOURCE; }
+int scrgo_mpi_any_tag(void) { return MPI_ANY_TAG; }

@@ -32,4 +32,6 @@ int scrgo_mpi_igather_i64(int64_t* mine, int64_t* all, int root, MPI_Comm c, MPI
 int scrgo_mpi_iallgatherv(void* s, int n, void* rb, int* counts, int* displs, MPI_Comm c, MPI_Request* r);
 int scrgo_mpi_igatherv(void* s, int n, void* rb, int* counts, int* displs, int root, MPI_Comm c, MPI_Request* r);
 int scrgo_mpi_iallreduce_i64(int64_t* in, int64_t* out, int n, int op, MPI_Comm c, MPI_Request* r);
+int scrgo_mpi_any_source(void);
+int scrgo_mpi_any_tag(void);
 #endif
