@@ -30,15 +30,16 @@ type flavor struct {
 	launcher         string
 	launcherArgs     []string // for runs on this machine
 	env              []string
-	pythonWithMPI4Py bool // Debian's python3-mpi4py is built on Open MPI
+	pythonWithMPI4Py bool   // Debian's python3-mpi4py is built on Open MPI
+	srunMPI          string // srun --mpi= plugin that starts it
 }
 
 var flavors = []flavor{
-	{name: "mpich", cc: "mpicc.mpich", cxx: "mpicxx.mpich", fc: "mpif90.mpich", launcher: "mpiexec.mpich"},
+	{name: "mpich", cc: "mpicc.mpich", cxx: "mpicxx.mpich", fc: "mpif90.mpich", launcher: "mpiexec.mpich", srunMPI: "pmi2"},
 	{name: "openmpi", cc: "mpicc.openmpi", cxx: "mpicxx.openmpi", fc: "mpif90.openmpi", launcher: "mpirun.openmpi",
 		launcherArgs:     []string{"--oversubscribe"},
 		env:              []string{"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMPI_MCA_btl_vader_single_copy_mechanism=none"},
-		pythonWithMPI4Py: true},
+		pythonWithMPI4Py: true, srunMPI: "pmix"},
 }
 
 var (

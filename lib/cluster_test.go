@@ -139,29 +139,32 @@ func TestExamplesOnCluster(t *testing.T) {
 	}
 }
 
-// The reference scenario with the C test_api over MPICH under
-// scr_run srun --mpi=pmi2: power-off, fast step death, relaunch on the
-// healthy nodes, XOR rebuild through MPI, restart from the newest
-// checkpoint, every byte verified.
+// The reference scenario with the C test_api under scr_run srun, over
+// MPICH (--mpi=pmi2) and Open MPI (--mpi=pmix): power-off, fast step death,
+// relaunch on the healthy nodes, XOR rebuild through MPI, restart from the
+// newest checkpoint, every byte verified.
 func TestReferenceScenarioMPI(t *testing.T) {
-	f := flavors[0]
-	need(t, f)
-	vcluster.Require(t)
-	prefixDir := installed(t, f)
-	dir := filepath.Join(work, "scenario")
-	os.MkdirAll(dir, 0o755)
-	exe := filepath.Join(dir, "test_api")
-	must(t, dir, nil, append([]string{f.cc, "-o", exe, filepath.Join(examplesDir(prefixDir), "test_api.c")}, pkgConfig(t, prefixDir, "scr")...)...)
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	res, err := scenario.Run(ctx, scenario.Options{Name: "mpi", App: exe, SrunArgs: []string{"--mpi=pmi2"},
-		BinDir: bin(), StateDir: filepath.Join(work, "vc"), Logf: t.Logf})
-	if res != nil {
-		t.Log("\n" + res.Table())
+	for _, f := range flavors {
+		t.Run(f.name, func(t *testing.T) {
+			need(t, f)
+			vcluster.Require(t)
+			prefixDir := installed(t, f)
+			dir := filepath.Join(work, f.name, "scenario")
+			os.MkdirAll(dir, 0o755)
+			exe := filepath.Join(dir, "test_api")
+			must(t, dir, nil, append([]string{f.cc, "-o", exe, filepath.Join(examplesDir(prefixDir), "test_api.c")}, pkgConfig(t, prefixDir, "scr")...)...)
+			ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+			defer cancel()
+			res, err := scenario.Run(ctx, scenario.Options{Name: "mpi-" + f.name, App: exe, SrunArgs: []string{"--mpi=" + f.srunMPI},
+				BinDir: bin(), StateDir: filepath.Join(work, f.name, "vc"), Logf: t.Logf})
+			if res != nil {
+				t.Log("\n" + res.Table())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("C test_api over %s: step exit %.2f s, started %.2f s, rebuilt %.2f s, first new checkpoint %.2f s after the power-off",
+				f.name, res.StepExit, res.Started, res.Rebuilt, res.FirstCheckpoint)
+		})
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("C test_api over MPICH: step exit %.2f s, started %.2f s, rebuilt %.2f s, first new checkpoint %.2f s after the power-off",
-		res.StepExit, res.Started, res.Rebuilt, res.FirstCheckpoint)
 }

@@ -335,6 +335,11 @@ func (c *Cluster) layout() error {
 	if err := os.WriteFile(c.SlurmConf(), []byte(conf), 0o644); err != nil {
 		return fmt.Errorf("vcluster: %w", err)
 	}
+	// srun --mpi=pmix (Open MPI) puts its client directory under /tmp by
+	// default, which every node shares here: use the node's own /dev/shm.
+	if err := os.WriteFile(c.dir("etc", "mpi.conf"), []byte("PMIxCliTmpDirBase=/dev/shm\n"), 0o644); err != nil {
+		return fmt.Errorf("vcluster: %w", err)
+	}
 	if err := os.WriteFile(c.dir("etc", "hosts"), []byte(hostsFile(c.st.Subnet, len(c.st.Nodes))), 0o644); err != nil {
 		return fmt.Errorf("vcluster: %w", err)
 	}
