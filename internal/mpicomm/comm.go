@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/scr-go/scr/comm"
 )
@@ -166,27 +167,31 @@ func (c *Comm) checkTag(what string, tag int) error {
 }
 
 // start runs post on the serving thread; post either posts a request and
-// tracks it (e.track) or finishes o with an error.
+// tracks it (e.track) or finishes o with an error. If post cannot even be
+// queued, o's blocks are given back here.
 func (c *Comm) start(ctx context.Context, what string, o *op, post func(e *Engine)) error {
 	if err := c.w.eng.submit(ctx, func() { post(c.w.eng) }); err != nil {
+		o.unposted()
 		return c.errorf(what, err)
 	}
 	return c.wait(ctx, what, o)
 }
 
-// wait waits for o, a context or a lost peer.
+// wait waits for o, a context or a lost peer. On success the caller reads
+// o's blocks and then calls o.release.
 func (c *Comm) wait(ctx context.Context, what string, o *op) error {
 	select {
 	case <-o.done:
 		if o.err != nil {
+			o.release()
 			return c.errorf(what, o.err)
 		}
 		return nil
 	case <-ctx.Done():
-		o.gone.Store(true)
+		o.abandon()
 		return c.errorf(what, ctx.Err())
 	case <-c.w.lost:
-		o.gone.Store(true)
+		o.abandon()
 		return c.errorf(what, c.w.lostErr)
 	}
 }
@@ -200,17 +205,13 @@ func posted(e *Engine, o *op, call string, rc C.int, r C.MPI_Request) {
 	e.track(r, o)
 }
 
-// Send sends a copy of data: it returns once MPI has the message (the send
-// is posted), as the comm contract lets it, and the request completes in
-// the engine, during this SCR call or a later one; Close discards what no
-// peer received. So no algorithm deadlocks on two ranks sending large
-// messages to each other first, as over TCP.
+// Send sends data: it is copied to a C block (stage.go) and the call
+// returns once MPI has the message (the send is posted), as the comm
+// contract lets it; the request completes in the engine, during this SCR
+// call or a later one, and Close discards what no peer received. So no
+// algorithm deadlocks on two ranks sending large messages to each other
+// first, as over TCP.
 func (c *Comm) Send(ctx context.Context, dst, tag int, data []byte) error {
-	return c.SendOwned(ctx, dst, tag, slices.Clone(data))
-}
-
-// SendOwned sends data without copying it: the caller gives it up.
-func (c *Comm) SendOwned(ctx context.Context, dst, tag int, data []byte) error {
 	if err := c.check("send", dst); err != nil {
 		return err
 	}
@@ -222,18 +223,38 @@ func (c *Comm) SendOwned(ctx context.Context, dst, tag int, data []byte) error {
 		return c.errorf("send", err)
 	}
 	o := newOp() // completes when MPI completes the send
+	if n > 0 {
+		o.free = []*cbuf{staged(data)}
+	}
 	p := newOp() // completes when the send is posted
-	return c.start(ctx, "send", p, func(e *Engine) {
+	if err := c.w.eng.submit(ctx, func() {
 		var r C.MPI_Request
-		rc := C.scrgo_mpi_isend(ptr(&o.pin, data), n, C.int(dst), C.int(tag), c.h, &r)
-		if rc != C.MPI_SUCCESS {
-			o.pin.Unpin()
+		if rc := C.scrgo_mpi_isend(o.msgPtr(), n, C.int(dst), C.int(tag), c.h, &r); rc != C.MPI_SUCCESS {
+			o.finish(nil)
 			p.finish(mpiError("MPI_Isend", rc))
 			return
 		}
-		e.track(r, o)
+		c.w.eng.track(r, o)
 		p.finish(nil)
-	})
+	}); err != nil {
+		o.unposted()
+		return c.errorf("send", err)
+	}
+	return c.wait(ctx, "send", p)
+}
+
+// msgPtr is the address of a send's staged data.
+func (o *op) msgPtr() unsafe.Pointer {
+	if len(o.free) == 0 {
+		return nil
+	}
+	return o.free[0].ptr()
+}
+
+// SendOwned is Send: the data is staged in C memory either way, so the
+// caller's buffer is free again when it returns.
+func (c *Comm) SendOwned(ctx context.Context, dst, tag int, data []byte) error {
+	return c.Send(ctx, dst, tag, data)
 }
 
 // Recv receives the next message from src with tag, of any size.
@@ -249,7 +270,12 @@ func (c *Comm) Recv(ctx context.Context, src, tag int) ([]byte, error) {
 	if err := c.start(ctx, "recv", o, func(e *Engine) { e.probes = append(e.probes, p) }); err != nil {
 		return nil, err
 	}
-	return o.buf, nil
+	out := make([]byte, o.n)
+	if o.n > 0 {
+		copy(out, o.msg.b[:o.n])
+	}
+	o.release()
+	return out, nil
 }
 
 func (c *Comm) collective(what string) error {
@@ -275,17 +301,33 @@ func (c *Comm) Barrier(ctx context.Context) error {
 	})
 }
 
-// ibcast broadcasts buf (the same length on every rank) from root.
+// ibcast broadcasts buf (the same length on every rank) from root, in
+// place.
 func (c *Comm) ibcast(ctx context.Context, root int, buf []byte) error {
 	n, err := count(len(buf))
 	if err != nil {
 		return c.errorf("bcast", err)
 	}
+	if n == 0 {
+		return nil
+	}
 	o := newOp()
-	return c.start(ctx, "bcast", o, func(e *Engine) {
+	s := getStage(len(buf))
+	if c.rank == root {
+		copy(s.b, buf)
+	}
+	o.keep = []*cbuf{s}
+	if err := c.start(ctx, "bcast", o, func(e *Engine) {
 		var r C.MPI_Request
-		posted(e, o, "MPI_Ibcast", C.scrgo_mpi_ibcast(ptr(&o.pin, buf), n, C.int(root), c.h, &r), r)
-	})
+		posted(e, o, "MPI_Ibcast", C.scrgo_mpi_ibcast(s.ptr(), n, C.int(root), c.h, &r), r)
+	}); err != nil {
+		return err
+	}
+	if c.rank != root {
+		copy(buf, s.b[:n])
+	}
+	o.release()
+	return nil
 }
 
 // bcastInline is the size of the first broadcast of Bcast: the length and
@@ -334,40 +376,60 @@ func (c *Comm) Bcast(ctx context.Context, root int, data []byte) ([]byte, error)
 
 // lengths allgathers (or gathers to root, root >= 0) every rank's int64s.
 func (c *Comm) lengths(ctx context.Context, what string, root int, mine []int64) ([]int64, error) {
-	all := make([]int64, len(mine)*c.size)
+	k := len(mine)
+	in, out := getStage(8*k), getStage(8*k*c.size)
+	copy(in.i64(k), mine)
 	o := newOp()
+	o.free, o.keep = []*cbuf{in}, []*cbuf{out}
 	err := c.start(ctx, what, o, func(e *Engine) {
 		var r C.MPI_Request
 		if root < 0 {
-			rc := C.scrgo_mpi_iallgather_i64(i64ptr(&o.pin, mine), C.int(len(mine)), i64ptr(&o.pin, all), c.h, &r)
+			rc := C.scrgo_mpi_iallgather_i64((*C.int64_t)(in.ptr()), C.int(k), (*C.int64_t)(out.ptr()), c.h, &r)
 			posted(e, o, "MPI_Iallgather", rc, r)
 			return
 		}
-		rc := C.scrgo_mpi_igather_i64(i64ptr(&o.pin, mine), i64ptr(&o.pin, all), C.int(root), c.h, &r)
+		rc := C.scrgo_mpi_igather_i64((*C.int64_t)(in.ptr()), (*C.int64_t)(out.ptr()), C.int(root), c.h, &r)
 		posted(e, o, "MPI_Igather", rc, r)
 	})
-	return all, err
+	if err != nil {
+		return nil, err
+	}
+	all := slices.Clone(out.i64(k * c.size))
+	o.release()
+	return all, nil
 }
 
-// layout turns lengths into MPI counts, displacements and the total.
-func layout(ls []int64) (counts, displs []C.int, total int, err error) {
-	counts = make([]C.int, len(ls))
-	displs = make([]C.int, len(ls))
+// layout stages MPI's counts and displacements of the lengths ls and
+// returns the total.
+func layout(ls []int64) (counts, displs *cbuf, total int, err error) {
+	counts, displs = getStage(4*len(ls)), getStage(4*len(ls))
+	cs, ds := counts.ints(len(ls)), displs.ints(len(ls))
 	for i, l := range ls {
 		if l < 0 || total+int(l) > 1<<31-1 {
+			putStage(counts)
+			putStage(displs)
 			return nil, nil, 0, fmt.Errorf("the gathered data (%d bytes so far, %d more from rank %d) is over MPI's count limit", total, l, i)
 		}
-		counts[i], displs[i] = C.int(l), C.int(total)
+		cs[i], ds[i] = C.int(l), C.int(total)
 		total += int(l)
 	}
 	return counts, displs, total, nil
 }
 
-func split(buf []byte, ls []int64) [][]byte {
+// split copies the gathered data out of its block, one part per rank.
+func split(buf *cbuf, ls []int64) [][]byte {
+	total := 0
+	for _, l := range ls {
+		total += int(l)
+	}
+	all := make([]byte, total)
+	if total > 0 {
+		copy(all, buf.b[:total])
+	}
 	out := make([][]byte, len(ls))
 	off := 0
 	for i, l := range ls {
-		out[i] = buf[off : off+int(l) : off+int(l)]
+		out[i] = all[off : off+int(l) : off+int(l)]
 		off += int(l)
 	}
 	return out
@@ -389,25 +451,35 @@ func (c *Comm) Gather(ctx context.Context, root int, data []byte) ([][]byte, err
 	if err != nil {
 		return nil, err
 	}
-	var counts, displs []C.int
-	var buf []byte
+	o := newOp()
+	var counts, displs, buf *cbuf
 	if c.rank == root {
 		var total int
 		if counts, displs, total, err = layout(ls); err != nil {
 			return nil, c.errorf("gather", err)
 		}
-		buf = make([]byte, total)
+		buf = getStage(total)
+		o.free, o.keep = []*cbuf{counts, displs}, []*cbuf{buf}
 	}
-	o := newOp()
+	var mine *cbuf
+	if n > 0 {
+		mine = staged(data)
+		o.free = append(o.free, mine)
+	}
 	err = c.start(ctx, "gather", o, func(e *Engine) {
 		var r C.MPI_Request
-		rc := C.scrgo_mpi_igatherv(ptr(&o.pin, data), n, ptr(&o.pin, buf), intptr(&o.pin, counts), intptr(&o.pin, displs), C.int(root), c.h, &r)
+		rc := C.scrgo_mpi_igatherv(mine.ptr(), n, buf.ptr(), (*C.int)(counts.ptr()), (*C.int)(displs.ptr()), C.int(root), c.h, &r)
 		posted(e, o, "MPI_Igatherv", rc, r)
 	})
-	if err != nil || c.rank != root {
+	if err != nil {
 		return nil, err
 	}
-	return split(buf, ls), nil
+	var out [][]byte
+	if c.rank == root {
+		out = split(buf, ls)
+	}
+	o.release()
+	return out, nil
 }
 
 // Allgather returns every rank's data on every rank.
@@ -427,17 +499,25 @@ func (c *Comm) Allgather(ctx context.Context, data []byte) ([][]byte, error) {
 	if err != nil {
 		return nil, c.errorf("allgather", err)
 	}
-	buf := make([]byte, total)
+	buf := getStage(total)
 	o := newOp()
+	o.free, o.keep = []*cbuf{counts, displs}, []*cbuf{buf}
+	var mine *cbuf
+	if n > 0 {
+		mine = staged(data)
+		o.free = append(o.free, mine)
+	}
 	err = c.start(ctx, "allgather", o, func(e *Engine) {
 		var r C.MPI_Request
-		rc := C.scrgo_mpi_iallgatherv(ptr(&o.pin, data), n, ptr(&o.pin, buf), intptr(&o.pin, counts), intptr(&o.pin, displs), c.h, &r)
+		rc := C.scrgo_mpi_iallgatherv(mine.ptr(), n, buf.ptr(), (*C.int)(counts.ptr()), (*C.int)(displs.ptr()), c.h, &r)
 		posted(e, o, "MPI_Iallgatherv", rc, r)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return split(buf, ls), nil
+	out := split(buf, ls)
+	o.release()
+	return out, nil
 }
 
 // Allreduce combines vals over all ranks. The ranks first check that they
@@ -450,8 +530,7 @@ func (c *Comm) Allreduce(ctx context.Context, op comm.Op, vals []int64) ([]int64
 	if err != nil {
 		return nil, c.errorf("allreduce", err)
 	}
-	in := []int64{int64(len(vals)), -int64(len(vals))}
-	lens, err := c.reduce(ctx, 1, in) // MPI_MIN
+	lens, err := c.reduce(ctx, 1, []int64{int64(len(vals)), -int64(len(vals))}) // MPI_MIN
 	if err != nil {
 		return nil, err
 	}
@@ -461,18 +540,26 @@ func (c *Comm) Allreduce(ctx context.Context, op comm.Op, vals []int64) ([]int64
 	if len(vals) == 0 {
 		return []int64{}, nil
 	}
-	return c.reduce(ctx, code, slices.Clone(vals))
+	return c.reduce(ctx, code, vals)
 }
 
-func (c *Comm) reduce(ctx context.Context, code C.int, in []int64) ([]int64, error) {
-	out := make([]int64, len(in))
+func (c *Comm) reduce(ctx context.Context, code C.int, vals []int64) ([]int64, error) {
+	k := len(vals)
+	in, out := getStage(8*k), getStage(8*k)
+	copy(in.i64(k), vals)
 	o := newOp()
+	o.free, o.keep = []*cbuf{in}, []*cbuf{out}
 	err := c.start(ctx, "allreduce", o, func(e *Engine) {
 		var r C.MPI_Request
-		rc := C.scrgo_mpi_iallreduce_i64(i64ptr(&o.pin, in), i64ptr(&o.pin, out), C.int(len(in)), code, c.h, &r)
+		rc := C.scrgo_mpi_iallreduce_i64((*C.int64_t)(in.ptr()), (*C.int64_t)(out.ptr()), C.int(k), code, c.h, &r)
 		posted(e, o, "MPI_Iallreduce", rc, r)
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	res := slices.Clone(out.i64(k))
+	o.release()
+	return res, nil
 }
 
 // Split forms sub-communicators by color, ordered by (key, old rank). The

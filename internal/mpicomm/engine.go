@@ -36,25 +36,69 @@ func NewEngine() *Engine {
 	return &Engine{ops: make(chan func(), 64), pause: t}
 }
 
-// op is one MPI operation a goroutine waits for.
+// op is one MPI operation a goroutine waits for. Its C blocks (stage.go)
+// are given back exactly once: free when the request completes; msg and
+// keep, which hold what the waiter reads (a message, a collective's
+// result), by the waiter once it read them, or by the engine at completion
+// if the waiter gave up first.
 type op struct {
-	done chan struct{}
-	err  error
-	pin  runtime.Pinner
-	buf  []byte // a receive's message
-	// gone: the waiter gave up (context, lost peer). A receive not yet
-	// matched is then withdrawn; a posted request still completes and
-	// releases its buffers.
-	gone atomic.Bool
+	done  chan struct{}
+	err   error
+	msg   *cbuf // a receive's message
+	n     int   // its length
+	keep  []*cbuf
+	free  []*cbuf
+	state atomic.Int32 // opPending, opFinished, opAbandoned
 }
+
+const (
+	opPending = iota
+	opFinished
+	opAbandoned
+)
 
 func newOp() *op { return &op{done: make(chan struct{})} }
 
 // finish completes o on the serving thread.
 func (o *op) finish(err error) {
 	o.err = err
-	o.pin.Unpin()
+	for _, c := range o.free {
+		putStage(c)
+	}
+	o.free = nil
+	if !o.state.CompareAndSwap(opPending, opFinished) {
+		o.release() // the waiter gave up
+	}
 	close(o.done)
+}
+
+// release gives back the blocks the waiter reads.
+func (o *op) release() {
+	putStage(o.msg)
+	for _, c := range o.keep {
+		putStage(c)
+	}
+	o.msg, o.keep = nil, nil
+}
+
+// abandon: the waiter gives up. A receive not yet matched is then
+// withdrawn; a posted request still completes, and the engine gives its
+// blocks back then (or the waiter now, if it completed already).
+func (o *op) abandon() {
+	if !o.state.CompareAndSwap(opPending, opAbandoned) {
+		o.release()
+	}
+}
+
+func (o *op) abandoned() bool { return o.state.Load() == opAbandoned }
+
+// unposted gives every block back: the operation never reached MPI.
+func (o *op) unposted() {
+	for _, c := range o.free {
+		putStage(c)
+	}
+	o.free = nil
+	o.release()
 }
 
 // probe is a receive waiting for its message (MPI_Improbe, then
@@ -159,7 +203,7 @@ func (e *Engine) progress() bool {
 	moved := false
 	kept := e.probes[:0]
 	for _, p := range e.probes {
-		if p.o.gone.Load() {
+		if p.o.abandoned() {
 			p.o.finish(context.Canceled)
 			moved = true
 			continue
@@ -176,9 +220,12 @@ func (e *Engine) progress() bool {
 			continue
 		}
 		moved = true
-		p.o.buf = make([]byte, int(n))
+		p.o.n = int(n)
+		if n > 0 {
+			p.o.msg = getStage(int(n))
+		}
 		var r C.MPI_Request
-		if rc := C.scrgo_mpi_imrecv(ptr(&p.o.pin, p.o.buf), n, &msg, &r); rc != C.MPI_SUCCESS {
+		if rc := C.scrgo_mpi_imrecv(p.o.msg.ptr(), n, &msg, &r); rc != C.MPI_SUCCESS {
 			p.o.finish(mpiError("MPI_Imrecv", rc))
 			continue
 		}
@@ -267,10 +314,13 @@ func (e *Engine) dropOne(h C.MPI_Comm) bool {
 		return false
 	}
 	o := newOp()
-	o.buf = make([]byte, int(n))
+	o.abandon() // nobody reads it: the engine gives the block back
+	if n > 0 {
+		o.msg = getStage(int(n))
+	}
 	var r C.MPI_Request
-	if C.scrgo_mpi_imrecv(ptr(&o.pin, o.buf), n, &msg, &r) != C.MPI_SUCCESS {
-		o.pin.Unpin()
+	if C.scrgo_mpi_imrecv(o.msg.ptr(), n, &msg, &r) != C.MPI_SUCCESS {
+		o.finish(nil)
 		return false
 	}
 	e.track(r, o)

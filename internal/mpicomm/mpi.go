@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"unsafe"
 
 	"github.com/scr-go/scr/comm"
@@ -91,32 +90,6 @@ func count(n int) (C.int, error) {
 		return 0, fmt.Errorf("message of %d bytes is over MPI's count limit of %d", n, math.MaxInt32)
 	}
 	return C.int(n), nil
-}
-
-// ptr pins b for the life of an MPI request and returns its address (nil
-// for an empty buffer).
-func ptr(p *runtime.Pinner, b []byte) unsafe.Pointer {
-	if len(b) == 0 {
-		return nil
-	}
-	p.Pin(&b[0])
-	return unsafe.Pointer(&b[0])
-}
-
-func i64ptr(p *runtime.Pinner, v []int64) *C.int64_t {
-	if len(v) == 0 {
-		return nil
-	}
-	p.Pin(&v[0])
-	return (*C.int64_t)(unsafe.Pointer(&v[0]))
-}
-
-func intptr(p *runtime.Pinner, v []C.int) *C.int {
-	if len(v) == 0 {
-		return nil
-	}
-	p.Pin(&v[0])
-	return &v[0]
 }
 
 // opCode maps a comm.Op to the helper's operator code.
