@@ -30,6 +30,12 @@ type Options struct {
 	// NoAppFile skips <prefix>/.scr/app.conf. The library sets it: its API
 	// values come from Set in this run, not from a previous run's file.
 	NoAppFile bool
+	// PrefixOptional is for commands that do not need a prefix
+	// (scr_list_down_nodes): when SCR_PREFIX is unset and the working
+	// directory cannot be determined, Load goes on without a prefix
+	// (PrefixDir returns ""), so only $SCR_CONF_FILE, the system file and
+	// the environment are read.
+	PrefixOptional bool
 }
 
 // Config holds the layers of configuration of one rank or one command, in
@@ -73,7 +79,7 @@ func Load(opts Options) (*Config, error) {
 	if err := c.loadUser(); err != nil {
 		return nil, err
 	}
-	if !opts.NoAppFile {
+	if !opts.NoAppFile && c.prefixDir != "" {
 		c.appFile = prefix.AppConfPath(c.prefixDir)
 		b, ok, err := prefix.ReadAppConf(c.prefixDir)
 		if err != nil {
@@ -94,6 +100,9 @@ func Load(opts Options) (*Config, error) {
 func (c *Config) locatePrefix() error {
 	if err := c.findPrefix(); err != nil {
 		return err
+	}
+	if c.prefixDir == "" {
+		return nil // PrefixOptional and no working directory
 	}
 	// Ranks and commands may run in different directories: make it absolute.
 	abs, err := filepath.Abs(c.prefixDir)
@@ -123,18 +132,29 @@ func (c *Config) findPrefix() error {
 	}
 	wd, err := os.Getwd()
 	if err != nil {
-		return fmt.Errorf("config: no SCR_PREFIX and cannot get the working directory: %w", err)
+		if c.opts.PrefixOptional {
+			c.prefixDir = ""
+			return nil
+		}
+		return fmt.Errorf("config: no SCR_PREFIX and cannot get the working directory (set SCR_PREFIX): %w", err)
 	}
 	c.prefixDir = wd
 	return nil
 }
 
 func (c *Config) loadUser() error {
-	c.userFile = filepath.Join(c.prefixDir, ".scrconf")
+	c.userFile = ""
+	if c.prefixDir != "" {
+		c.userFile = filepath.Join(c.prefixDir, ".scrconf")
+	}
 	if v, ok := c.env("SCR_CONF_FILE"); ok && v != "" {
 		c.userFile = v
 	} else if v, _, ok := c.lookupEntries(c.app, "SCR_CONF_FILE"); ok {
 		c.userFile = v
+	}
+	if c.userFile == "" {
+		c.user = nil
+		return nil
 	}
 	var err error
 	c.user, err = readFile(c.userFile, SourceUserFile, c.env)
@@ -154,7 +174,8 @@ func readFile(path string, kind SourceKind, env Lookup) ([]Entry, error) {
 }
 
 // PrefixDir is the prefix directory the configuration was located from
-// (SCR_PREFIX in the environment, else Options.Dir, else the working dir).
+// (SCR_PREFIX in the environment, else Options.Dir, else the working dir);
+// "" only with Options.PrefixOptional when none could be found.
 func (c *Config) PrefixDir() string { return c.prefixDir }
 
 // UserFile and SystemFile are the paths looked at (they may not exist).
