@@ -466,3 +466,26 @@ func TestPrefixOptional(t *testing.T) {
 		t.Fatalf("no user file without a prefix: %q %v", c.UserFile(), err)
 	}
 }
+
+// Environment values expand as SCR expands them: an unset variable is
+// empty (with a warning), a '$' that starts no name stays, backslashes stay.
+func TestEnvExpansionAsSCR(t *testing.T) {
+	opts, _ := setup(t, "", "", "SCR_CACHE_BASE", "/dev/shm/$NOT_SET/x", "SCR_JOB_NAME", `a$-b\c${HOME}`, "HOME", "/h",
+		"SCR_FLUSH_WIDTH", "16", "SCR_LOG_DB_ENABLE", "0")
+	c, err := Load(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CacheBase != "/dev/shm//x" || s.JobName != `a$-b\c/h` {
+		t.Errorf("cache base %q, job name %q", s.CacheBase, s.JobName)
+	}
+	w := strings.Join(s.Warnings, "\n")
+	if !strings.Contains(w, "environment: SCR_CACHE_BASE=\"/dev/shm/$NOT_SET/x\" uses $NOT_SET, which is not set") ||
+		!strings.Contains(w, "environment: SCR_FLUSH_WIDTH is not supported") || strings.Contains(w, "SCR_LOG_DB_ENABLE") {
+		t.Errorf("warnings:\n%s", w)
+	}
+}
