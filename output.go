@@ -51,7 +51,7 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	ds := cache.Dataset{
 		ID: id, Name: name, Flags: cache.Flags(flags), CkptID: ckpt,
 		Created: h.outStart.UTC(), User: h.cfg.UserName, JobID: h.cfg.JobID,
-		Ranks: h.size,
+		JobName: h.cfg.JobName, Cluster: h.cfg.ClusterName, Ranks: h.size,
 	}
 	// Rank 0 decides the record (and its redundancy); every rank then
 	// checks that it asked for the same name and flags.
@@ -113,6 +113,21 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	h.out = &outputPhase{ds: ds, dir: dir, files: map[string]*fileReg{}}
 	h.mu.Unlock()
 	h.state = stateOutput
+	if h.rank == 0 {
+		base := h.storeBase(ds.Store)
+		bypass := ""
+		if ds.Bypass {
+			bypass = " (bypass: files go to the prefix)"
+		}
+		h.debugf(1, "StartOutput(%s): dataset %d, checkpoint %d, flags %s, %s in %s%s", ds.Name, ds.ID, ds.CkptID, ds.Flags, ds.Scheme, base, bypass)
+		kind := "OUTPUT_START"
+		if ds.IsCheckpoint() {
+			h.logEvent(prefix.LogRecord{Event: "COMPUTE_END", Secs: secs(h.outStart.Sub(h.computeStart))})
+			kind = "CHECKPOINT_START"
+		}
+		h.logEvent(prefix.LogRecord{Time: h.outStart, Event: kind, Note: base, Dset: int64(ds.ID), Name: ds.Name})
+	}
+	h.debugf(2, "StartOutput(%s): writing to %s", ds.Name, dir)
 	return nil
 }
 
@@ -222,6 +237,9 @@ func (h *Handle) discard(ctx context.Context, id int) error {
 	dir := h.layout.DatasetDir(id)
 	if ix, err := cache.ReadIndex(h.layout.IndexPath()); err == nil && ix.Datasets[id] != nil && ix.Datasets[id].Path != "" {
 		dir = ix.Datasets[id].Path
+	}
+	if h.cfg.CRCOnDelete {
+		h.checkBeforeDelete(dir, id)
 	}
 	rerr := os.RemoveAll(dir)
 	err := h.updateIndex(func(ix *cache.Index) { delete(ix.Datasets, id) })
@@ -393,6 +411,14 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 	}
 	ds.Complete, ds.Files, ds.Bytes = true, v.Files, v.Bytes
 	fm.Dataset = ds
+	writeSecs := time.Since(h.outStart)
+	base := h.storeBase(ds.Store)
+	if h.rank == 0 {
+		h.debugf(1, "Complete(%s): %d files, %d bytes, written in %.6f secs, %.3f MB/s, %.3f MB/s per rank", ds.Name, ds.Files, ds.Bytes,
+			writeSecs.Seconds(), mbps(ds.Bytes, writeSecs), mbps(ds.Bytes, writeSecs)/float64(h.size))
+		h.logEvent(prefix.LogRecord{Time: h.outStart, Xfer: "WRITE", From: base, To: h.dsDir(ds), Dset: int64(ds.ID), Name: ds.Name,
+			Secs: secs(writeSecs), Bytes: prefix.Float(float64(ds.Bytes)), Files: prefix.Int(ds.Files)})
+	}
 
 	// Metadata, then redundancy, then the complete mark.
 	// A rank whose filemap cannot be written still takes part in the
@@ -422,7 +448,17 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 	}
 	h.cached[ds.ID] = ds
 	now := time.Now()
-	secs := now.Sub(h.outStart).Seconds()
+	took := now.Sub(h.outStart)
+	if h.rank == 0 {
+		h.debugf(1, "Complete(%s): %s applied; complete %.6f secs after StartOutput", ds.Name, ds.Scheme, took.Seconds())
+		end, xfer := "OUTPUT_END", "OUTPUT"
+		if ds.IsCheckpoint() {
+			end, xfer = "CHECKPOINT_END", "CHECKPOINT"
+		}
+		h.logEvent(prefix.LogRecord{Event: end, Note: base, Dset: int64(ds.ID), Name: ds.Name, Secs: secs(took)})
+		h.logEvent(prefix.LogRecord{Time: h.outStart, Xfer: xfer, From: base, To: h.dsDir(ds), Dset: int64(ds.ID), Name: ds.Name,
+			Secs: secs(took), Bytes: prefix.Float(float64(ds.Bytes)), Files: prefix.Int(ds.Files)})
+	}
 	if ds.IsCheckpoint() {
 		h.ckpts++
 		h.ckptCost += now.Sub(h.outStart)
@@ -430,7 +466,7 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		h.cands = append([]cache.Dataset{ds}, h.cands...)
 		h.sources[ds.ID] = "cache"
 		if h.rank == 0 {
-			h.timeline("checkpoint", map[string]any{"name": ds.Name, "dataset": ds.ID, "bytes": ds.Bytes, "seconds": secs})
+			h.timeline("checkpoint", map[string]any{"name": ds.Name, "dataset": ds.ID, "bytes": ds.Bytes, "seconds": took.Seconds()})
 		}
 	}
 
@@ -458,6 +494,11 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		})
 	}
 	if ds.IsCheckpoint() {
+		// The next compute phase starts (SCR counts outputs as compute).
+		h.computeStart = time.Now()
+		if h.rank == 0 {
+			h.logEvent(prefix.LogRecord{Event: "COMPUTE_START"})
+		}
 		if err := h.haltExit(ctx, "Complete"); err != nil {
 			return errors.Join(err, ferr)
 		}
