@@ -3,6 +3,8 @@ package scr
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -272,5 +274,88 @@ func TestCRCOnDelete(t *testing.T) {
 	out := msgs.String()
 	if !strings.Contains(out, "WARNING: rank 2 on n3: SCR_CRC_ON_DELETE: dataset 1, rank 2:") || strings.Count(out, "SCR_CRC_ON_DELETE") != 1 {
 		t.Errorf("messages:\n%s", out)
+	}
+}
+
+// Shared files in bypass mode (MPI-IO, HDF5): every rank routes and writes
+// its part of one file; SCR's rule makes the lowest rank its owner. A
+// restart, from the cache's record or fetched from the prefix, gives every
+// rank the file in place. Without bypass it is an error that says so.
+func TestSharedFileInBypass(t *testing.T) {
+	const part = 1000
+	write := func(ctx context.Context, h *Handle) error {
+		if err := h.StartOutput(ctx, "ckpt.1", Checkpoint); err != nil {
+			return err
+		}
+		p, err := h.Route("ckpt.1/shared.dat")
+		if err != nil {
+			return err
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o644)
+		if err == nil {
+			_, err = f.WriteAt(content(h.Rank(), 1, part), int64(h.Rank()*part))
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		own, rerr := h.Route(fileName(1, h.Rank()))
+		if err == nil && rerr == nil {
+			err = os.WriteFile(own, content(h.Rank(), 1, 10), 0o644)
+		}
+		return h.Complete(ctx, err == nil && rerr == nil)
+	}
+	read := func(ctx context.Context, h *Handle) error {
+		name, ok, err := h.HaveRestart(ctx)
+		if err != nil || !ok || name != "ckpt.1" {
+			return fmt.Errorf("HaveRestart %q %v %v", name, ok, err)
+		}
+		h.StartRestart(ctx)
+		p, err := h.Route("ckpt.1/shared.dat")
+		good := err == nil
+		if good {
+			b, err := os.ReadFile(p)
+			good = err == nil && len(b) == 4*part && bytes.Equal(b[h.Rank()*part:(h.Rank()+1)*part], content(h.Rank(), 1, part))
+		}
+		return h.CompleteRestart(ctx, good)
+	}
+
+	j := newJob(t, map[string]string{"SCR_CACHE_BYPASS": "1", "SCR_COPY_TYPE": "XOR"})
+	mustAll(t, j.run(four, nil, func(ctx context.Context, h *Handle) error {
+		if err := write(ctx, h); err != nil {
+			return err
+		}
+		return h.Finalize(ctx)
+	}))
+	s, err := prefix.ReadSummary(j.prefix, 1)
+	if err != nil || s.Dataset.Files != 5 || s.Dataset.Size != 4*part+40 {
+		t.Fatalf("summary %+v %v: want the shared file counted once", s, err)
+	}
+	for r := 0; r < 4; r++ {
+		files, err := prefix.RankFiles(j.prefix, s, r)
+		if err != nil || len(files) != map[bool]int{true: 2, false: 1}[r == 0] {
+			t.Errorf("rank %d rank2file %+v %v: only rank 0 owns the shared file", r, files, err)
+		}
+	}
+	// Restart from the cache's record (the files are in the prefix).
+	mustAll(t, j.run(four, nil, read))
+	// And fetched from the prefix (the caches are gone).
+	for _, n := range four {
+		j.wipe(n)
+	}
+	mustAll(t, j.run(four, nil, read))
+	var from []string
+	for _, e := range j.events("restart") {
+		from = append(from, fmt.Sprint(e.Fields["from"]))
+	}
+	if strings.Join(from, ",") != "cache,prefix" {
+		t.Errorf("restarts from %v, want cache then prefix", from)
+	}
+
+	// In the cache, a file two ranks write is an error naming bypass.
+	j = newJob(t, nil)
+	errs := j.run(four, nil, write)
+	var de *DuplicateError
+	if !errors.As(errs[0], &de) || de.Path != "ckpt.1/shared.dat" || !strings.Contains(errs[0].Error(), "SCR_CACHE_BYPASS=1") {
+		t.Fatalf("without bypass: %v", errs[0])
 	}
 }

@@ -216,7 +216,15 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 		BufSize:    h.cfg.copyBuf(1 << 62),
 		CRC:        h.cfg.CRCOnCopy,
 		NoMetadata: !h.cfg.CopyMetadata,
-		Bypass:     h.cfg.FetchBypass,
+		// Read in place with SCR_FETCH_BYPASS, or when the checkpoint's
+		// descriptor bypasses the cache (as SCR: its shared files have one
+		// owner, whose copy alone would reach the cache).
+		Bypass: func(d cache.Dataset) bool {
+			if h.cfg.FetchBypass {
+				return true
+			}
+			return h.protection(&d) == nil && d.Bypass
+		},
 	})
 	if h.rank == 0 {
 		took := time.Since(start)
@@ -238,12 +246,12 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 	if err != nil || d == nil {
 		return nil, err
 	}
-	bypass := d.Bypass // SCR_FETCH_BYPASS: read in place
+	bypass := d.Bypass // decided by FetchOptions.Bypass: read in place
 	if err := h.protection(d); err != nil {
 		h.discard(ctx, d.ID)
 		return nil, err
 	}
-	d.Bypass = d.Bypass || bypass
+	d.Bypass = bypass
 	d.Store = "" // fetched into the cache base whatever the descriptor's store
 	dir := h.rankDir(*d, h.rank)
 	fm, lerr := cache.ReadFilemap(dir)

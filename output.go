@@ -318,7 +318,7 @@ type fileReport struct {
 	Valid  bool     `json:"v"`
 	Reason string   `json:"r,omitempty"`
 	Rels   []string `json:"f,omitempty"`
-	Bytes  int64    `json:"b"`
+	Sizes  []int64  `json:"s,omitempty"` // of Rels, in order (-1: could not stat)
 }
 
 // verdict is rank 0's decision at Complete.
@@ -329,6 +329,10 @@ type verdict struct {
 	Dup     *DuplicateError `json:"dup,omitempty"`
 	Files   int64           `json:"files"`
 	Bytes   int64           `json:"bytes"`
+	// Shared maps each file routed by several ranks (bypass mode only) to
+	// its owner, the lowest of those ranks, as SCR assigns it: only the
+	// owner keeps it in its filemap (and rank2file).
+	Shared map[string]int `json:"shared,omitempty"`
 }
 
 // Complete closes the dataset opened by StartOutput (collective). valid
@@ -353,6 +357,13 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 	h.mu.Unlock()
 	ds := o.ds
 
+	if ds.Bypass {
+		// A shared file may still grow while another rank writes it:
+		// stat only once every rank is done (SCR's barrier).
+		if err := h.world.Barrier(ctx); err != nil {
+			return h.commErr("Complete: wait for every rank's writes", err)
+		}
+	}
 	// Stat every file this rank routed.
 	rep := fileReport{Valid: valid}
 	if !valid {
@@ -376,11 +387,12 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 				rep.Valid = false
 				rep.Reason = fmt.Sprintf("rank %d: file %s: %v", h.rank, rel, err)
 			}
+			rep.Sizes = append(rep.Sizes, -1)
 			continue
 		}
 		meta.Orig, meta.Rel, meta.Complete = f.orig, rel, valid
 		fm.Files = append(fm.Files, meta)
-		rep.Bytes += meta.Size
+		rep.Sizes = append(rep.Sizes, meta.Size)
 	}
 	rep.Rels = rels
 	if !rep.Valid {
@@ -397,7 +409,7 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 	}
 	var v verdict
 	if h.rank == 0 {
-		v = decide(ds.Name, all)
+		v = decide(ds.Name, all, ds.Bypass)
 	}
 	if err := h.bcastJSON(ctx, h.world, &v); err != nil {
 		return h.commErr("Complete: share verdict", err)
@@ -410,6 +422,19 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		return &InvalidError{Dataset: ds.Name, Ranks: v.Ranks, Reasons: v.Reasons, Dup: v.Dup}
 	}
 	ds.Complete, ds.Files, ds.Bytes = true, v.Files, v.Bytes
+	if len(v.Shared) > 0 {
+		// A shared file belongs to its owner's filemap only.
+		kept := fm.Files[:0]
+		for _, f := range fm.Files {
+			if owner, shared := v.Shared[f.Rel]; !shared || owner == h.rank {
+				kept = append(kept, f)
+			}
+		}
+		fm.Files = kept
+		if h.rank == 0 {
+			h.debugf(1, "Complete(%s): %d file(s) shared by several ranks (bypass), each kept by its lowest rank", ds.Name, len(v.Shared))
+		}
+	}
 	fm.Dataset = ds
 	writeSecs := time.Since(h.outStart)
 	base := h.storeBase(ds.Store)
@@ -516,8 +541,11 @@ func (h *Handle) countsCheckpoints() bool {
 	return err == nil && hf.CheckpointsLeft != nil
 }
 
-// decide is rank 0's verdict on the reports of all ranks.
-func decide(name string, all [][]byte) verdict {
+// decide is rank 0's verdict on the reports of all ranks. A file routed by
+// several ranks is allowed only with bypass (the files are written in
+// place in the prefix; SCR's rule), and is then owned by the lowest rank;
+// the totals count it once, at its owner's size.
+func decide(name string, all [][]byte, bypass bool) verdict {
 	v := verdict{OK: true}
 	owner := map[string]int{}
 	const maxListed = 16
@@ -535,15 +563,27 @@ func decide(name string, all [][]byte) verdict {
 				}
 			}
 		}
-		for _, rel := range rep.Rels {
-			if o, dup := owner[rel]; dup && v.Dup == nil {
+		for i, rel := range rep.Rels {
+			o, dup := owner[rel]
+			switch {
+			case dup && bypass:
+				if v.Shared == nil {
+					v.Shared = map[string]int{}
+				}
+				v.Shared[rel] = o
+				continue // counted at its owner
+			case dup && v.Dup == nil:
 				v.OK = false
 				v.Dup = &DuplicateError{Dataset: name, Path: rel, Ranks: []int{o, r}}
 			}
-			owner[rel] = r
+			if !dup {
+				owner[rel] = r
+			}
+			v.Files++
+			if i < len(rep.Sizes) && rep.Sizes[i] > 0 {
+				v.Bytes += rep.Sizes[i]
+			}
 		}
-		v.Files += int64(len(rep.Rels))
-		v.Bytes += rep.Bytes
 	}
 	return v
 }

@@ -24,9 +24,10 @@ type FetchOptions struct {
 	// NoMetadata: the copies get a new file's mode and times instead of
 	// the prefix file's (SCR_COPY_METADATA=0).
 	NoMetadata bool
-	// Bypass: the files are not copied; the filemap points at them in
-	// the prefix, where the restart reads them (SCR_FETCH_BYPASS).
-	Bypass bool
+	// Bypass says whether a dataset is read in place: its files are not
+	// copied, the filemap points at them in the prefix, where the restart
+	// reads them (SCR_FETCH_BYPASS, or a bypass descriptor). nil = never.
+	Bypass func(cache.Dataset) bool
 }
 
 type fetchPick struct {
@@ -65,7 +66,7 @@ func Fetch(ctx context.Context, c comm.Comm, o FetchOptions) (*cache.Dataset, er
 		s := pick.Summary
 		ds := FromPrefix(s.Dataset, s.Ranks)
 		ds.Complete = true
-		ds.Bypass = o.Bypass
+		ds.Bypass = o.Bypass != nil && o.Bypass(ds)
 		if s.Ranks != c.Size() {
 			// Not the dataset's fault: try an older one, mark nothing.
 			below = pick.ID
@@ -151,7 +152,7 @@ func fetchRank(ctx context.Context, o FetchOptions, s *prefix.Summary, rank int,
 		largest = max(largest, pf.Size)
 	}
 	var buf []byte
-	if !o.Bypass {
+	if !ds.Bypass {
 		buf = make([]byte, max(min(int64(bs), largest), 4096))
 	}
 	fm := cache.Filemap{Rank: rank, Dataset: ds}
@@ -169,7 +170,7 @@ func fetchRank(ctx context.Context, o FetchOptions, s *prefix.Summary, rank int,
 			return fmt.Errorf("%s has %d bytes, rank2file says %d", src, st.Size(), pf.Size)
 		}
 		meta := cache.File{Size: pf.Size, Mode: uint32(st.Mode().Perm()), ModTime: st.ModTime()}
-		if o.Bypass {
+		if ds.Bypass {
 			// Read in place: the filemap records the prefix file.
 			got, err := cache.Stat(src, o.CRC)
 			if err != nil {
