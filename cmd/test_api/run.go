@@ -28,12 +28,12 @@ type Options struct {
 	NoSCR        bool          // plain POSIX I/O to the prefix
 	NoSCRRestart bool          // do not restart through SCR
 	NoFsync      bool
-	Reduce       int    // iterations of the compute kernel after each write
-	Kernel       int    // 0 CPU, 1 memcpy 1 GiB, 2 allreduce, 3 allreduce with times
-	ConfigAPI    bool   // set SCR's test configuration through Options.Config
-	NoConfFile   bool   // as if SCR_CONF_FILE were unset (--conf-file=no)
-	SharedFile   bool   // one file for all ranks, each its part at its offset
-	GlobalStore  string // add STORE=<dir> GROUP=WORLD
+	Reduce       int                         // iterations of the compute kernel after each write
+	Kernel       int                         // 0 CPU, 1 memcpy 1 GiB, 2 allreduce, 3 allreduce with times
+	ConfigAPI    bool                        // set SCR's test configuration through Options.Config
+	NoConfFile   bool                        // as if SCR_CONF_FILE were unset (--conf-file=no)
+	SharedFile   bool                        // one file for all ranks, each its part at its offset
+	GlobalStore  string                      // add STORE=<dir> GROUP=WORLD
 	Env          func(string) (string, bool) // nil: os.LookupEnv
 }
 
