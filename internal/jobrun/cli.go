@@ -171,6 +171,7 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 	if st.Watchdog && st.WatchdogTimeout > 0 {
 		wd = &Watchdog{Timeout: st.WatchdogTimeout, TimeoutPFS: st.WatchdogTimeoutPFS, Flushing: func() bool { return flushing(p) }}
 	}
+	tlog := textLog(st, p, mgr.JobID())
 	env := os.Environ()
 	endStr := "0"
 	if !end.IsZero() {
@@ -179,7 +180,7 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 	env = append(env, "SCR_END_TIME="+endStr)
 	opts := Options{
 		Prefix: p, JobID: mgr.JobID(), Nodes: nodes, Adapter: adapter, Args: o.Args, Launcher: o.Launcher,
-		RunCmd: o.RunCmd, RestartCmd: o.RestartCmd, HaveRestart: haveRestart, TextLog: textLog(st, p, mgr.JobID()),
+		RunCmd: o.RunCmd, RestartCmd: o.RestartCmd, HaveRestart: haveRestart, TextLog: tlog,
 		Env: env, Stdout: o.Stdout, Stderr: o.Stderr, Log: o.Stderr, Down: down, WatchDown: o.WatchDown,
 		Halt: PrefixHalter{Prefix: p, End: end, HaltSeconds: st.HaltSeconds},
 		Runs: runs, MinNodes: st.MinNodes, LaunchTimeout: launchTimeout,
@@ -200,7 +201,7 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 					return err
 				}
 			}
-			_, err := Scavenge(ctx, ScavengeOptions{Prefix: p, Nodes: healthy, Copier: cp, Log: o.Stderr})
+			_, err := Scavenge(ctx, ScavengeOptions{Prefix: p, Nodes: healthy, Copier: cp, Log: o.Stderr, TextLog: tlog})
 			return err
 		},
 	}

@@ -128,7 +128,8 @@ func TestLocalRunAndRestartCommands(t *testing.T) {
 	}
 	// scr_run's part of SCR's text log.
 	b, err := os.ReadFile(prefix.LogPath(pfx))
-	if err != nil || strings.Count(string(b), "event=RUN_START, note=\"run=1\"") != 2 || !strings.Contains(string(b), "event=RUN_END") {
+	if err != nil || strings.Count(string(b), "event=RUN_START, note=\"run=1\"") != 2 || !strings.Contains(string(b), "event=RUN_END") ||
+		!strings.Contains(string(b), "event=SCAVENGE_END, dset=2, secs=") {
 		t.Errorf("text log: %v\n%s", err, b)
 	}
 }
