@@ -248,6 +248,12 @@ func (c *Config) disableBroken(s *Settings) {
 			c.warn(fmt.Sprintf("config: %s: STORE=%s VIEW=%s is not PRIVATE or GLOBAL: read as PRIVATE, as in SCR", st.Origin, st.Path, st.View))
 			st.View = "PRIVATE"
 		}
+		if st.View == "GLOBAL" {
+			c.warn(fmt.Sprintf("config: %s: STORE=%s VIEW=GLOBAL is not acted on: scr-go keeps each rank's files in a directory of its own in any store, so it needs no node.<host> subdirectories", st.Origin, st.Path))
+		}
+		if !st.MkDir {
+			c.warn(fmt.Sprintf("config: %s: STORE=%s MKDIR=0 is not acted on: scr-go creates the store's directories (<store>/<user>/scr.<jobid>/...)", st.Origin, st.Path))
+		}
 		if st.Enabled && st.Group != GroupNode && st.Group != GroupWorld && !groupDefined(s.Groups, st.Group) {
 			c.warn(fmt.Sprintf("config: %s: STORE=%s GROUP=%s is not NODE, WORLD or a GROUPS name: the store is disabled, as in SCR", st.Origin, st.Path, st.Group))
 			st.Enabled = false

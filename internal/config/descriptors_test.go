@@ -122,6 +122,8 @@ func TestDescriptorMistakes(t *testing.T) {
 		{"disabled one of two", "SCR_COPY_TYPE=FILE\nCKPT=0 TYPE=XOR\nCKPT=1 INTERVAL=4 STORE=/nvme\n", "", "CKPT=1: STORE=/nvme is not an enabled store"},
 		{"unknown child", "SCR_COPY_TYPE=FILE\nCKPT=0 SETSIZE=4\n", "", "unknown key SETSIZE"},
 		{"bad view", "STORE=/dev/shm VIEW=SHARED\n", "", "VIEW=SHARED is not PRIVATE or GLOBAL"},
+		{"global view", "STORE=/p/cache VIEW=GLOBAL\n", "", "VIEW=GLOBAL is not acted on"},
+		{"mkdir 0", "STORE=/dev/persist MKDIR=0\n", "", "MKDIR=0 is not acted on"},
 		{"store group unknown", "STORE=/nvme GROUP=RACK\nSCR_COPY_TYPE=FILE\nCKPT=0\nCKPT=1 INTERVAL=2 STORE=/nvme\n", "", "STORE=/nvme GROUP=RACK"},
 		{"conflicting duplicate", "SCR_FLUSH=1\nSCR_FLUSH=2\n", "", "also set to 1 on line 1 of the same file: 2 (line 2) is used"},
 		{"unknown copy type", "SCR_COPY_TYPE=RAID\nCKPT=0 TYPE=XOR\n", "", "SCR_COPY_TYPE=RAID is not SINGLE"},
