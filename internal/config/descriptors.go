@@ -249,7 +249,7 @@ func (c *Config) disableBroken(s *Settings) {
 			st.View = "PRIVATE"
 		}
 		if st.View == "GLOBAL" {
-			c.warn(fmt.Sprintf("config: %s: STORE=%s VIEW=GLOBAL is not acted on: scr-go keeps each rank's files in a directory of its own in any store, so it needs no node.<host> subdirectories", st.Origin, st.Path))
+			c.warn(fmt.Sprintf("config: %s: STORE=%s VIEW=GLOBAL is not supported: the store is used as node-local; one shared between nodes is not safe (each node's leader removes the dataset directories its own cache index does not list)", st.Origin, st.Path))
 		}
 		if !st.MkDir {
 			c.warn(fmt.Sprintf("config: %s: STORE=%s MKDIR=0 is not acted on: scr-go creates the store's directories (<store>/<user>/scr.<jobid>/...)", st.Origin, st.Path))

@@ -157,9 +157,6 @@ func (c *Config) Settings() (*Settings, error) {
 	b("SCR_PREFIX_PURGE", &s.PrefixPurge)
 	i64("SCR_HALT_SECONDS", &s.HaltSeconds)
 	b("SCR_HALT_EXIT", &s.HaltExit)
-	if s.HaltExit {
-		c.warn(fmt.Sprintf("config: %s: SCR_HALT_EXIT=1 is not acted on: the library never ends the process; the application stops when ShouldExit says so (as test_api does)", s.origins["SCR_HALT_EXIT"]))
-	}
 	in("SCR_CHECKPOINT_INTERVAL", &s.CheckpointInterval)
 	i64("SCR_CHECKPOINT_SECONDS", &s.CheckpointSeconds)
 	read(c, s, &errs, "SCR_CHECKPOINT_OVERHEAD", &s.CheckpointOverhead, c.Float)
