@@ -100,7 +100,9 @@ func (e *PathError) Error() string {
 
 func (e *PathError) Unwrap() error { return ErrPath }
 
-// DuplicateError says which file was registered by which ranks.
+// DuplicateError says which file was registered by which ranks in a
+// dataset that keeps its files in the cache. A file written by several
+// ranks (a shared file: MPI-IO, HDF5) needs bypass mode.
 type DuplicateError struct {
 	Dataset string
 	Path    string // path relative to the prefix
@@ -108,7 +110,8 @@ type DuplicateError struct {
 }
 
 func (e *DuplicateError) Error() string {
-	return fmt.Sprintf("scr: dataset %s: file %s routed by ranks %v; every file of a dataset needs one writer and a unique name", e.Dataset, e.Path, e.Ranks)
+	return fmt.Sprintf("scr: dataset %s: file %s routed by ranks %v: in the cache every file of a dataset needs one writer and a unique name; "+
+		"a file shared by several ranks needs bypass mode (SCR_CACHE_BYPASS=1, or BYPASS=1 on the dataset's CKPT descriptor)", e.Dataset, e.Path, e.Ranks)
 }
 
 func (e *DuplicateError) Unwrap() error { return ErrDuplicate }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/scr-go/scr/comm"
@@ -19,6 +20,7 @@ import (
 // or scavenge: the dataset it copies is marked busy until the commit.
 type asyncFlush struct {
 	ds     cache.Dataset
+	start  time.Time
 	done   chan struct{}
 	files  []prefix.File
 	err    error
@@ -33,13 +35,57 @@ func (h *Handle) flushSync(ctx context.Context, ds cache.Dataset) error {
 	if h.flushing(ds.ID) {
 		return h.waitAsync(ctx)
 	}
+	start := time.Now()
+	if h.rank == 0 {
+		h.logEvent(prefix.LogRecord{Event: "FLUSH_START", Dset: int64(ds.ID), Name: ds.Name})
+	}
 	dir := h.rankDir(ds, h.rank)
 	fm, err := cache.ReadFilemap(dir)
 	var files []prefix.File
 	if err == nil {
-		files, err = flush.CopyRank(ctx, h.prefix, dir, fm, ds.Bypass, h.cfg.bufSize)
+		fm, buf := h.copyPlan(fm)
+		files, err = flush.CopyRank(ctx, h.prefix, dir, fm, ds.Bypass, buf)
 	}
-	return h.commit(ctx, ds, files, err)
+	err = h.commit(ctx, ds, files, err)
+	h.logFlush(ds, "FLUSH", "FLUSH_SYNC", dir, start, err)
+	return err
+}
+
+// copyPlan prepares a rank's filemap for a copy to the prefix: without
+// SCR_COPY_METADATA the files' mode and times are left to the copy (new
+// files, default mode), and the copy buffer is SCR_FILE_BUF_SIZE, no larger
+// than the largest file (it is used when the copy checks a CRC).
+func (h *Handle) copyPlan(fm cache.Filemap) (cache.Filemap, int) {
+	var largest int64
+	for _, f := range fm.Files {
+		largest = max(largest, f.Size)
+	}
+	if !h.cfg.CopyMetadata {
+		files := make([]cache.File, len(fm.Files))
+		for i, f := range fm.Files {
+			f.Mode, f.ModTime = 0, time.Time{}
+			files[i] = f
+		}
+		fm.Files = files
+	}
+	return fm, h.cfg.copyBuf(largest)
+}
+
+// logFlush reports a finished flush (rank 0): debug line and text log.
+func (h *Handle) logFlush(ds cache.Dataset, event, xfer, dir string, start time.Time, err error) {
+	if h.rank != 0 {
+		return
+	}
+	d := time.Since(start)
+	if err != nil {
+		h.debugf(1, "flush of %s (dataset %d) failed after %.6f secs: %v", ds.Name, ds.ID, d.Seconds(), err)
+		h.logEvent(prefix.LogRecord{Event: event + "_FAIL", Dset: int64(ds.ID), Name: ds.Name, Secs: secs(d)})
+		return
+	}
+	h.debugf(1, "flushed %s (dataset %d) to %s: %d bytes in %.6f secs, %.3f MB/s", ds.Name, ds.ID, h.prefix, ds.Bytes, d.Seconds(), mbps(ds.Bytes, d))
+	h.logEvent(prefix.LogRecord{Event: event + "_SUCCESS", Dset: int64(ds.ID), Name: ds.Name, Secs: secs(d)})
+	h.logEvent(prefix.LogRecord{Time: start, Xfer: xfer, From: filepath.Dir(dir), To: h.prefix, Dset: int64(ds.ID), Name: ds.Name,
+		Secs: secs(d), Bytes: prefix.Float(float64(ds.Bytes)), Files: prefix.Int(ds.Files)})
 }
 
 func (h *Handle) commit(ctx context.Context, ds cache.Dataset, files []prefix.File, local error) error {
@@ -96,15 +142,19 @@ func (h *Handle) startAsync(ctx context.Context, ds cache.Dataset) error {
 		return err
 	}
 	actx, cancel := context.WithCancel(context.Background())
-	a := &asyncFlush{ds: ds, done: make(chan struct{}), cancel: cancel}
+	a := &asyncFlush{ds: ds, start: time.Now(), done: make(chan struct{}), cancel: cancel}
 	h.async = a
+	if h.rank == 0 {
+		h.logEvent(prefix.LogRecord{Event: "ASYNC_FLUSH_START", Dset: int64(ds.ID), Name: ds.Name})
+	}
+	fm, buf := h.copyPlan(fm)
 	go func() {
 		defer close(a.done)
 		if ferr != nil {
 			a.err = ferr
 			return
 		}
-		a.files, a.err = flush.CopyRank(actx, h.prefix, dir, fm, false, h.cfg.bufSize)
+		a.files, a.err = flush.CopyRank(actx, h.prefix, dir, fm, false, buf)
 	}()
 	return nil
 }
@@ -138,7 +188,9 @@ func (h *Handle) pollAsync(ctx context.Context, wait bool) error {
 	}
 	h.async = nil
 	a.cancel()
-	return h.commit(ctx, a.ds, a.files, a.err)
+	err = h.commit(ctx, a.ds, a.files, a.err)
+	h.logFlush(a.ds, "ASYNC_FLUSH", "FLUSH_ASYNC", h.rankDir(a.ds, h.rank), a.start, err)
+	return err
 }
 
 // waitAsync waits for the async flush and commits it (collective).
@@ -153,20 +205,53 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 	if err := h.evict(ctx, "fetch", ""); err != nil {
 		return nil, err
 	}
+	start := time.Now()
+	if h.rank == 0 {
+		h.logEvent(prefix.LogRecord{Event: "FETCH_START", Note: h.prefix})
+	}
 	d, err := flush.Fetch(ctx, h.world, flush.FetchOptions{
-		Prefix:  h.prefix,
-		RankDir: func(id int) string { return h.layout.RankDir(id, h.rank) },
-		Below:   h.tried,
-		BufSize: h.cfg.bufSize,
-		CRC:     h.cfg.CRCOnCopy,
+		Prefix:     h.prefix,
+		RankDir:    func(id int) string { return h.layout.RankDir(id, h.rank) },
+		Below:      h.tried,
+		BufSize:    h.cfg.copyBuf(1 << 62),
+		CRC:        h.cfg.CRCOnCopy,
+		NoMetadata: !h.cfg.CopyMetadata,
+		// Read in place with SCR_FETCH_BYPASS, or when the checkpoint's
+		// descriptor bypasses the cache (as SCR: its shared files have one
+		// owner, whose copy alone would reach the cache).
+		Bypass: func(d cache.Dataset) bool {
+			if h.cfg.FetchBypass {
+				return true
+			}
+			return h.protection(&d) == nil && d.Bypass
+		},
 	})
+	if h.rank == 0 {
+		took := time.Since(start)
+		switch {
+		case err != nil:
+			h.debugf(1, "fetch from %s failed after %.6f secs: %v", h.prefix, took.Seconds(), err)
+			h.logEvent(prefix.LogRecord{Event: "FETCH_FAIL", Note: h.prefix, Secs: secs(took)})
+		case d != nil:
+			how := "copied into the cache"
+			if d.Bypass {
+				how = "read in place (SCR_FETCH_BYPASS)"
+			}
+			h.debugf(1, "fetched %s (dataset %d) from %s, %s: %d bytes in %.6f secs", d.Name, d.ID, h.prefix, how, d.Bytes, took.Seconds())
+			h.logEvent(prefix.LogRecord{Event: "FETCH_SUCCESS", Note: h.prefix, Dset: int64(d.ID), Name: d.Name, Secs: secs(took)})
+			h.logEvent(prefix.LogRecord{Time: start, Xfer: "FETCH", From: h.prefix, To: h.layout.DatasetDir(d.ID), Dset: int64(d.ID), Name: d.Name,
+				Secs: secs(took), Bytes: prefix.Float(float64(d.Bytes)), Files: prefix.Int(d.Files)})
+		}
+	}
 	if err != nil || d == nil {
 		return nil, err
 	}
+	bypass := d.Bypass // decided by FetchOptions.Bypass: read in place
 	if err := h.protection(d); err != nil {
 		h.discard(ctx, d.ID)
 		return nil, err
 	}
+	d.Bypass = bypass
 	d.Store = "" // fetched into the cache base whatever the descriptor's store
 	dir := h.rankDir(*d, h.rank)
 	fm, lerr := cache.ReadFilemap(dir)
@@ -180,7 +265,9 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 	}
 	files := []string{cache.FilemapName}
 	for _, f := range fm.Files {
-		files = append(files, f.Rel)
+		if !d.Bypass {
+			files = append(files, f.Rel)
+		}
 	}
 	if err := h.encode(ctx, *d, dir, files); err != nil {
 		h.discard(ctx, d.ID)

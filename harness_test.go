@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -21,6 +22,7 @@ type job struct {
 	base   string
 	prefix string
 	env    map[string]string // for every rank
+	stderr io.Writer         // Options.Stderr of every rank (nil: os.Stderr)
 }
 
 func newJob(t *testing.T, env map[string]string) *job {
@@ -109,7 +111,7 @@ func (j *job) runAll(hosts []string, extra func(node string) map[string]string, 
 		go func(r int) {
 			defer wg.Done()
 			defer comms[r].Close()
-			h, err := Init(ctx, Options{Comm: comms[r], Node: hosts[r], Env: j.envFor(hosts[r], extra(hosts[r])), Config: api})
+			h, err := Init(ctx, Options{Comm: comms[r], Node: hosts[r], Env: j.envFor(hosts[r], extra(hosts[r])), Config: api, Stderr: j.stderr})
 			if err != nil {
 				errs[r] = err
 				return

@@ -2,6 +2,7 @@ package scr
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,6 +32,10 @@ type Options struct {
 	// <prefix>/.scrconf) > these values > system config file > defaults.
 	// Rank 0 saves them to <prefix>/.scr/app.conf for the job scripts.
 	Config []string
+	// Stderr receives the library's messages (default os.Stderr; never
+	// stdout): rank 0's configuration warnings at Init, and debug
+	// messages by SCR_DEBUG level. See messages.go.
+	Stderr io.Writer
 }
 
 // params is one rank's resolved configuration (internal/config's Settings,
@@ -52,6 +57,11 @@ func resolve(env func(string) (string, bool), api []string) (*config.Config, par
 	}
 	cc, s, err := config.Resolve(config.Options{Env: config.Lookup(env), NoAppFile: true}, api)
 	if err != nil {
+		if s != nil && len(s.Warnings) > 0 {
+			// The warnings often say why (a descriptor SCR would disable
+			// too, leaving none with INTERVAL=1).
+			err = fmt.Errorf("%w\nwarnings:\n  %s", err, strings.Join(s.Warnings, "\n  "))
+		}
 		return nil, params{}, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	p := params{Settings: *s, cacheSize: s.CacheSize, bufSize: int(s.MPIBufSize)}
@@ -84,6 +94,13 @@ func resolve(env func(string) (string, bool), api []string) (*config.Config, par
 		}
 	}
 	return cc, p, nil
+}
+
+// copyBuf is the buffer of a file copy between cache and prefix:
+// SCR_FILE_BUF_SIZE, no larger than the largest file to copy, at least 4 KiB.
+func (p params) copyBuf(largest int64) int {
+	n := min(p.FileBufSize, largest, 1<<30)
+	return int(max(n, 4096))
 }
 
 // layout is the node's cache layout from the resolved parameters.

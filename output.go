@@ -51,7 +51,7 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	ds := cache.Dataset{
 		ID: id, Name: name, Flags: cache.Flags(flags), CkptID: ckpt,
 		Created: h.outStart.UTC(), User: h.cfg.UserName, JobID: h.cfg.JobID,
-		Ranks: h.size,
+		JobName: h.cfg.JobName, Cluster: h.cfg.ClusterName, Ranks: h.size,
 	}
 	// Rank 0 decides the record (and its redundancy); every rank then
 	// checks that it asked for the same name and flags.
@@ -113,6 +113,21 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	h.out = &outputPhase{ds: ds, dir: dir, files: map[string]*fileReg{}}
 	h.mu.Unlock()
 	h.state = stateOutput
+	if h.rank == 0 {
+		base := h.storeBase(ds.Store)
+		bypass := ""
+		if ds.Bypass {
+			bypass = " (bypass: files go to the prefix)"
+		}
+		h.debugf(1, "StartOutput(%s): dataset %d, checkpoint %d, flags %s, %s in %s%s", ds.Name, ds.ID, ds.CkptID, ds.Flags, ds.Scheme, base, bypass)
+		kind := "OUTPUT_START"
+		if ds.IsCheckpoint() {
+			h.logEvent(prefix.LogRecord{Event: "COMPUTE_END", Secs: secs(h.outStart.Sub(h.computeStart))})
+			kind = "CHECKPOINT_START"
+		}
+		h.logEvent(prefix.LogRecord{Time: h.outStart, Event: kind, Note: base, Dset: int64(ds.ID), Name: ds.Name})
+	}
+	h.debugf(2, "StartOutput(%s): writing to %s", ds.Name, dir)
 	return nil
 }
 
@@ -223,6 +238,9 @@ func (h *Handle) discard(ctx context.Context, id int) error {
 	if ix, err := cache.ReadIndex(h.layout.IndexPath()); err == nil && ix.Datasets[id] != nil && ix.Datasets[id].Path != "" {
 		dir = ix.Datasets[id].Path
 	}
+	if h.cfg.CRCOnDelete {
+		h.checkBeforeDelete(dir, id)
+	}
 	rerr := os.RemoveAll(dir)
 	err := h.updateIndex(func(ix *cache.Index) { delete(ix.Datasets, id) })
 	if rerr != nil && err == nil {
@@ -300,7 +318,7 @@ type fileReport struct {
 	Valid  bool     `json:"v"`
 	Reason string   `json:"r,omitempty"`
 	Rels   []string `json:"f,omitempty"`
-	Bytes  int64    `json:"b"`
+	Sizes  []int64  `json:"s,omitempty"` // of Rels, in order (-1: could not stat)
 }
 
 // verdict is rank 0's decision at Complete.
@@ -311,6 +329,10 @@ type verdict struct {
 	Dup     *DuplicateError `json:"dup,omitempty"`
 	Files   int64           `json:"files"`
 	Bytes   int64           `json:"bytes"`
+	// Shared maps each file routed by several ranks (bypass mode only) to
+	// its owner, the lowest of those ranks, as SCR assigns it: only the
+	// owner keeps it in its filemap (and rank2file).
+	Shared map[string]int `json:"shared,omitempty"`
 }
 
 // Complete closes the dataset opened by StartOutput (collective). valid
@@ -335,6 +357,13 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 	h.mu.Unlock()
 	ds := o.ds
 
+	if ds.Bypass {
+		// A shared file may still grow while another rank writes it:
+		// stat only once every rank is done (SCR's barrier).
+		if err := h.world.Barrier(ctx); err != nil {
+			return h.commErr("Complete: wait for every rank's writes", err)
+		}
+	}
 	// Stat every file this rank routed.
 	rep := fileReport{Valid: valid}
 	if !valid {
@@ -358,11 +387,12 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 				rep.Valid = false
 				rep.Reason = fmt.Sprintf("rank %d: file %s: %v", h.rank, rel, err)
 			}
+			rep.Sizes = append(rep.Sizes, -1)
 			continue
 		}
 		meta.Orig, meta.Rel, meta.Complete = f.orig, rel, valid
 		fm.Files = append(fm.Files, meta)
-		rep.Bytes += meta.Size
+		rep.Sizes = append(rep.Sizes, meta.Size)
 	}
 	rep.Rels = rels
 	if !rep.Valid {
@@ -379,7 +409,7 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 	}
 	var v verdict
 	if h.rank == 0 {
-		v = decide(ds.Name, all)
+		v = decide(ds.Name, all, ds.Bypass)
 	}
 	if err := h.bcastJSON(ctx, h.world, &v); err != nil {
 		return h.commErr("Complete: share verdict", err)
@@ -392,7 +422,28 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		return &InvalidError{Dataset: ds.Name, Ranks: v.Ranks, Reasons: v.Reasons, Dup: v.Dup}
 	}
 	ds.Complete, ds.Files, ds.Bytes = true, v.Files, v.Bytes
+	if len(v.Shared) > 0 {
+		// A shared file belongs to its owner's filemap only.
+		kept := fm.Files[:0]
+		for _, f := range fm.Files {
+			if owner, shared := v.Shared[f.Rel]; !shared || owner == h.rank {
+				kept = append(kept, f)
+			}
+		}
+		fm.Files = kept
+		if h.rank == 0 {
+			h.debugf(1, "Complete(%s): %d file(s) shared by several ranks (bypass), each kept by its lowest rank", ds.Name, len(v.Shared))
+		}
+	}
 	fm.Dataset = ds
+	writeSecs := time.Since(h.outStart)
+	base := h.storeBase(ds.Store)
+	if h.rank == 0 {
+		h.debugf(1, "Complete(%s): %d files, %d bytes, written in %.6f secs, %.3f MB/s, %.3f MB/s per rank", ds.Name, ds.Files, ds.Bytes,
+			writeSecs.Seconds(), mbps(ds.Bytes, writeSecs), mbps(ds.Bytes, writeSecs)/float64(h.size))
+		h.logEvent(prefix.LogRecord{Time: h.outStart, Xfer: "WRITE", From: base, To: h.dsDir(ds), Dset: int64(ds.ID), Name: ds.Name,
+			Secs: secs(writeSecs), Bytes: prefix.Float(float64(ds.Bytes)), Files: prefix.Int(ds.Files)})
+	}
 
 	// Metadata, then redundancy, then the complete mark.
 	// A rank whose filemap cannot be written still takes part in the
@@ -422,7 +473,17 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 	}
 	h.cached[ds.ID] = ds
 	now := time.Now()
-	secs := now.Sub(h.outStart).Seconds()
+	took := now.Sub(h.outStart)
+	if h.rank == 0 {
+		h.debugf(1, "Complete(%s): %s applied; complete %.6f secs after StartOutput", ds.Name, ds.Scheme, took.Seconds())
+		end, xfer := "OUTPUT_END", "OUTPUT"
+		if ds.IsCheckpoint() {
+			end, xfer = "CHECKPOINT_END", "CHECKPOINT"
+		}
+		h.logEvent(prefix.LogRecord{Event: end, Note: base, Dset: int64(ds.ID), Name: ds.Name, Secs: secs(took)})
+		h.logEvent(prefix.LogRecord{Time: h.outStart, Xfer: xfer, From: base, To: h.dsDir(ds), Dset: int64(ds.ID), Name: ds.Name,
+			Secs: secs(took), Bytes: prefix.Float(float64(ds.Bytes)), Files: prefix.Int(ds.Files)})
+	}
 	if ds.IsCheckpoint() {
 		h.ckpts++
 		h.ckptCost += now.Sub(h.outStart)
@@ -430,7 +491,7 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		h.cands = append([]cache.Dataset{ds}, h.cands...)
 		h.sources[ds.ID] = "cache"
 		if h.rank == 0 {
-			h.timeline("checkpoint", map[string]any{"name": ds.Name, "dataset": ds.ID, "bytes": ds.Bytes, "seconds": secs})
+			h.timeline("checkpoint", map[string]any{"name": ds.Name, "dataset": ds.ID, "bytes": ds.Bytes, "seconds": took.Seconds()})
 		}
 	}
 
@@ -458,6 +519,11 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		})
 	}
 	if ds.IsCheckpoint() {
+		// The next compute phase starts (SCR counts outputs as compute).
+		h.computeStart = time.Now()
+		if h.rank == 0 {
+			h.logEvent(prefix.LogRecord{Event: "COMPUTE_START"})
+		}
 		if err := h.haltExit(ctx, "Complete"); err != nil {
 			return errors.Join(err, ferr)
 		}
@@ -475,8 +541,11 @@ func (h *Handle) countsCheckpoints() bool {
 	return err == nil && hf.CheckpointsLeft != nil
 }
 
-// decide is rank 0's verdict on the reports of all ranks.
-func decide(name string, all [][]byte) verdict {
+// decide is rank 0's verdict on the reports of all ranks. A file routed by
+// several ranks is allowed only with bypass (the files are written in
+// place in the prefix; SCR's rule), and is then owned by the lowest rank;
+// the totals count it once, at its owner's size.
+func decide(name string, all [][]byte, bypass bool) verdict {
 	v := verdict{OK: true}
 	owner := map[string]int{}
 	const maxListed = 16
@@ -494,15 +563,27 @@ func decide(name string, all [][]byte) verdict {
 				}
 			}
 		}
-		for _, rel := range rep.Rels {
-			if o, dup := owner[rel]; dup && v.Dup == nil {
+		for i, rel := range rep.Rels {
+			o, dup := owner[rel]
+			switch {
+			case dup && bypass:
+				if v.Shared == nil {
+					v.Shared = map[string]int{}
+				}
+				v.Shared[rel] = o
+				continue // counted at its owner
+			case dup && v.Dup == nil:
 				v.OK = false
 				v.Dup = &DuplicateError{Dataset: name, Path: rel, Ranks: []int{o, r}}
 			}
-			owner[rel] = r
+			if !dup {
+				owner[rel] = r
+			}
+			v.Files++
+			if i < len(rep.Sizes) && rep.Sizes[i] > 0 {
+				v.Bytes += rep.Sizes[i]
+			}
 		}
-		v.Files += int64(len(rep.Rels))
-		v.Bytes += rep.Bytes
 	}
 	return v
 }

@@ -36,21 +36,27 @@ func FuzzUnderPrefix(f *testing.F) {
 
 func TestDecide(t *testing.T) {
 	rep := func(valid bool, reason string, files ...string) []byte {
-		return []byte(`{"v":` + map[bool]string{true: "true", false: "false"}[valid] + `,"r":"` + reason + `","f":["` + strings.Join(files, `","`) + `"],"b":10}`)
+		sizes := strings.Repeat(",10", len(files))[1:]
+		return []byte(`{"v":` + map[bool]string{true: "true", false: "false"}[valid] + `,"r":"` + reason + `","f":["` + strings.Join(files, `","`) + `"],"s":[` + sizes + `]}`)
 	}
-	v := decide("d", [][]byte{rep(true, "", "a"), rep(true, "", "b")})
+	v := decide("d", [][]byte{rep(true, "", "a"), rep(true, "", "b")}, false)
 	if !v.OK || v.Files != 2 || v.Bytes != 20 {
 		t.Fatalf("all valid: %+v", v)
 	}
-	v = decide("d", [][]byte{rep(true, "", "a"), rep(false, "rank 1: disk full", "b")})
+	v = decide("d", [][]byte{rep(true, "", "a"), rep(false, "rank 1: disk full", "b")}, false)
 	if v.OK || len(v.Ranks) != 1 || v.Ranks[0] != 1 || v.Reasons[0] != "rank 1: disk full" {
 		t.Fatalf("one invalid: %+v", v)
 	}
-	v = decide("d", [][]byte{rep(true, "", "a", "x"), rep(true, "", "x")})
-	if v.OK || v.Dup == nil || v.Dup.Path != "x" || len(v.Dup.Ranks) != 2 {
+	v = decide("d", [][]byte{rep(true, "", "a", "x"), rep(true, "", "x")}, false)
+	if v.OK || v.Dup == nil || v.Dup.Path != "x" || len(v.Dup.Ranks) != 2 || !strings.Contains(v.Dup.Error(), "needs bypass mode") {
 		t.Fatalf("duplicate: %+v", v)
 	}
-	v = decide("d", [][]byte{[]byte("garbage")})
+	// Bypass: a shared file, owned by the lowest rank, counted once.
+	v = decide("d", [][]byte{rep(true, "", "a"), rep(true, "", "x", "b"), rep(true, "", "x")}, true)
+	if !v.OK || v.Dup != nil || len(v.Shared) != 1 || v.Shared["x"] != 1 || v.Files != 3 || v.Bytes != 30 {
+		t.Fatalf("shared in bypass: %+v", v)
+	}
+	v = decide("d", [][]byte{[]byte("garbage")}, false)
 	if v.OK {
 		t.Fatal("bad report accepted")
 	}

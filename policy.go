@@ -79,6 +79,7 @@ func (h *Handle) NeedCheckpoint(ctx context.Context) (bool, error) {
 	if ans.Err != "" {
 		return ans.Yes, fmt.Errorf("scr: NeedCheckpoint: halt file: %s", ans.Err)
 	}
+	h.logHalt(ans.Reason)
 	return ans.Yes, nil
 }
 
@@ -115,6 +116,7 @@ func (h *Handle) ShouldExit(ctx context.Context) (exit bool, reason string, err 
 	if ans.Err != "" {
 		return false, "", fmt.Errorf("scr: ShouldExit: halt file: %s", ans.Err)
 	}
+	h.logHalt(ans.Reason)
 	return ans.Halt, ans.Reason, nil
 }
 

@@ -36,6 +36,7 @@ type prefixFacts struct {
 
 // recover runs the restart part of Init (collective); see Init.
 func (h *Handle) recover(ctx context.Context) error {
+	recoverStart := time.Now()
 	// 1. The node leader reads its cache index and reports it. Every rank
 	// notes where the index says each dataset lives on this node (its
 	// store's path here, which the configuration of this run may not
@@ -136,6 +137,14 @@ func (h *Handle) recover(ctx context.Context) error {
 		h.flushed[ds.ID] = flushed[ds.ID]
 	}
 	h.cands = cands
+	if h.rank == 0 && len(ids) > 0 {
+		// SCR logs the outcome of its cache rebuild this way.
+		if len(cands) > 0 {
+			h.logEvent(prefix.LogRecord{Event: "RESTART_SUCCESS", Dset: int64(cands[0].ID), Secs: secs(time.Since(recoverStart))})
+		} else {
+			h.logEvent(prefix.LogRecord{Event: "RESTART_FAIL", Secs: secs(time.Since(recoverStart))})
+		}
+	}
 	lerr = h.writeIndex(kept)
 	if err := h.mirrorCache(ctx, kept); err != nil && lerr == nil {
 		lerr = err
@@ -288,7 +297,12 @@ func (h *Handle) restore(ctx context.Context, ds cache.Dataset, moves []transfer
 		return "", h.commErr("Init: count lost ranks", err)
 	}
 	if n[0] == 0 {
+		h.debug0f(1, "Init: dataset %d (%s) is complete in the cache", ds.ID, ds.Name)
 		return "cache", nil
+	}
+	if h.rank == 0 {
+		h.debugf(1, "Init: dataset %d (%s): %d rank(s) lost their files; rebuilding from %s", ds.ID, ds.Name, n[0], ds.Scheme)
+		h.logEvent(prefix.LogRecord{Event: "REBUILD_START", Dset: int64(ds.ID)})
 	}
 	cd, err := h.codecFor(ds.Scheme)
 	if err != nil {
@@ -299,9 +313,15 @@ func (h *Handle) restore(ctx context.Context, ds cache.Dataset, moves []transfer
 		rerr = fmt.Errorf("dataset %d: rank %d: rebuilt files do not match their metadata", ds.ID, h.rank)
 	}
 	if err := h.agree(ctx, fmt.Sprintf("Init: rebuild dataset %d (%s)", ds.ID, ds.Scheme), rerr); err != nil {
+		if h.rank == 0 {
+			h.debugf(1, "Init: rebuilding dataset %d (%s) failed: %v", ds.ID, ds.Name, err)
+			h.logEvent(prefix.LogRecord{Event: "REBUILD_FAIL", Dset: int64(ds.ID)})
+		}
 		return "", err
 	}
 	if h.rank == 0 {
+		h.debugf(1, "Init: rebuilt dataset %d (%s) in %.6f secs", ds.ID, ds.Name, time.Since(start).Seconds())
+		h.logEvent(prefix.LogRecord{Event: "REBUILD_SUCCESS", Dset: int64(ds.ID)})
 		h.timeline("rebuilt", map[string]any{"dataset": ds.ID, "name": ds.Name, "sets": sets, "ranks": n[0], "seconds": time.Since(start).Seconds()})
 	}
 	return "cache-rebuild", nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -86,6 +87,11 @@ type Handle struct {
 	outStart    time.Time
 
 	mu sync.Mutex // guards out.files for concurrent Route calls
+
+	errw         io.Writer // Options.Stderr
+	logBroken    bool      // the text log failed once: not written again
+	computeStart time.Time // end of Init or of the last checkpoint (text log)
+	haltLogged   string    // the halt reason already logged
 }
 
 // outputPhase is the dataset being written between StartOutput and Complete.
@@ -142,6 +148,7 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 		cached:  map[int]cache.Dataset{},
 		flushed: map[int]bool{},
 		sources: map[int]string{},
+		errw:    opts.Stderr,
 	}
 	if !cfg.Enable {
 		h.state = stateFinal
@@ -168,8 +175,11 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	}
 	sort.Strings(nodes)
 	h.nodes = len(nodes)
+	initStart := time.Now()
 	if h.rank == 0 {
 		h.timeline("started", map[string]any{"ranks": h.size, "nodes": nodes})
+		h.initMessages()
+		h.logEvent(prefix.LogRecord{Event: "START", Procs: prefix.Int(int64(h.size)), Nodes: prefix.Int(int64(h.nodes))})
 	}
 	if h.node, err = h.world.SplitString(ctx, h.nodeName); err != nil {
 		return nil, h.commErr("Init: group ranks by node", err)
@@ -223,6 +233,16 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	h.lastCkptEnd = time.Now()
 	if err := h.world.Barrier(ctx); err != nil {
 		return nil, h.commErr("Init", err)
+	}
+	h.computeStart = time.Now()
+	if h.rank == 0 {
+		restart := "none"
+		if len(h.cands) > 0 {
+			restart = fmt.Sprintf("%s (dataset %d, %s)", h.cands[0].Name, h.cands[0].ID, h.sources[h.cands[0].ID])
+		}
+		h.debugf(1, "Init: %d ranks on %d nodes, prefix %s, cache %s: %.6f secs; %d dataset(s) in cache, checkpoint to restart from: %s",
+			h.size, h.nodes, h.prefix, h.layout.CacheDir, time.Since(initStart).Seconds(), len(h.cached), restart)
+		h.logEvent(prefix.LogRecord{Event: "COMPUTE_START"})
 	}
 	if err := h.haltExit(ctx, "Init"); err != nil {
 		return nil, err
@@ -278,6 +298,9 @@ func (h *Handle) Finalize(ctx context.Context) error {
 		})
 		if err != nil && !errors.Is(err, errSkip) {
 			errs = append(errs, fmt.Errorf("scr: Finalize: record %s in the halt file: %w", prefix.ReasonFinalizeCalled, err))
+		}
+		if err == nil {
+			h.logHalt(prefix.ReasonFinalizeCalled)
 		}
 	}
 	// Every rank learns whether Finalize worked everywhere (this also

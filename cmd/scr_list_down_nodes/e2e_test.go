@@ -50,7 +50,7 @@ func TestE2ESlurm(t *testing.T) {
 	list := func(label string, args ...string) (int, listing, time.Duration) {
 		t.Helper()
 		var out, errb bytes.Buffer
-		cmd := c.CommandDir(ctx, "node1", c.SharedDir(), append([]string{bin, "--json"}, args...), env)
+		cmd := c.CommandDir(ctx, "node1", c.SharedDir(), append([]string{bin, "--json", "--fail-if-down"}, args...), env)
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		start := time.Now()
 		err := cmd.Run()

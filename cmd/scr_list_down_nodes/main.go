@@ -21,15 +21,15 @@ import (
 
 // Exit codes (documented in usage).
 const (
-	exitNoneDown = 0
-	exitSomeDown = 1
+	exitNoneDown = 0 // the check ran (and, with --fail-if-down, no node is down)
+	exitSomeDown = 1 // --fail-if-down only: some nodes are down
 	exitUsage    = 2
 	exitNoCheck  = 3
 )
 
 const usage = `usage: scr_list_down_nodes [-r|--reason] [-f|--free] [-d|--down NODES] [-l|--log]
-                           [-s|--secs N] [--json] [-j LAUNCHER] [--cntl DIR[:BYTES]]...
-                           [--cache DIR[:BYTES]]... [NODES]
+                           [-s|--secs N] [--json] [--fail-if-down] [-j LAUNCHER]
+                           [--cntl DIR[:BYTES]]... [--cache DIR[:BYTES]]... [NODES]
 
 Checks the nodes of the allocation and prints those that are down, as one
 compressed host list (node[1-3,7]; an empty line when none is down), or with
@@ -57,14 +57,16 @@ options:
                       (<SCR_PREFIX or cwd>/.scr/timeline)
   -s, --secs N        the job's run time in seconds, recorded with --log
       --json          print a JSON object instead (nodes, down, reasons)
+      --fail-if-down  exit 1 when some node is down (scr-go; SCR's exits 0)
   -j LAUNCHER         accepted for compatibility with SCR; ignored
       --cntl, --cache DIR[:BYTES]
                       directories for the storage test (default: each node's
                       SCR_CNTL_BASE and SCR_CACHE_BASE, else /dev/shm)
 
 EXIT STATUS
-  0  no node is down
-  1  some nodes are down (listed)
+  0  the check ran (whether or not nodes are down, as SCR's; scripts under
+     set -e rely on it)
+  1  with --fail-if-down: some nodes are down (listed)
   2  usage error (bad option or host list)
   3  could not check: no node list (not in an allocation and no NODES or
      SCR_NODELIST), or no way to reach the nodes
@@ -72,6 +74,7 @@ EXIT STATUS
 
 type options struct {
 	reason, free, log, json bool
+	failIfDown              bool
 	down, secs, launcher    string
 	dirs                    []nodecheck.Dir
 	nodes                   []string
@@ -101,6 +104,7 @@ func parse(args []string) (options, error) {
 		fs.StringVar(&o.launcher, n, "", "")
 	}
 	fs.BoolVar(&o.json, "json", false, "")
+	fs.BoolVar(&o.failIfDown, "fail-if-down", false, "")
 	dir := func(kind string) func(string) error {
 		return func(s string) error {
 			d, err := nodecheck.ParseDir(kind, s)
@@ -185,6 +189,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if res.RMErr != nil {
 		fmt.Fprintf(stderr, "scr_list_down_nodes: warning: resource manager: %v (own tests used)\n", res.RMErr)
 	}
+	code := exitNoneDown
+	if o.failIfDown && len(res.Down) > 0 {
+		code = exitSomeDown
+	}
 	if res.LogErr != nil {
 		fmt.Fprintf(stderr, "scr_list_down_nodes: warning: --log: %v\n", res.LogErr)
 	}
@@ -210,17 +218,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if res.RMErr != nil {
 			j.RMError = res.RMErr.Error()
 		}
-		if len(res.Down) > 0 {
-			j.ExitCode = exitSomeDown
-		}
+		j.ExitCode = code
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		enc.Encode(j)
 	} else {
 		fmt.Fprint(stdout, nodecheck.FormatText(res.Down, o.reason))
 	}
-	if len(res.Down) > 0 {
-		return exitSomeDown
-	}
-	return exitNoneDown
+	return code
 }

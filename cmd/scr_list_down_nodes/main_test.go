@@ -61,7 +61,7 @@ func TestSomeDown(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "n3", local.DownFile), []byte("psu\n"), 0o644)
 	t.Setenv("SCR_EXCLUDE_NODES", "n5,n99")
 	start := time.Now()
-	code, out, errs := runCmd("--reason", "-d", "n6", "--log", "-s", "30")
+	code, out, errs := runCmd("--fail-if-down", "--reason", "-d", "n6", "--log", "-s", "30")
 	t.Logf("6 nodes, one powered off: %v", time.Since(start))
 	want := "n2: Failed to ping\nn3: Reported down by resource manager (local: psu)\nn5: User excluded via SCR_EXCLUDE_NODES\nn6: Specified as down\n"
 	if code != exitSomeDown || out != want {
@@ -74,13 +74,14 @@ func TestSomeDown(t *testing.T) {
 	if evs[0].Event != "node_down" || evs[0].Fields["node"] != "n2" || evs[0].Fields["reason"] != "Failed to ping" || evs[0].Fields["secs"] != "30" {
 		t.Errorf("event %+v", evs[0])
 	}
+	// By default the exit status is 0 whenever the check ran, as SCR's.
 	code, out, _ = runCmd("-d", "n6")
-	if code != exitSomeDown || out != "n[2-3,5-6]\n" {
+	if code != exitNoneDown || out != "n[2-3,5-6]\n" {
 		t.Errorf("plain: exit %d out %q", code, out)
 	}
 	// Combined switches and nodes after flags, as SCR's argparse takes them.
 	code, out, _ = runCmd("-rl", "n1,n3", "-d", "n1")
-	if code != exitSomeDown || out != "n1: Specified as down\nn3: Reported down by resource manager (local: psu)\n" {
+	if code != exitNoneDown || out != "n1: Specified as down\nn3: Reported down by resource manager (local: psu)\n" {
 		t.Errorf("-rl: exit %d out %q", code, out)
 	}
 }
@@ -92,7 +93,7 @@ func TestStorageFailureShowsNodeOutput(t *testing.T) {
 	os.RemoveAll(shm)
 	os.WriteFile(shm, nil, 0o644)
 	t.Setenv("SCR_NODE_TESTS", "echo,dir_capacity")
-	code, out, errs := runCmd("-r")
+	code, out, errs := runCmd("-r", "--fail-if-down")
 	if code != exitSomeDown || !strings.HasPrefix(out, "n2: scr_check_node: FAIL: cntl directory "+shm) {
 		t.Fatalf("exit %d out %q stderr %q", code, out, errs)
 	}
@@ -101,13 +102,19 @@ func TestStorageFailureShowsNodeOutput(t *testing.T) {
 func TestJSON(t *testing.T) {
 	root := cluster(t, 4)
 	os.WriteFile(filepath.Join(root, "n4", local.DownFile), nil, 0o644)
-	code, out, _ := runCmd("--json", "n[1-4]")
-	var j struct {
+	type listing struct {
 		Nodes, Down string
 		RM          string `json:"resource_manager"`
 		Reasons     []struct{ Node, Reason string }
 		ExitCode    int `json:"exit_code"`
 	}
+	code, out, _ := runCmd("--json", "n[1-4]")
+	var j listing
+	if err := json.Unmarshal([]byte(out), &j); err != nil || code != 0 || j.ExitCode != 0 || j.Down != "n4" {
+		t.Fatalf("exit %d json %s (%v)", code, out, err)
+	}
+	code, out, _ = runCmd("--json", "--fail-if-down", "n[1-4]")
+	j = listing{}
 	if err := json.Unmarshal([]byte(out), &j); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
@@ -150,12 +157,32 @@ func TestConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errs := runCmd("-r")
-	if code != exitSomeDown || !strings.HasPrefix(out, "n1: User excluded via SCR_EXCLUDE_NODES\nn2: scr_check_node: FAIL: cache directory") ||
+	if code != exitNoneDown || !strings.HasPrefix(out, "n1: User excluded via SCR_EXCLUDE_NODES\nn2: scr_check_node: FAIL: cache directory") ||
 		!strings.Contains(out, "insufficient space") {
 		t.Fatalf("exit %d\nout %q\nstderr %q", code, out, errs)
 	}
 	os.WriteFile(filepath.Join(pfx, ".scrconf"), []byte("CACHEDIR=/x BYTES=lots\n"), 0o644)
 	if code, _, errs := runCmd(); code != exitUsage || !strings.Contains(errs, "BYTES=lots") {
 		t.Errorf("bad BYTES: exit %d, %q", code, errs)
+	}
+}
+
+// Listing down nodes needs no prefix: not even a working directory.
+func TestNoPrefixNeeded(t *testing.T) {
+	root := cluster(t, 3)
+	t.Setenv("SCR_PREFIX", "")
+	d := filepath.Join(t.TempDir(), "gone")
+	os.Mkdir(d, 0o700)
+	t.Chdir(d)
+	t.Setenv("PWD", "")
+	os.Remove(d)
+	code, out, errs := runCmd()
+	if code != exitNoneDown || out != "\n" {
+		t.Fatalf("exit %d, out %q, stderr %q", code, out, errs)
+	}
+	os.WriteFile(filepath.Join(root, "n2", local.DownFile), []byte("psu\n"), 0o644)
+	code, out, errs = runCmd("--log")
+	if code != exitNoneDown || out != "n2\n" || !strings.Contains(errs, "--log") || !strings.Contains(errs, "SCR_PREFIX") {
+		t.Fatalf("--log without a prefix: exit %d, out %q, stderr %q", code, out, errs)
 	}
 }

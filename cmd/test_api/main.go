@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,18 +27,33 @@ through SCR, and first restarts from the checkpoint SCR offers, verifying
 every byte. Run it under scr_run / a launcher; ranks find each other through
 the launcher's PMI (or run alone as a single rank).
 
-  -s, --size SIZE       pattern bytes per rank, units k/m/g[b] (default 512k)
+  -s, --size SIZE       pattern bytes per rank, units k/m/g/t/p/e[b] (default 512k)
   -t, --times N         timed writes after the priming write (default 5)
   -z, --seconds N       sleep N seconds between writes (default 0)
+  -w, --reduce N        iterations of a compute kernel after each write (default 0)
+  -k, --kernel K        the kernel: 0 CPU loop, 1 memcpy of 1 GiB, 2 allreduce,
+                        3 allreduce with each iteration's time (default 0)
   -p, --path DIR        write under DIR inside the prefix
   -f, --flush N         mark every Nth write OUTPUT too (flushed to the prefix)
   -o, --output N        make every Nth write a pure OUTPUT dataset
+  -a, --config-api BOOL set SCR's test configuration through the API (SCR_Config):
+                        STORE=/dev/shm GROUP=NODE COUNT=1, SCR_COPY_TYPE=FILE,
+                        CKPT=0 INTERVAL=1 GROUP=NODE STORE=/dev/shm TYPE=XOR
+                        SET_SIZE=16, SCR_DEBUG=1 (default no)
+  -c, --conf-file BOOL  read the file SCR_CONF_FILE names (default yes; no = as
+                        if SCR_CONF_FILE were unset)
       --current NAME    restart from the checkpoint NAME (SCR Current)
       --noscr           plain file I/O to the prefix, no SCR
       --noscrrestart    do not restart through SCR (with --current: read
                         <prefix>/NAME directly)
       --nofsync         do not fsync written files
+      --shared-file     all ranks write one file, rank_shared.ckpt, each its
+                        part at its offset (needs SCR_CACHE_BYPASS=1)
+      --global-store DIR  add the cache store STORE=DIR GROUP=WORLD
   -h, --help            this text
+
+BOOL is yes/no, true/false, y/n or 1/0 (SCR's test_api reads these inverted,
+a bug; here yes means yes).
 
 Lines printed by rank 0: "Restarting from checkpoint named X", one
 "Completed checkpoint N: S secs, B bytes, BW bytes/sec" per write, and
@@ -113,7 +129,27 @@ func parse(args []string) (Options, error) {
 	fs.SetOutput(io.Discard)
 	var secs int
 	both := func(short, long string, f func(name string)) { f(short); f(long) }
+	boolArg := func(dst *bool) func(string) error {
+		return func(s string) error {
+			switch strings.ToLower(s) {
+			case "yes", "true", "y", "1":
+				*dst = true
+			case "no", "false", "n", "0":
+				*dst = false
+			default:
+				return fmt.Errorf("want yes or no, got %q", s)
+			}
+			return nil
+		}
+	}
 	both("s", "size", func(n string) { fs.Var(sizeFlag{&o.Size}, n, "") })
+	both("w", "reduce", func(n string) { fs.IntVar(&o.Reduce, n, 0, "") })
+	both("k", "kernel", func(n string) { fs.IntVar(&o.Kernel, n, 0, "") })
+	both("a", "config-api", func(n string) { fs.Func(n, "", boolArg(&o.ConfigAPI)) })
+	confFile := true
+	both("c", "conf-file", func(n string) { fs.Func(n, "", boolArg(&confFile)) })
+	fs.BoolVar(&o.SharedFile, "shared-file", false, "")
+	fs.StringVar(&o.GlobalStore, "global-store", "", "")
 	both("t", "times", func(n string) { fs.IntVar(&o.Times, n, 5, "") })
 	both("z", "seconds", func(n string) { fs.IntVar(&secs, n, 0, "") })
 	both("p", "path", func(n string) { fs.StringVar(&o.Path, n, "", "") })
@@ -132,9 +168,13 @@ func parse(args []string) (Options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), ErrUsage)
 	}
-	if o.Times < 0 || secs < 0 || o.Flush < 0 || o.Output < 0 || o.Size < 0 {
-		return o, fmt.Errorf("--times, --seconds, --flush, --output and --size must not be negative: %w", ErrUsage)
+	if o.Times < 0 || secs < 0 || o.Flush < 0 || o.Output < 0 || o.Size < 0 || o.Reduce < 0 {
+		return o, fmt.Errorf("--times, --seconds, --reduce, --flush, --output and --size must not be negative: %w", ErrUsage)
+	}
+	if o.Kernel < 0 || o.Kernel > 3 {
+		return o, fmt.Errorf("--kernel %d: want 0 (CPU), 1 (memcpy), 2 (allreduce) or 3 (allreduce times): %w", o.Kernel, ErrUsage)
 	}
 	o.Seconds = time.Duration(secs) * time.Second
+	o.NoConfFile = !confFile
 	return o, nil
 }

@@ -122,14 +122,14 @@ func TestNoSCRAndFlushOutput(t *testing.T) {
 	w := newWorld(t, nil)
 	_, errs := w.run(t, hosts[:2], Options{Size: 100, Times: 1, NoSCR: true, Path: "plain"})
 	noErr(t, errs)
-	if _, err := check(filepath.Join(w.prefix, "plain", "ckpt.2", "rank_1.ckpt"), 1, 100); err != nil {
+	if _, err := check(filepath.Join(w.prefix, "plain", "ckpt.2", "rank_1.ckpt"), 1, 100, fileLayout(Options{Size: 100}, 1, 2)); err != nil {
 		t.Fatal(err)
 	}
 	_, errs = w.run(t, hosts[:2], Options{Size: 100, Times: 3, Flush: 2, Output: 3, NoSCRRestart: true})
 	noErr(t, errs)
 	// Writes 1..4: 2 and 4 flushed as checkpoint+output, 3 is pure output.
 	for _, name := range []string{"ckpt.2", "output.3", "ckpt.4"} {
-		if _, err := check(filepath.Join(w.prefix, name, "rank_1.ckpt"), 1, 100); err != nil {
+		if _, err := check(filepath.Join(w.prefix, name, "rank_1.ckpt"), 1, 100, fileLayout(Options{Size: 100}, 1, 2)); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
@@ -185,5 +185,89 @@ func TestCurrentRestartsFromTheNamedCheckpoint(t *testing.T) {
 	noErr(t, errs)
 	if !strings.Contains(out, "Completed checkpoint 2:") {
 		t.Fatalf("output:\n%s", out)
+	}
+}
+
+func TestParseSCROptions(t *testing.T) {
+	o, err := parse([]string{"-w", "3", "-k", "2", "--config-api=yes", "-c", "no", "--shared-file", "--global-store", "/g", "-s", "1kb"})
+	if err != nil || o.Reduce != 3 || o.Kernel != 2 || !o.ConfigAPI || !o.NoConfFile || !o.SharedFile || o.GlobalStore != "/g" || o.Size != 1024 {
+		t.Fatalf("%+v %v", o, err)
+	}
+	if o, err := parse(nil); err != nil || o.NoConfFile || o.ConfigAPI {
+		t.Fatalf("defaults: %+v %v", o, err)
+	}
+	for _, bad := range [][]string{{"-k", "4"}, {"-a", "maybe"}, {"-w", "-1"}} {
+		if _, err := parse(bad); !errors.Is(err, ErrUsage) {
+			t.Errorf("%v: %v", bad, err)
+		}
+	}
+}
+
+// --shared-file: one file, each rank's part at its offset; in bypass mode
+// it checkpoints and restarts; in the cache it is refused.
+func TestSharedFile(t *testing.T) {
+	w := newWorld(t, map[string]string{"SCR_CACHE_BYPASS": "1"})
+	_, errs := w.run(t, hosts, Options{Size: 1000, Times: 1, SharedFile: true})
+	noErr(t, errs)
+	p := filepath.Join(w.prefix, "ckpt.2", "rank_shared.ckpt")
+	for r := range hosts {
+		if step, err := check(p, r, 1000, fileLayout(Options{Size: 1000, SharedFile: true}, r, len(hosts))); err != nil || step != 2 {
+			t.Fatalf("rank %d's part: step %d %v", r, step, err)
+		}
+	}
+	out, errs := w.run(t, hosts, Options{Size: 1000, Times: 1, SharedFile: true})
+	noErr(t, errs)
+	if !strings.Contains(out, "Restarting from checkpoint named ckpt.2") || !strings.Contains(out, "Completed checkpoint 4:") {
+		t.Fatalf("restart:\n%s", out)
+	}
+	w = newWorld(t, nil)
+	_, errs = w.run(t, hosts, Options{Size: 100, Times: 0, SharedFile: true})
+	if errs[0] == nil || !strings.Contains(errs[0].Error(), "bypass") {
+		t.Fatalf("in the cache: %v", errs[0])
+	}
+}
+
+// --config-api sets SCR's test configuration; --conf-file=no ignores the
+// file SCR_CONF_FILE names; --global-store adds a WORLD store.
+func TestConfigOptions(t *testing.T) {
+	w := newWorld(t, nil)
+	delete(w.env, "SCR_COPY_TYPE") // the API's FILE must win
+	conf := filepath.Join(w.base, "my.conf")
+	os.WriteFile(conf, []byte("SCR_FLUSH=1\n"), 0o644)
+	w.env["SCR_CONF_FILE"] = conf
+	delete(w.env, "SCR_FLUSH")
+	for _, tc := range []struct {
+		o       Options
+		flushed bool
+	}{{Options{Size: 100, Times: 0}, true}, {Options{Size: 100, Times: 0, NoConfFile: true}, false}} {
+		os.RemoveAll(filepath.Join(w.prefix, "ckpt.1"))
+		os.RemoveAll(filepath.Join(w.prefix, ".scr"))
+		_, errs := w.run(t, hosts[:2], tc.o)
+		noErr(t, errs)
+		_, err := os.Stat(filepath.Join(w.prefix, "ckpt.1", "rank_1.ckpt"))
+		if (err == nil) != tc.flushed {
+			t.Errorf("NoConfFile=%v: ckpt.1 on the prefix: %v (SCR_FLUSH=1 comes from the file)", tc.o.NoConfFile, err)
+		}
+	}
+	// The API values land in app.conf. (SCR_COPY_TYPE in the environment
+	// wins over the API's FILE, so the test writes nothing to /dev/shm.)
+	w.env["SCR_COPY_TYPE"] = "SINGLE"
+	_, errs := w.run(t, hosts[:2], Options{Size: 100, Times: 0, ConfigAPI: true, GlobalStore: filepath.Join(w.base, "global")})
+	noErr(t, errs)
+	b, err := os.ReadFile(filepath.Join(w.prefix, ".scr", "app.conf"))
+	if err != nil || !strings.Contains(string(b), "CKPT=0 INTERVAL=1 GROUP=NODE STORE=/dev/shm TYPE=XOR SET_SIZE=16") ||
+		!strings.Contains(string(b), "SCR_COPY_TYPE=FILE") || !strings.Contains(string(b), "GROUP=WORLD") {
+		t.Fatalf("app.conf: %v\n%s", err, b)
+	}
+}
+
+func TestKernels(t *testing.T) {
+	w := newWorld(t, nil)
+	for k, want := range map[int]string{0: "CPU cost 2:  5 iters, ", 2: "Allreduce cost 2:  5 iters, ", 3: "Allreduce iteration times end"} {
+		out, errs := w.run(t, hosts[:2], Options{Size: 10, Times: 0, Reduce: 5, Kernel: k, NoSCR: true})
+		noErr(t, errs)
+		if !strings.Contains(out, want) {
+			t.Errorf("kernel %d: want %q in\n%s", k, want, out)
+		}
 	}
 }

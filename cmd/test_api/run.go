@@ -28,7 +28,39 @@ type Options struct {
 	NoSCR        bool          // plain POSIX I/O to the prefix
 	NoSCRRestart bool          // do not restart through SCR
 	NoFsync      bool
+	Reduce       int                         // iterations of the compute kernel after each write
+	Kernel       int                         // 0 CPU, 1 memcpy 1 GiB, 2 allreduce, 3 allreduce with times
+	ConfigAPI    bool                        // set SCR's test configuration through Options.Config
+	NoConfFile   bool                        // as if SCR_CONF_FILE were unset (--conf-file=no)
+	SharedFile   bool                        // one file for all ranks, each its part at its offset
+	GlobalStore  string                      // add STORE=<dir> GROUP=WORLD
 	Env          func(string) (string, bool) // nil: os.LookupEnv
+}
+
+// configAPI is what SCR's test_api sets with SCR_Config for --config-api.
+var configAPI = []string{
+	"STORE=/dev/shm GROUP=NODE COUNT=1",
+	"SCR_COPY_TYPE=FILE",
+	"CKPT=0 INTERVAL=1 GROUP=NODE STORE=/dev/shm TYPE=XOR SET_SIZE=16",
+	"SCR_DEBUG=1",
+}
+
+// layout is where rank r's data lies in its checkpoint file: its own file
+// (offset 0), or with --shared-file its part of rank_shared.ckpt: the
+// parts of ranks 0..r-1 before it (rank i's part is size+i+7 bytes), the
+// whole file as long as every part.
+type layout struct {
+	name   string // file name inside the dataset directory
+	offset int64  // where rank r's header starts
+	total  int64  // the file's size
+}
+
+func fileLayout(o Options, r, ranks int) layout {
+	if !o.SharedFile {
+		return layout{name: "rank_" + strconv.Itoa(r) + ".ckpt", total: headerLen + o.Size + int64(r)}
+	}
+	part := func(n int64) int64 { return n*(headerLen+o.Size) + n*(n-1)/2 } // parts of ranks 0..n-1
+	return layout{name: "rank_shared.ckpt", offset: part(int64(r)), total: part(int64(ranks))}
 }
 
 // ErrRestartCheck: a checkpoint was offered but no rank could verify one.
@@ -50,14 +82,24 @@ func fileData(r int, size int64, step int) []byte {
 	return b
 }
 
-// check verifies a checkpoint file of rank r and returns its timestep.
-func check(path string, r int, size int64) (int, error) {
-	b, err := os.ReadFile(path)
+// check verifies rank r's part of a checkpoint file (at l.offset, the file
+// being l.total bytes) and returns its timestep.
+func check(path string, r int, size int64, l layout) (int, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, fmt.Errorf("%d: Could not open file %s: %w", r, path, err)
 	}
-	if want := headerLen + size + int64(r); int64(len(b)) != want {
-		return 0, fmt.Errorf("%d: Filesize of %s not correct. Expected %d, got %d", r, path, want, len(b))
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("%d: Could not open file %s: %w", r, path, err)
+	}
+	if st.Size() != l.total {
+		return 0, fmt.Errorf("%d: Filesize of %s not correct. Expected %d, got %d", r, path, l.total, st.Size())
+	}
+	b := make([]byte, headerLen+size+int64(r))
+	if _, err := f.ReadAt(b, l.offset); err != nil {
+		return 0, fmt.Errorf("%d: Could not read checkpoint from %s: %w", r, path, err)
 	}
 	step, err := strconv.Atoi(string(bytes.TrimRight(b[:headerLen], "\x00")))
 	if err != nil {
@@ -71,15 +113,27 @@ func check(path string, r int, size int64) (int, error) {
 	return step, nil
 }
 
-func writeFile(path string, data []byte, fsync bool) error {
+// writeFile writes data at l.offset of path. Its own file is created
+// (truncated); a shared file is created and sized by rank 0 (create) before
+// the others open it, as SCR's test_api does.
+func writeFile(path string, data []byte, fsync bool, l layout, create bool) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	flags := os.O_WRONLY
+	if create {
+		flags |= os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0o644)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	if create && l.total > int64(len(data)) {
+		err = f.Truncate(l.total)
+	}
+	if err == nil {
+		_, err = f.WriteAt(data, l.offset)
+	}
 	if err == nil && fsync {
 		err = f.Sync()
 	}
@@ -106,15 +160,33 @@ func Run(ctx context.Context, c comm.Comm, o Options, out io.Writer) error {
 	if prefixDir == "" {
 		prefixDir, _ = os.Getwd()
 	}
+	lay := fileLayout(o, rank, c.Size())
 	rel := func(name string) string {
-		return filepath.Join(o.Path, name, "rank_"+strconv.Itoa(rank)+".ckpt")
+		return filepath.Join(o.Path, name, lay.name)
 	}
 
 	var h *scr.Handle
 	if !o.NoSCR {
 		start := time.Now()
 		var err error
-		h, err = scr.Init(ctx, scr.Options{Comm: c, Env: env})
+		var api []string
+		if o.ConfigAPI {
+			api = append(api, configAPI...)
+		}
+		if o.GlobalStore != "" {
+			// A cache every rank shares must be a store with WORLD access.
+			api = append(api, "STORE="+o.GlobalStore+" GROUP=WORLD")
+		}
+		initEnv := env
+		if o.NoConfFile {
+			initEnv = func(k string) (string, bool) {
+				if k == "SCR_CONF_FILE" {
+					return "", false
+				}
+				return env(k)
+			}
+		}
+		h, err = scr.Init(ctx, scr.Options{Comm: c, Env: initEnv, Config: api})
 		if err != nil {
 			return fmt.Errorf("Failed initializing SCR: %w", err)
 		}
@@ -152,7 +224,7 @@ func Run(ctx context.Context, c comm.Comm, o Options, out io.Writer) error {
 			if err != nil {
 				rerr = fmt.Errorf("%d: Could not read checkpoint %s: %w", rank, name, err)
 			} else {
-				got, rerr = check(p, rank, o.Size)
+				got, rerr = check(p, rank, o.Size, lay)
 			}
 			if err := h.CompleteRestart(ctx, rerr == nil); err == nil {
 				step = got
@@ -169,7 +241,7 @@ func Run(ctx context.Context, c comm.Comm, o Options, out io.Writer) error {
 			return fmt.Errorf("%w: %v", ErrRestartCheck, last)
 		}
 	case o.NoSCRRestart && o.Current != "":
-		got, err := check(filepath.Join(prefixDir, rel(o.Current)), rank, o.Size)
+		got, err := check(filepath.Join(prefixDir, rel(o.Current)), rank, o.Size, lay)
 		v, aerr := c.Allreduce(ctx, comm.OpAnd, []int64{b2i(err == nil)})
 		if aerr != nil {
 			return aerr
@@ -206,7 +278,7 @@ func Run(ctx context.Context, c comm.Comm, o Options, out io.Writer) error {
 		}
 		data := fileData(rank, o.Size, step)
 		start := time.Now()
-		if err := write(ctx, h, name, flags, rel(name), prefixDir, data, !o.NoFsync); errors.Is(err, scr.ErrFlush) {
+		if err := write(ctx, c, h, name, flags, rel(name), prefixDir, data, !o.NoFsync, lay); errors.Is(err, scr.ErrFlush) {
 			// The checkpoint is complete in cache; only its copy to the
 			// prefix failed (tried again at Finalize).
 			say("Warning: %v", err)
@@ -259,6 +331,12 @@ func Run(ctx context.Context, c comm.Comm, o Options, out io.Writer) error {
 			case <-t.C:
 			}
 		}
+		if o.Reduce > 0 {
+			// SCR's test_api numbers the kernel with the next timestep.
+			if err := kernel(ctx, c, o.Kernel, step+1, o.Reduce, say); err != nil {
+				return err
+			}
+		}
 	}
 	if o.Times > 0 {
 		bw := float64(ioBytes) / math.Max(ioSecs, 1e-9) / (1 << 20)
@@ -274,18 +352,36 @@ func Run(ctx context.Context, c comm.Comm, o Options, out io.Writer) error {
 	return nil
 }
 
-func write(ctx context.Context, h *scr.Handle, name string, flags scr.Flags, rel, prefixDir string, data []byte, fsync bool) error {
+func write(ctx context.Context, c comm.Comm, h *scr.Handle, name string, flags scr.Flags, rel, prefixDir string, data []byte, fsync bool, l layout) error {
+	// put writes the data; a shared file is first created and sized by
+	// rank 0, and the others open it once that is done.
+	put := func(p string, werr error) error {
+		shared := l.name == "rank_shared.ckpt"
+		if shared && c.Rank() == 0 && werr == nil {
+			werr = writeFile(p, nil, false, l, true)
+		}
+		if shared {
+			v, err := c.Allreduce(ctx, comm.OpMin, []int64{b2i(werr == nil)})
+			if err != nil {
+				return err
+			}
+			if v[0] == 0 && werr == nil {
+				werr = fmt.Errorf("the shared file %s could not be created or routed on another rank", p)
+			}
+		}
+		if werr != nil {
+			return werr
+		}
+		return writeFile(p, data, fsync, l, !shared)
+	}
 	if h == nil {
-		return writeFile(filepath.Join(prefixDir, rel), data, fsync)
+		return put(filepath.Join(prefixDir, rel), nil)
 	}
 	if err := h.StartOutput(ctx, name, flags); err != nil {
 		return fmt.Errorf("failed calling SCR_Start_output: %w", err)
 	}
 	p, err := h.Route(rel)
-	werr := err
-	if err == nil {
-		werr = writeFile(p, data, fsync)
-	}
+	werr := put(p, err)
 	if err := h.Complete(ctx, werr == nil); err != nil {
 		return fmt.Errorf("failed calling SCR_Complete_output: %w", err)
 	}

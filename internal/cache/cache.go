@@ -161,6 +161,8 @@ type Dataset struct {
 	Group    string    `json:"group,omitempty"`    // failure group: NODE, WORLD or a GROUPS name
 	Bypass   bool      `json:"bypass,omitempty"`   // files were written to the prefix directly
 	Store    string    `json:"store,omitempty"`    // its store: "" = SCR_CACHE_BASE, "CKPT=<n>" = that descriptor's STORE
+	JobName  string    `json:"job_name,omitempty"` // SCR_JOB_NAME
+	Cluster  string    `json:"cluster,omitempty"`  // SCR_CLUSTER_NAME
 }
 
 // IsCheckpoint says whether the dataset carries the checkpoint flag.

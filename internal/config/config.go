@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,12 @@ type Options struct {
 	// NoAppFile skips <prefix>/.scr/app.conf. The library sets it: its API
 	// values come from Set in this run, not from a previous run's file.
 	NoAppFile bool
+	// PrefixOptional is for commands that do not need a prefix
+	// (scr_list_down_nodes): when SCR_PREFIX is unset and the working
+	// directory cannot be determined, Load goes on without a prefix
+	// (PrefixDir returns ""), so only $SCR_CONF_FILE, the system file and
+	// the environment are read.
+	PrefixOptional bool
 }
 
 // Config holds the layers of configuration of one rank or one command, in
@@ -46,6 +53,38 @@ type Config struct {
 	app        []Entry // from app.conf, then Set calls in order
 	systemFile string
 	system     []Entry
+
+	// Warnings: per file (reset when the file is read again), and those
+	// found while resolving values, each once.
+	userWarns, appWarns, systemWarns []string
+	warns                            []string
+	warned                           map[string]bool
+}
+
+// warn records a warning once.
+func (c *Config) warn(msg string) {
+	if c.warned == nil {
+		c.warned = map[string]bool{}
+	}
+	if !c.warned[msg] {
+		c.warned[msg] = true
+		c.warns = append(c.warns, msg)
+	}
+}
+
+// envValue reads name from the environment, expanded as SCR expands
+// environment values ($VAR, ${VAR}; an unset variable becomes "" with a
+// warning). An empty variable counts as unset.
+func (c *Config) envValue(name string) (string, bool) {
+	v, ok := c.env(name)
+	if !ok || v == "" {
+		return "", false
+	}
+	x, unset := expandEnv(v, c.env)
+	for _, u := range unset {
+		c.warn(fmt.Sprintf("config: environment: %s=%q uses $%s, which is not set: it expands to nothing, as in SCR", name, v, u))
+	}
+	return x, true
 }
 
 // Load reads the configuration files. A missing user, system or app file is
@@ -67,20 +106,20 @@ func Load(opts Options) (*Config, error) {
 		}
 	}
 	var err error
-	if c.system, err = readFile(c.systemFile, SourceSystemFile, c.env); err != nil {
+	if c.system, c.systemWarns, err = readFile(c.systemFile, SourceSystemFile, c.env); err != nil {
 		return nil, err
 	}
 	if err := c.loadUser(); err != nil {
 		return nil, err
 	}
-	if !opts.NoAppFile {
+	if !opts.NoAppFile && c.prefixDir != "" {
 		c.appFile = prefix.AppConfPath(c.prefixDir)
 		b, ok, err := prefix.ReadAppConf(c.prefixDir)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			if c.app, err = Parse(bytes.NewReader(b), c.appFile, SourceApp, c.env); err != nil {
+			if c.app, c.appWarns, err = Parse(bytes.NewReader(b), c.appFile, SourceApp, c.env); err != nil {
 				return nil, err
 			}
 		}
@@ -95,6 +134,9 @@ func (c *Config) locatePrefix() error {
 	if err := c.findPrefix(); err != nil {
 		return err
 	}
+	if c.prefixDir == "" {
+		return nil // PrefixOptional and no working directory
+	}
 	// Ranks and commands may run in different directories: make it absolute.
 	abs, err := filepath.Abs(c.prefixDir)
 	if err != nil {
@@ -105,11 +147,7 @@ func (c *Config) locatePrefix() error {
 }
 
 func (c *Config) findPrefix() error {
-	if v, ok := c.env("SCR_PREFIX"); ok && v != "" {
-		p, err := ExpandEnv(v, c.env)
-		if err != nil {
-			return &ParamError{Name: "SCR_PREFIX", Value: v, Origin: Origin{Kind: SourceEnv}, Reason: err.Error()}
-		}
+	if p, ok := c.envValue("SCR_PREFIX"); ok {
 		c.prefixDir = p
 		return nil
 	}
@@ -123,38 +161,50 @@ func (c *Config) findPrefix() error {
 	}
 	wd, err := os.Getwd()
 	if err != nil {
-		return fmt.Errorf("config: no SCR_PREFIX and cannot get the working directory: %w", err)
+		if c.opts.PrefixOptional {
+			c.prefixDir = ""
+			return nil
+		}
+		return fmt.Errorf("config: no SCR_PREFIX and cannot get the working directory (set SCR_PREFIX): %w", err)
 	}
 	c.prefixDir = wd
 	return nil
 }
 
 func (c *Config) loadUser() error {
-	c.userFile = filepath.Join(c.prefixDir, ".scrconf")
-	if v, ok := c.env("SCR_CONF_FILE"); ok && v != "" {
+	c.userFile = ""
+	if c.prefixDir != "" {
+		c.userFile = filepath.Join(c.prefixDir, ".scrconf")
+	}
+	if v, ok := c.envValue("SCR_CONF_FILE"); ok {
 		c.userFile = v
 	} else if v, _, ok := c.lookupEntries(c.app, "SCR_CONF_FILE"); ok {
 		c.userFile = v
 	}
+	c.user, c.userWarns = nil, nil
+	if c.userFile == "" {
+		return nil
+	}
 	var err error
-	c.user, err = readFile(c.userFile, SourceUserFile, c.env)
+	c.user, c.userWarns, err = readFile(c.userFile, SourceUserFile, c.env)
 	return err
 }
 
-func readFile(path string, kind SourceKind, env Lookup) ([]Entry, error) {
+func readFile(path string, kind SourceKind, env Lookup) ([]Entry, []string, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("config: open %s: %w", path, err)
+		return nil, nil, fmt.Errorf("config: open %s: %w", path, err)
 	}
 	defer f.Close()
 	return Parse(f, path, kind, env)
 }
 
 // PrefixDir is the prefix directory the configuration was located from
-// (SCR_PREFIX in the environment, else Options.Dir, else the working dir).
+// (SCR_PREFIX in the environment, else Options.Dir, else the working dir);
+// "" only with Options.PrefixOptional when none could be found.
 func (c *Config) PrefixDir() string { return c.prefixDir }
 
 // UserFile and SystemFile are the paths looked at (they may not exist).
@@ -167,27 +217,34 @@ type Value struct {
 	Origin Origin
 }
 
-// lookupEntries returns the last simple entry with key in entries.
+// lookupEntries returns the value of key in one layer as SCR picks it: of
+// the lines setting key, the one whose value appeared last for the first
+// time (SCR files every value of a key and reads the newest new one; so
+// A=1, A=2 gives 2, and A=1, A=2, A=1 gives 2 too). Pairs after the first
+// on a line (children) do not matter for a simple parameter.
 func (c *Config) lookupEntries(es []Entry, key string) (string, Origin, bool) {
-	for i := len(es) - 1; i >= 0; i-- {
-		if es[i].Key == key && len(es[i].Children) == 0 {
-			return es[i].Value, es[i].Origin, true
+	var win *Entry
+	seen := map[string]bool{}
+	for i := range es {
+		if es[i].Key != key || seen[es[i].Value] {
+			continue
 		}
+		seen[es[i].Value] = true
+		win = &es[i]
 	}
-	return "", Origin{}, false
+	if win == nil {
+		return "", Origin{}, false
+	}
+	return win.Value, win.Origin, true
 }
 
 // Get returns the value of a simple parameter in precedence order, and
 // whether any layer (or a default) has it. Environment values are expanded
-// ($VAR); an expansion error is returned as a *ParamError. An empty
-// environment variable counts as unset.
+// as SCR expands them ($VAR, ${VAR}; an unset variable expands to nothing,
+// with a warning). An empty environment variable counts as unset.
 func (c *Config) Get(name string) (Value, bool, error) {
 	name = strings.ToUpper(name)
-	if v, ok := c.env(name); ok && v != "" {
-		x, err := ExpandEnv(v, c.env)
-		if err != nil {
-			return Value{}, false, &ParamError{Name: name, Value: v, Origin: Origin{Kind: SourceEnv}, Reason: err.Error()}
-		}
+	if x, ok := c.envValue(name); ok {
 		return Value{x, Origin{Kind: SourceEnv}}, true, nil
 	}
 	for _, layer := range [][]Entry{c.user, c.app, c.system} {
@@ -272,13 +329,19 @@ func ParseInt(s string) (int64, error) {
 	return n, nil
 }
 
-// ParseBool accepts 1/0, true/false, yes/no, on/off (any case).
+// ParseBool accepts an integer (0 is false, any other true: SCR reads its
+// switches with atoi, so SCR_FLUSH_ASYNC=2 is on), and true/false,
+// yes/no, on/off, y/n (any case).
 func ParseBool(s string) (bool, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "1", "true", "yes", "on", "y":
+	t := strings.ToLower(strings.TrimSpace(s))
+	switch t {
+	case "true", "yes", "on", "y":
 		return true, nil
-	case "0", "false", "no", "off", "n":
+	case "false", "no", "off", "n":
 		return false, nil
+	}
+	if n, err := strconv.ParseInt(t, 10, 64); err == nil {
+		return n != 0, nil
 	}
 	return false, fmt.Errorf("not a boolean (use 1 or 0)")
 }
@@ -385,7 +448,10 @@ func (c *Config) Set(s string) error {
 			return nil
 		}
 	}
-	kvs, err := ParseLine(s, c.env)
+	kvs, warns, err := ParseLine(s, c.env)
+	for _, w := range warns {
+		c.warn(fmt.Sprintf("config: Set(%q): %s", s, w))
+	}
 	if err != nil {
 		var se *SyntaxError
 		if errors.As(err, &se) {
@@ -473,48 +539,94 @@ func (c *Config) SaveApp() error {
 	return nil
 }
 
-// conflicts reports simple parameters given twice with different values in
-// the same file (SCR keeps one silently; which one is surprising).
-func (c *Config) conflicts() []error {
-	var errs []error
+// Warnings lists what scr-go read but does not act on, each with where it
+// came from, in the order found: unknown keys (likely typos), SCR parameters
+// and values scr-go does not support, a parameter set twice in one file,
+// pairs after a simple parameter on its line (SCR makes them sub-keys and
+// ignores them), values SCR's parser reads differently from what they look
+// like, and, once Settings ran, values it replaced (a flush type, a
+// descriptor it disabled). None of them is an error: SCR goes on in each
+// case, and so does scr-go; the library prints them at Init (rank 0) and
+// scr_run at its start.
+func (c *Config) Warnings() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(w string) {
+		if !seen[w] {
+			seen[w] = true
+			out = append(out, w)
+		}
+	}
+	for _, ws := range [][]string{c.userWarns, c.appWarns, c.systemWarns} {
+		for _, w := range ws {
+			add(w)
+		}
+	}
 	for _, layer := range [][]Entry{c.user, c.app, c.system} {
 		first := map[string]Entry{}
 		for _, e := range layer {
-			if descriptorKeys[e.Key] || len(e.Children) > 0 || e.Origin.File == "" {
+			_, known := defaults[e.Key]
+			switch {
+			case descriptorKeys[e.Key]:
+			case unsupported[e.Key].why != "":
+				if u := unsupported[e.Key]; !(u.offOK && isOff(e.Value)) {
+					add(fmt.Sprintf("config: %s: %s is not supported by scr-go (%s); ignored", e.Origin, e.Key, u.why))
+				}
+			case !known:
+				add(fmt.Sprintf("config: %s: unknown parameter %s (typo?); ignored", e.Origin, e.Key))
+			}
+			if !descriptorKeys[e.Key] && len(e.Children) > 0 {
+				add(fmt.Sprintf("config: %s: %s on the same line as %s=%s: SCR reads the pairs after the first as its sub-keys, which a simple parameter does not have; ignored (one parameter per line)",
+					e.Origin, kvList(e.Children), e.Key, e.Value))
+			}
+			if descriptorKeys[e.Key] || e.Origin.File == "" {
 				continue
 			}
 			if f, ok := first[e.Key]; ok && f.Value != e.Value {
-				errs = append(errs, &ParamError{Name: e.Key, Value: e.Value, Origin: e.Origin,
-					Reason: fmt.Sprintf("also set to %q on line %d of the same file; remove one", f.Value, f.Origin.Line)})
-				continue
+				v, o, _ := c.lookupEntries(layer, e.Key)
+				add(fmt.Sprintf("config: %s: %s=%s, also set to %s on line %d of the same file: %s (line %d) is used, as in SCR; remove one",
+					e.Origin, e.Key, e.Value, f.Value, f.Origin.Line, v, o.Line))
 			}
 			if _, ok := first[e.Key]; !ok {
 				first[e.Key] = e
 			}
 		}
 	}
-	return errs
-}
-
-// Warnings lists keys in the config files that scr-go does not know
-// (likely typos), with their file and line. They are not errors: other
-// tools may share the files.
-func (c *Config) Warnings() []string {
-	var out []string
-	for _, layer := range [][]Entry{c.user, c.app, c.system} {
-		for _, e := range layer {
-			if _, known := defaults[e.Key]; known || descriptorKeys[e.Key] {
-				continue
-			}
-			out = append(out, fmt.Sprintf("config: %s: unknown parameter %s (typo?)", e.Origin, e.Key))
+	names := make([]string, 0, len(unsupported))
+	for name := range unsupported {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if v, ok := c.env(name); ok && v != "" && !(unsupported[name].offOK && isOff(v)) {
+			u := unsupported[name]
+			add(fmt.Sprintf("config: environment: %s is not supported by scr-go (%s); ignored", name, u.why))
 		}
 	}
 	for _, e := range c.app {
 		if scriptParams[e.Key] && e.Origin.File == "" {
-			out = append(out, fmt.Sprintf("config: %s set through the API: the job script reads it before the application runs; set it in the environment or %s instead", e.Key, c.userFile))
+			add(fmt.Sprintf("config: %s set through the API: the job script reads it before the application runs; set it in the environment or %s instead", e.Key, c.userFile))
 		}
 	}
+	for _, w := range c.warns {
+		add(w)
+	}
 	return out
+}
+
+// kvList writes pairs as KEY=VALUE words.
+func kvList(kvs []KV) string {
+	var parts []string
+	for _, kv := range kvs {
+		parts = append(parts, kv.Key+"="+kv.Value)
+	}
+	return strings.Join(parts, " ")
+}
+
+// isOff says whether a value reads as false (0, no, off, ...).
+func isOff(v string) bool {
+	b, err := ParseBool(v)
+	return err == nil && !b
 }
 
 // scriptParams are read by scr_run/scr_postrun before or after the

@@ -425,3 +425,67 @@ func TestRelativePrefixIsMadeAbsolute(t *testing.T) {
 		t.Fatalf("%q %v", s.Prefix, err)
 	}
 }
+
+// goneWorkingDir makes the working directory one that no longer exists, so
+// os.Getwd fails (as it did on the virtual cluster's nodes).
+func goneWorkingDir(t *testing.T) {
+	t.Helper()
+	d := filepath.Join(t.TempDir(), "gone")
+	if err := os.Mkdir(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(d)
+	t.Setenv("PWD", "")
+	if err := os.Remove(d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Getwd(); err == nil {
+		t.Skip("getwd still works in a removed directory here")
+	}
+}
+
+func TestPrefixOptional(t *testing.T) {
+	goneWorkingDir(t)
+	conf := write(t, filepath.Join(t.TempDir(), "my.conf"), "SCR_NODE_TESTS=ping\n")
+	env := envMap("SCR_CONF_FILE", conf)
+	if _, err := Load(Options{Env: env, SystemFile: "/nonexistent"}); err == nil || !strings.Contains(err.Error(), "set SCR_PREFIX") {
+		t.Fatalf("a prefix is needed by default: %v", err)
+	}
+	c, err := Load(Options{Env: env, SystemFile: "/nonexistent", PrefixOptional: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PrefixDir() != "" {
+		t.Errorf("PrefixDir %q, want none", c.PrefixDir())
+	}
+	if v, _ := c.String("SCR_NODE_TESTS"); v != "ping" {
+		t.Errorf("SCR_CONF_FILE not read without a prefix: %q", v)
+	}
+	c, err = Load(Options{Env: envMap(), SystemFile: "/nonexistent", PrefixOptional: true})
+	if err != nil || c.UserFile() != "" {
+		t.Fatalf("no user file without a prefix: %q %v", c.UserFile(), err)
+	}
+}
+
+// Environment values expand as SCR expands them: an unset variable is
+// empty (with a warning), a '$' that starts no name stays, backslashes stay.
+func TestEnvExpansionAsSCR(t *testing.T) {
+	opts, _ := setup(t, "", "", "SCR_CACHE_BASE", "/dev/shm/$NOT_SET/x", "SCR_JOB_NAME", `a$-b\c${HOME}`, "HOME", "/h",
+		"SCR_FLUSH_WIDTH", "16", "SCR_LOG_DB_ENABLE", "0")
+	c, err := Load(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CacheBase != "/dev/shm//x" || s.JobName != `a$-b\c/h` {
+		t.Errorf("cache base %q, job name %q", s.CacheBase, s.JobName)
+	}
+	w := strings.Join(s.Warnings, "\n")
+	if !strings.Contains(w, "environment: SCR_CACHE_BASE=\"/dev/shm/$NOT_SET/x\" uses $NOT_SET, which is not set") ||
+		!strings.Contains(w, "environment: SCR_FLUSH_WIDTH is not supported") || strings.Contains(w, "SCR_LOG_DB_ENABLE") {
+		t.Errorf("warnings:\n%s", w)
+	}
+}

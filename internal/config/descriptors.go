@@ -64,11 +64,13 @@ func childErr(e Entry, key, val, reason string) error {
 	return &ParamError{Name: e.Key + "=" + e.Value + " " + key, Value: val, Origin: e.Origin, Reason: reason}
 }
 
-// childParser reads children of one entry, collecting errors.
+// childParser reads children of one entry, collecting errors (malformed
+// values) and warnings (keys it does not know, which SCR ignores).
 type childParser struct {
 	e     Entry
 	errs  []error
 	known map[string]bool
+	warn  func(string)
 }
 
 func (p *childParser) str(key, def string) string {
@@ -115,13 +117,15 @@ func (p *childParser) done() []error {
 				keys = append(keys, k)
 			}
 			sort.Strings(keys)
-			p.errs = append(p.errs, childErr(p.e, c.Key, c.Value, "unknown key (known: "+strings.Join(keys, ", ")+")"))
+			p.warn(fmt.Sprintf("config: %s: %s=%s: unknown key %s (known: %s); ignored, as in SCR", p.e.Origin, p.e.Key, p.e.Value, c.Key, strings.Join(keys, ", ")))
 		}
 	}
 	return p.errs
 }
 
-func newChildParser(e Entry) *childParser { return &childParser{e: e, known: map[string]bool{}} }
+func (c *Config) newChildParser(e Entry) *childParser {
+	return &childParser{e: e, known: map[string]bool{}, warn: c.warn}
+}
 
 // stores builds the store list: STORE entries, then the implicit stores for
 // SCR_CACHE_BASE (COUNT=SCR_CACHE_SIZE) and SCR_CNTL_BASE (COUNT=0) unless
@@ -144,14 +148,14 @@ func (c *Config) stores(s *Settings) ([]Store, []error) {
 		entries = append(entries, e)
 	}
 	for _, e := range entries {
-		p := newChildParser(e)
+		p := c.newChildParser(e)
 		st := Store{
 			Path:    filepath.Clean(e.Value),
 			Group:   strings.ToUpper(p.str("GROUP", GroupNode)),
 			Count:   p.int("COUNT", s.CacheSize),
 			Enabled: p.bool("ENABLED", true),
 			MkDir:   p.bool("MKDIR", true),
-			Flush:   strings.ToUpper(p.str("FLUSH", s.FlushType)),
+			Flush:   c.flushType(p.str("FLUSH", s.FlushType), "STORE="+e.Value+" FLUSH", e.Origin),
 			View:    strings.ToUpper(p.str("VIEW", "PRIVATE")),
 			Origin:  e.Origin,
 		}
@@ -210,7 +214,7 @@ func (c *Config) redundancy(s *Settings) ([]Redundancy, []error) {
 			errs = append(errs, &ParamError{Name: "CKPT", Value: e.Value, Origin: e.Origin, Reason: "the descriptor number must be an integer >= 0"})
 			continue
 		}
-		p := newChildParser(e)
+		p := c.newChildParser(e)
 		r := Redundancy{
 			Index:       idx,
 			Interval:    p.int("INTERVAL", 1),
@@ -231,6 +235,57 @@ func (c *Config) redundancy(s *Settings) ([]Redundancy, []error) {
 	return out, errs
 }
 
+// disableBroken does what SCR does with a store or redundancy descriptor it
+// cannot use: it disables it (a store with an unknown GROUP, a descriptor
+// with an unknown TYPE, an RS SET_FAILURES out of range, a STORE that is
+// not an enabled store) or reads a value its way (an unknown VIEW is
+// PRIVATE), and says so in a warning. Mistakes SCR cannot survive either
+// stay errors (Validate).
+func (c *Config) disableBroken(s *Settings) {
+	for i := range s.Stores {
+		st := &s.Stores[i]
+		if st.View != "PRIVATE" && st.View != "GLOBAL" {
+			c.warn(fmt.Sprintf("config: %s: STORE=%s VIEW=%s is not PRIVATE or GLOBAL: read as PRIVATE, as in SCR", st.Origin, st.Path, st.View))
+			st.View = "PRIVATE"
+		}
+		if st.View == "GLOBAL" {
+			c.warn(fmt.Sprintf("config: %s: STORE=%s VIEW=GLOBAL is not supported: the store is used as node-local; one shared between nodes is not safe (each node's leader removes the dataset directories its own cache index does not list)", st.Origin, st.Path))
+		}
+		if !st.MkDir {
+			c.warn(fmt.Sprintf("config: %s: STORE=%s MKDIR=0 is not acted on: scr-go creates the store's directories (<store>/<user>/scr.<jobid>/...)", st.Origin, st.Path))
+		}
+		if st.Enabled && st.Group != GroupNode && st.Group != GroupWorld && !groupDefined(s.Groups, st.Group) {
+			c.warn(fmt.Sprintf("config: %s: STORE=%s GROUP=%s is not NODE, WORLD or a GROUPS name: the store is disabled, as in SCR", st.Origin, st.Path, st.Group))
+			st.Enabled = false
+		}
+	}
+	stores := map[string]bool{}
+	for _, st := range s.Stores {
+		if st.Enabled {
+			stores[st.Path] = true
+		}
+	}
+	for i := range s.Redundancy {
+		r := &s.Redundancy[i]
+		if !r.Enabled {
+			continue
+		}
+		why := ""
+		switch {
+		case r.Type != TypeSingle && r.Type != TypePartner && r.Type != TypeXOR && r.Type != TypeRS:
+			why = fmt.Sprintf("TYPE=%s is not SINGLE, PARTNER, XOR or RS", r.Type)
+		case r.Type == TypeRS && r.SetSize >= 1 && (r.SetFailures < 1 || r.SetFailures >= r.SetSize):
+			why = fmt.Sprintf("RS needs 1 <= SET_FAILURES < SET_SIZE, has SET_FAILURES=%d SET_SIZE=%d", r.SetFailures, r.SetSize)
+		case !stores[r.Store]:
+			why = fmt.Sprintf("STORE=%s is not an enabled store (add a STORE=%s line or use SCR_CACHE_BASE)", r.Store, r.Store)
+		}
+		if why != "" {
+			c.warn(fmt.Sprintf("config: %s: CKPT=%d: %s: the descriptor is disabled, as in SCR", r.Origin, r.Index, why))
+			r.Enabled = false
+		}
+	}
+}
+
 func validateDescriptors(s *Settings) []error {
 	var errs []error
 	stores := map[string]bool{}
@@ -244,6 +299,9 @@ func validateDescriptors(s *Settings) []error {
 		}
 		if st.View != "PRIVATE" && st.View != "GLOBAL" {
 			errs = append(errs, &ParamError{Name: name + " VIEW", Value: st.View, Origin: st.Origin, Reason: "must be PRIVATE or GLOBAL"})
+		}
+		if !validFlushType(st.Flush) {
+			errs = append(errs, &ParamError{Name: name + " FLUSH", Value: st.Flush, Origin: st.Origin, Reason: "must be SYNC or PTHREAD (or DEFAULT, NATIVE; BBAPI and DATAWARP fall back to PTHREAD)"})
 		}
 		if st.Enabled {
 			stores[st.Path] = true
@@ -266,7 +324,9 @@ func validateDescriptors(s *Settings) []error {
 		switch r.Type {
 		case TypeSingle, TypePartner, TypeXOR, TypeRS:
 		default:
-			bad("TYPE", r.Type, "must be SINGLE, PARTNER, XOR or RS")
+			if r.Enabled {
+				bad("TYPE", r.Type, "must be SINGLE, PARTNER, XOR or RS")
+			}
 		}
 		if r.Interval < 1 {
 			bad("INTERVAL", r.Interval, "must be 1 or more")
@@ -274,7 +334,7 @@ func validateDescriptors(s *Settings) []error {
 		if r.SetSize < 1 {
 			bad("SET_SIZE", r.SetSize, "must be 1 or more")
 		}
-		if r.Type == TypeRS && (r.SetFailures < 1 || r.SetFailures >= r.SetSize) {
+		if r.Enabled && r.Type == TypeRS && (r.SetFailures < 1 || r.SetFailures >= r.SetSize) {
 			bad("SET_FAILURES", r.SetFailures, "RS needs 1 <= SET_FAILURES < SET_SIZE (%d)", r.SetSize)
 		}
 		if r.Group == "" {

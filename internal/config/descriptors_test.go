@@ -111,30 +111,84 @@ func TestDescriptorMistakes(t *testing.T) {
 	tests := []struct {
 		name string
 		conf string
-		want string // substring of the error, which must name the file
+		want string // substring of the error, which must name the file ("" = none)
+		warn string // substring of a warning, which must name the file ("" = none)
 	}{
-		{"unknown type", "SCR_COPY_TYPE=FILE\nCKPT=0 TYPE=RAID6\n", `CKPT=0 TYPE="RAID6"`},
-		{"set failures out of range", "SCR_COPY_TYPE=FILE\nCKPT=0 TYPE=RS SET_SIZE=4 SET_FAILURES=4\n", "SET_FAILURES < SET_SIZE"},
-		{"unknown store", "SCR_COPY_TYPE=FILE\nCKPT=0 STORE=/nvme\n", "not an enabled store"},
-		{"no interval 1", "SCR_COPY_TYPE=FILE\nCKPT=0 INTERVAL=2\n", "no enabled descriptor has INTERVAL=1"},
-		{"unknown child", "SCR_COPY_TYPE=FILE\nCKPT=0 SETSIZE=4\n", "unknown key"},
-		{"bad int child", "SCR_COPY_TYPE=FILE\nCKPT=0 SET_SIZE=four\n", "not an integer"},
-		{"undefined group", "SCR_COPY_TYPE=FILE\nCKPT=0 GROUP=RACK\n", "GROUPS line"},
-		{"file with no ckpt", "SCR_COPY_TYPE=FILE\n", "needs CKPT entries"},
-		{"bad ckpt number", "SCR_COPY_TYPE=FILE\nCKPT=x\nCKPT=0\n", "descriptor number"},
-		{"relative store", "STORE=shm\n", "absolute path"},
-		{"bad view", "STORE=/dev/shm VIEW=SHARED\n", "PRIVATE or GLOBAL"},
-		{"groups redefines NODE", "GROUPS=n1 NODE=x\n", "built-in"},
-		{"conflicting duplicate", "SCR_FLUSH=1\nSCR_FLUSH=2\n", `also set to "1" on line 1`},
-		{"rs set failures param", "SCR_COPY_TYPE=RS\nSCR_SET_SIZE=2\nSCR_SET_FAILURES=2\n", "RS needs fewer failures"},
+		// SCR disables such a descriptor and goes on; so does scr-go, with
+		// a warning; the only descriptor gone, no INTERVAL=1 is left.
+		{"unknown type", "SCR_COPY_TYPE=FILE\nCKPT=0 TYPE=RAID6\n", "no enabled descriptor has INTERVAL=1", "CKPT=0: TYPE=RAID6 is not SINGLE"},
+		{"set failures out of range", "SCR_COPY_TYPE=FILE\nCKPT=0 TYPE=RS SET_SIZE=4 SET_FAILURES=4\n", "no enabled descriptor", "SET_FAILURES < SET_SIZE"},
+		{"unknown store", "SCR_COPY_TYPE=FILE\nCKPT=0 STORE=/nvme\n", "no enabled descriptor", "not an enabled store"},
+		{"disabled one of two", "SCR_COPY_TYPE=FILE\nCKPT=0 TYPE=XOR\nCKPT=1 INTERVAL=4 STORE=/nvme\n", "", "CKPT=1: STORE=/nvme is not an enabled store"},
+		{"unknown child", "SCR_COPY_TYPE=FILE\nCKPT=0 SETSIZE=4\n", "", "unknown key SETSIZE"},
+		{"bad view", "STORE=/dev/shm VIEW=SHARED\n", "", "VIEW=SHARED is not PRIVATE or GLOBAL"},
+		{"global view", "STORE=/p/cache VIEW=GLOBAL\n", "", "VIEW=GLOBAL is not supported"},
+		{"mkdir 0", "STORE=/dev/persist MKDIR=0\n", "", "MKDIR=0 is not acted on"},
+		{"store group unknown", "STORE=/nvme GROUP=RACK\nSCR_COPY_TYPE=FILE\nCKPT=0\nCKPT=1 INTERVAL=2 STORE=/nvme\n", "", "STORE=/nvme GROUP=RACK"},
+		{"conflicting duplicate", "SCR_FLUSH=1\nSCR_FLUSH=2\n", "", "also set to 1 on line 1 of the same file: 2 (line 2) is used"},
+		{"unknown copy type", "SCR_COPY_TYPE=RAID\nCKPT=0 TYPE=XOR\n", "", "SCR_COPY_TYPE=RAID is not SINGLE"},
+		{"bbapi", "SCR_FLUSH_TYPE=BBAPI\nSTORE=/dev/shm FLUSH=DATAWARP\n", "", "SCR_FLUSH_TYPE=BBAPI is not available"},
+		{"unsupported param", "SCR_FLUSH_ASYNC_BW=100MB\n", "", "SCR_FLUSH_ASYNC_BW is not supported by scr-go"},
+		{"sub-keys of a simple parameter", "SCR_CACHE_BASE=/dev/shm SCR_CACHE_SIZE=2\n", "", "SCR_CACHE_SIZE=2 on the same line as SCR_CACHE_BASE=/dev/shm"},
+		{"unset variable", "SCR_CNTL_BASE=/dev/shm/$NOT_SET_ANYWHERE\n", "", "$NOT_SET_ANYWHERE, which is not set"},
+		// Mistakes SCR cannot survive either stay errors.
+		{"no interval 1", "SCR_COPY_TYPE=FILE\nCKPT=0 INTERVAL=2\n", "no enabled descriptor has INTERVAL=1", ""},
+		{"bad int child", "SCR_COPY_TYPE=FILE\nCKPT=0 SET_SIZE=four\n", "not an integer", ""},
+		{"undefined group", "SCR_COPY_TYPE=FILE\nCKPT=0 GROUP=RACK\n", "GROUPS line", ""},
+		{"file with no ckpt", "SCR_COPY_TYPE=FILE\n", "needs CKPT entries", ""},
+		{"bad ckpt number", "SCR_COPY_TYPE=FILE\nCKPT=x\nCKPT=0\n", "descriptor number", ""},
+		{"relative store", "STORE=shm\n", "absolute path", ""},
+		{"groups redefines NODE", "GROUPS=n1 NODE=x\n", "built-in", ""},
+		{"rs set failures param", "SCR_COPY_TYPE=RS\nSCR_SET_SIZE=2\nSCR_SET_FAILURES=2\n", "RS needs fewer failures", ""},
+		{"unknown flush type", "SCR_FLUSH_TYPE=FTP\n", "must be SYNC or PTHREAD", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := settingsFrom(t, tc.conf)
-			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), ".scrconf line") {
+			s, err := settingsFrom(t, tc.conf)
+			if tc.want == "" && err != nil {
+				t.Fatalf("error %v; SCR loads this file", err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), ".scrconf line")) {
 				t.Fatalf("got %v, want %q with file and line", err, tc.want)
 			}
+			w := strings.Join(s.Warnings, "\n")
+			if tc.warn != "" && (!strings.Contains(w, tc.warn) || !strings.Contains(w, ".scrconf line")) {
+				t.Fatalf("warnings %q, want %q with file and line", w, tc.warn)
+			}
 		})
+	}
+}
+
+// Settings that replace a value SCR accepts but scr-go does not have.
+func TestFallbacks(t *testing.T) {
+	s, err := settingsFrom(t, "SCR_FLUSH_TYPE=bbapi\nSCR_FLUSH_ASYNC=1\nSTORE=/dev/shm FLUSH=DATAWARP\nSCR_COPY_TYPE=raid\nCKPT=0 TYPE=XOR\nCKPT=1 INTERVAL=2 TYPE=RAID6\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.StoreFor("/dev/shm")
+	if s.FlushType != "PTHREAD" || !s.FlushAsync || st.Flush != "PTHREAD" || s.CopyType != TypeFile {
+		t.Errorf("flush %s async %v store %s copy %s", s.FlushType, s.FlushAsync, st.Flush, s.CopyType)
+	}
+	if len(s.Redundancy) != 2 || !s.Redundancy[0].Enabled || s.Redundancy[1].Enabled {
+		t.Errorf("descriptors %+v", s.Redundancy)
+	}
+	if d, err := Select(s.Redundancy, true, false, 2); err != nil || d.Index != 0 {
+		t.Errorf("checkpoint 2 uses %+v %v, want CKPT=0 (CKPT=1 is disabled)", d, err)
+	}
+}
+
+// As SCR: of several lines setting one parameter, the newest new value
+// wins; a switch is any integer.
+func TestSCRValueRules(t *testing.T) {
+	s, err := settingsFrom(t, "SCR_FLUSH=1\nSCR_FLUSH=2\nSCR_FLUSH=1\nSCR_FLUSH_ASYNC=2\nSCR_CACHE_BYPASS=0\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Flush != 2 || !s.FlushAsync || s.CacheBypass {
+		t.Errorf("flush %d async %v bypass %v", s.Flush, s.FlushAsync, s.CacheBypass)
+	}
+	if o := s.Origin("SCR_FLUSH"); o.Line != 2 {
+		t.Errorf("origin %v, want line 2", o)
 	}
 }
 
@@ -152,7 +206,7 @@ func TestWarningsForUnknownKeys(t *testing.T) {
 	opts, _ := setup(t, "SCR_FLUHS=1\nSCR_FLUSH=1\n", "")
 	c, _ := Load(opts)
 	w := c.Warnings()
-	if len(w) != 1 || !strings.Contains(w[0], "SCR_FLUHS") || !strings.Contains(w[0], "line 1") {
+	if len(w) != 1 || !strings.Contains(w[0], "unknown parameter SCR_FLUHS (typo?)") || !strings.Contains(w[0], "line 1") {
 		t.Fatalf("%v", w)
 	}
 }

@@ -69,7 +69,42 @@ var Params = []Param{
 	{"SCR_LAUNCH_TIMEOUT", "60", "scr-go: seconds scr_run waits for a launched run to report in"},
 	{"SCR_WATCH_INTERVAL", "2", "scr-go: seconds between node checks while a step runs"},
 	{"SCR_COMM_TIMEOUT", "3", "scr-go: seconds of silence before a peer is declared lost"},
-	{"SCR_LOG_ENABLE", "0", "event logging"},
+	{"SCR_LOG_ENABLE", "0", "1 = write SCR's text event log (with SCR_LOG_TXT_ENABLE)"},
+	{"SCR_LOG_TXT_ENABLE", "1", "with SCR_LOG_ENABLE=1: the text log <prefix>/.scr/log"},
+}
+
+// unsupportedParam is an SCR parameter scr-go reads but does not act on.
+type unsupportedParam struct {
+	why   string // what scr-go does instead
+	offOK bool   // no warning when the value is off (0): it asks for nothing
+}
+
+// unsupported are SCR's parameters (reference 2.3, SCR's config.rst and
+// source) that scr-go does not act on: setting one gets a warning naming it
+// and the reason, never an error.
+var unsupported = map[string]unsupportedParam{
+	"SCR_FLUSH_POSTSTAGE":     {why: "an IBM burst-buffer feature; the flush finishes inside the job, and Finalize waits for it", offOK: true},
+	"SCR_FLUSH_ASYNC_BW":      {why: "the background flush is not throttled"},
+	"SCR_FLUSH_ASYNC_PERCENT": {why: "the background flush is not throttled"},
+	"SCR_FLUSH_ASYNC_USLEEP":  {why: "the background flush is polled at the next SCR call, not on a timer"},
+	"SCR_FLUSH_WIDTH":         {why: "every rank flushes its own files at once (SCR v3 ignores it too)"},
+	"SCR_FETCH_WIDTH":         {why: "every rank fetches its own files at once (SCR v3 ignores it too)"},
+	"SCR_AXL_MKDIR":           {why: "scr-go creates the directories itself", offOK: true},
+	"SCR_LOG_SYSLOG_ENABLE":   {why: "no syslog messages; the text log (SCR_LOG_ENABLE=1) and the timeline are written", offOK: true},
+	"SCR_LOG_DB_ENABLE":       {why: "no MySQL log; the text log (SCR_LOG_ENABLE=1) and the timeline are written", offOK: true},
+	"SCR_LOG_DB_DEBUG":        {why: "no MySQL log", offOK: true},
+	"SCR_LOG_DB_HOST":         {why: "no MySQL log"},
+	"SCR_LOG_DB_USER":         {why: "no MySQL log"},
+	"SCR_LOG_DB_PASS":         {why: "no MySQL log"},
+	"SCR_LOG_DB_NAME":         {why: "no MySQL log"},
+	"SCR_CHECKPOINT_PATTERN":  {why: "there is no LD_PRELOAD interpose library"},
+}
+
+// IsUnsupported says whether name is an SCR parameter scr-go reads but does
+// not act on, and why.
+func IsUnsupported(name string) (string, bool) {
+	u, ok := unsupported[name]
+	return u.why, ok
 }
 
 var defaults = func() map[string]string {

@@ -65,6 +65,12 @@ type Settings struct {
 	LaunchTimeout      time.Duration // SCR_LAUNCH_TIMEOUT (60 s): wait for a launched run to report in; 0 = do not wait
 	WatchInterval      time.Duration // SCR_WATCH_INTERVAL (2 s): node checks while a step runs
 	CommTimeout        time.Duration // SCR_COMM_TIMEOUT (3 s): silence before a peer is lost
+	LogEnable          bool          // SCR_LOG_ENABLE (0): write SCR's text event log
+	LogTxtEnable       bool          // SCR_LOG_TXT_ENABLE (1): the text log is <prefix>/.scr/log (with SCR_LOG_ENABLE=1)
+
+	// Warnings lists what was read but not acted on, or replaced, each
+	// with its origin (Config.Warnings, complete once Settings ran).
+	Warnings []string
 
 	Stores     []Store      // STORE entries plus the implicit cache and control stores
 	Groups     []GroupDef   // GROUPS entries
@@ -123,12 +129,19 @@ func (c *Config) Settings() (*Settings, error) {
 	b("SCR_CACHE_PURGE", &s.CachePurge)
 	str("SCR_COPY_TYPE", &s.CopyType)
 	s.CopyType = strings.ToUpper(s.CopyType)
+	switch s.CopyType {
+	case TypeSingle, TypePartner, TypeXOR, TypeRS, TypeFile:
+	default:
+		// SCR reads any other value as FILE: the CKPT descriptors.
+		c.warn(fmt.Sprintf("config: %s: SCR_COPY_TYPE=%s is not SINGLE, PARTNER, XOR, RS or FILE: the CKPT descriptors are used (FILE), as in SCR", s.origins["SCR_COPY_TYPE"], s.CopyType))
+		s.CopyType = TypeFile
+	}
 	in("SCR_SET_SIZE", &s.SetSize)
 	in("SCR_SET_FAILURES", &s.SetFailures)
 	str("SCR_GROUP", &s.Group)
 	in("SCR_FLUSH", &s.Flush)
 	str("SCR_FLUSH_TYPE", &s.FlushType)
-	s.FlushType = strings.ToUpper(s.FlushType)
+	s.FlushType = c.flushType(s.FlushType, "SCR_FLUSH_TYPE", s.origins["SCR_FLUSH_TYPE"])
 	b("SCR_FLUSH_ASYNC", &s.FlushAsync)
 	b("SCR_FLUSH_ON_RESTART", &s.FlushOnRestart)
 	b("SCR_GLOBAL_RESTART", &s.GlobalRestart)
@@ -204,9 +217,11 @@ func (c *Config) Settings() (*Settings, error) {
 	du("SCR_LAUNCH_TIMEOUT", &s.LaunchTimeout)
 	du("SCR_WATCH_INTERVAL", &s.WatchInterval)
 	du("SCR_COMM_TIMEOUT", &s.CommTimeout)
+	b("SCR_LOG_ENABLE", &s.LogEnable)
+	b("SCR_LOG_TXT_ENABLE", &s.LogTxtEnable)
 
-	errs = append(errs, c.conflicts()...)
 	if len(errs) > 0 {
+		s.Warnings = c.Warnings()
 		return s, errors.Join(errs...)
 	}
 	var derr []error
@@ -216,10 +231,26 @@ func (c *Config) Settings() (*Settings, error) {
 	errs = append(errs, derr...)
 	s.Redundancy, derr = c.redundancy(s)
 	errs = append(errs, derr...)
+	c.disableBroken(s)
 	if err := s.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	s.Warnings = c.Warnings()
 	return s, errors.Join(errs...)
+}
+
+// flushType normalises a flush type (SCR_FLUSH_TYPE or a store's FLUSH):
+// BBAPI and DATAWARP, the IBM and Cray burst-buffer transfers, fall back to
+// PTHREAD, scr-go's copy in the background of the application (async when
+// SCR_FLUSH_ASYNC=1), with a warning. Other values are checked by Validate.
+func (c *Config) flushType(v, what string, o Origin) string {
+	v = strings.ToUpper(v)
+	switch v {
+	case "BBAPI", "DATAWARP":
+		c.warn(fmt.Sprintf("config: %s: %s=%s is not available in scr-go: flushing with PTHREAD instead (the application's files copied by the library in the background when SCR_FLUSH_ASYNC=1)", o, what, v))
+		return "PTHREAD"
+	}
+	return v
 }
 
 func (c *Config) userName() string {
@@ -274,10 +305,8 @@ func (s *Settings) Validate() error {
 	if s.Flush < 0 {
 		bad("SCR_FLUSH", s.Flush, "must be 0 (never) or more")
 	}
-	switch s.FlushType {
-	case "SYNC", "PTHREAD", "DEFAULT", "NATIVE":
-	default:
-		bad("SCR_FLUSH_TYPE", s.FlushType, "must be SYNC or PTHREAD (BBAPI and DATAWARP are not supported by scr-go)")
+	if !validFlushType(s.FlushType) {
+		bad("SCR_FLUSH_TYPE", s.FlushType, "must be SYNC or PTHREAD (or DEFAULT, NATIVE; BBAPI and DATAWARP fall back to PTHREAD)")
 	}
 	if s.PrefixSize < 0 {
 		bad("SCR_PREFIX_SIZE", s.PrefixSize, "must be 0 (keep all) or more")
@@ -350,8 +379,14 @@ func Resolve(opts Options, api []string) (*Config, *Settings, error) {
 		}
 	}
 	s, err := c.Settings()
-	if err != nil {
-		return c, nil, err
+	return c, s, err // s is partly filled on error: only its Warnings may be used
+}
+
+// validFlushType: the AXL transfer types SCR accepts.
+func validFlushType(t string) bool {
+	switch t {
+	case "SYNC", "PTHREAD", "DEFAULT", "NATIVE", "BBAPI", "DATAWARP":
+		return true
 	}
-	return c, s, nil
+	return false
 }

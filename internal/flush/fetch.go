@@ -21,6 +21,13 @@ type FetchOptions struct {
 	Below   int64               // fetch only datasets with a smaller id; 0 = any
 	BufSize int
 	CRC     bool // record a CRC32C of each fetched file in the filemap
+	// NoMetadata: the copies get a new file's mode and times instead of
+	// the prefix file's (SCR_COPY_METADATA=0).
+	NoMetadata bool
+	// Bypass says whether a dataset is read in place: its files are not
+	// copied, the filemap points at them in the prefix, where the restart
+	// reads them (SCR_FETCH_BYPASS, or a bypass descriptor). nil = never.
+	Bypass func(cache.Dataset) bool
 }
 
 type fetchPick struct {
@@ -59,6 +66,7 @@ func Fetch(ctx context.Context, c comm.Comm, o FetchOptions) (*cache.Dataset, er
 		s := pick.Summary
 		ds := FromPrefix(s.Dataset, s.Ranks)
 		ds.Complete = true
+		ds.Bypass = o.Bypass != nil && o.Bypass(ds)
 		if s.Ranks != c.Size() {
 			// Not the dataset's fault: try an older one, mark nothing.
 			below = pick.ID
@@ -139,7 +147,14 @@ func fetchRank(ctx context.Context, o FetchOptions, s *prefix.Summary, rank int,
 	if bs <= 0 {
 		bs = 1 << 20
 	}
-	buf := make([]byte, bs)
+	var largest int64
+	for _, pf := range files {
+		largest = max(largest, pf.Size)
+	}
+	var buf []byte
+	if !ds.Bypass {
+		buf = make([]byte, max(min(int64(bs), largest), 4096))
+	}
 	fm := cache.Filemap{Rank: rank, Dataset: ds}
 	for _, pf := range files {
 		if err := ctx.Err(); err != nil {
@@ -155,11 +170,25 @@ func fetchRank(ctx context.Context, o FetchOptions, s *prefix.Summary, rank int,
 			return fmt.Errorf("%s has %d bytes, rank2file says %d", src, st.Size(), pf.Size)
 		}
 		meta := cache.File{Size: pf.Size, Mode: uint32(st.Mode().Perm()), ModTime: st.ModTime()}
+		if ds.Bypass {
+			// Read in place: the filemap records the prefix file.
+			got, err := cache.Stat(src, o.CRC)
+			if err != nil {
+				return err
+			}
+			got.Orig, got.Rel, got.Complete = src, rel, true
+			fm.Files = append(fm.Files, got)
+			continue
+		}
+		copyMeta := meta
+		if o.NoMetadata {
+			copyMeta.Mode, copyMeta.ModTime = 0, time.Time{}
+		}
 		dst := filepath.Join(dir, rel)
 		if err := os.MkdirAll(filepath.Dir(dst), cache.DirMode); err != nil {
 			return &cacheError{err}
 		}
-		if err := copyFile(src, dst, meta, buf); err != nil {
+		if err := copyFile(src, dst, copyMeta, buf); err != nil {
 			var pe *os.PathError
 			if errors.As(err, &pe) && pe.Path == src {
 				return err // the source could not be read
@@ -170,7 +199,10 @@ func fetchRank(ctx context.Context, o FetchOptions, s *prefix.Summary, rank int,
 		if err != nil {
 			return &cacheError{err}
 		}
-		got.Orig, got.Rel, got.Complete, got.ModTime, got.Mode = src, rel, true, meta.ModTime, meta.Mode
+		got.Orig, got.Rel, got.Complete = src, rel, true
+		if !o.NoMetadata {
+			got.ModTime, got.Mode = meta.ModTime, meta.Mode
+		}
 		fm.Files = append(fm.Files, got)
 	}
 	if err := cache.WriteFilemap(dir, fm); err != nil {

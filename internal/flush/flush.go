@@ -32,7 +32,7 @@ func ToPrefix(d cache.Dataset) prefix.Dataset {
 	return prefix.Dataset{
 		ID: int64(d.ID), Name: d.Name, Checkpoint: d.IsCheckpoint(), Output: d.IsOutput(),
 		CkptID: int64(d.CkptID), Created: d.Created, User: d.User, JobID: d.JobID,
-		Files: d.Files, Size: d.Bytes, Complete: d.Complete,
+		JobName: d.JobName, Cluster: d.Cluster, Files: d.Files, Size: d.Bytes, Complete: d.Complete,
 	}
 }
 
@@ -47,7 +47,7 @@ func FromPrefix(d prefix.Dataset, ranks int) cache.Dataset {
 	}
 	return cache.Dataset{
 		ID: int(d.ID), Name: d.Name, Flags: f, CkptID: int(d.CkptID), Created: d.Created,
-		User: d.User, JobID: d.JobID, Ranks: ranks, Files: d.Files, Bytes: d.Size, Complete: d.Complete,
+		User: d.User, JobID: d.JobID, JobName: d.JobName, Cluster: d.Cluster, Ranks: ranks, Files: d.Files, Bytes: d.Size, Complete: d.Complete,
 	}
 }
 
@@ -93,7 +93,13 @@ func copyFile(src, dst string, meta cache.File, buf []byte) error {
 		return err
 	}
 	tmp := dst + ".scr-partial"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// Private while it is written when a mode is to be copied; a new file's
+	// mode (0666 less the umask) without it (SCR_COPY_METADATA=0).
+	perm := os.FileMode(0o600)
+	if meta.Mode == 0 {
+		perm = 0o666
+	}
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
 		return err
 	}

@@ -40,10 +40,13 @@ type Env func(string) (string, bool)
 // CmdOptions are scr_run's inputs: the launcher and its arguments as typed.
 type CmdOptions struct {
 	Launcher string   // srun, flux, jsrun, lrun, mpirun, scr_launch (or a path to one)
-	Args     []string // the launcher's arguments, program included
-	Env      Env
-	Stdout   io.Writer // the application's output
-	Stderr   io.Writer // the application's errors and scr_run's phase lines
+	Args     []string // the launcher's arguments, program included (unless RunCmd or RestartCmd is set)
+	// RunCmd and RestartCmd are SCR's --run-cmd and --restart-cmd: Args
+	// then holds the launcher's options (see Options.RunCmd).
+	RunCmd, RestartCmd string
+	Env                Env
+	Stdout             io.Writer // the application's output
+	Stderr             io.Writer // the application's errors and scr_run's phase lines
 	// Down and WatchDown override the node checks (tests); nil = the full
 	// nodecheck decision before a launch, ping + resource manager while a
 	// step runs.
@@ -94,9 +97,20 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 	if err != nil {
 		return res, &UsageError{Msg: err.Error()}
 	}
-	if _, err := adapter.Build(launch.Request{Args: o.Args, Nodes: []string{"x"}, MetaDir: "/"}); err != nil {
-		return res, &UsageError{Msg: err.Error()}
+	var haveRestart []string
+	if o.RestartCmd != "" {
+		p := siblingCommand("scr_have_restart")
+		if p == "" {
+			return res, &UsageError{Msg: "--restart-cmd needs scr_have_restart, which is neither next to scr_run nor in PATH"}
+		}
+		haveRestart = []string{p}
 	}
+	for _, cmd := range [][]string{strings.Fields(o.RunCmd), strings.Fields(o.RestartCmd)} {
+		if _, err := adapter.Build(launch.Request{Args: append(slices.Clone(o.Args), cmd...), Nodes: []string{"x"}, MetaDir: "/"}); err != nil {
+			return res, &UsageError{Msg: err.Error()}
+		}
+	}
+
 	p := cfg.PrefixDir()
 	mgr, nodes, err := allocation(ctx, o.Env)
 	if err != nil {
@@ -111,6 +125,13 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 	// malformed duration) stops scr_run with the parameter and its origin
 	// instead of being quietly replaced.
 	st, err := cfg.Settings()
+	if st != nil {
+		// What the configuration has that scr-go does not act on (the
+		// library prints the same at Init, from rank 0).
+		for _, w := range st.Warnings {
+			fmt.Fprintf(o.Stderr, "scr_run: warning: %s\n", w)
+		}
+	}
 	if err != nil {
 		return res, err
 	}
@@ -150,6 +171,7 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 	if st.Watchdog && st.WatchdogTimeout > 0 {
 		wd = &Watchdog{Timeout: st.WatchdogTimeout, TimeoutPFS: st.WatchdogTimeoutPFS, Flushing: func() bool { return flushing(p) }}
 	}
+	tlog := textLog(st, p, mgr.JobID())
 	env := os.Environ()
 	endStr := "0"
 	if !end.IsZero() {
@@ -158,6 +180,7 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 	env = append(env, "SCR_END_TIME="+endStr)
 	opts := Options{
 		Prefix: p, JobID: mgr.JobID(), Nodes: nodes, Adapter: adapter, Args: o.Args, Launcher: o.Launcher,
+		RunCmd: o.RunCmd, RestartCmd: o.RestartCmd, HaveRestart: haveRestart, TextLog: tlog,
 		Env: env, Stdout: o.Stdout, Stderr: o.Stderr, Log: o.Stderr, Down: down, WatchDown: o.WatchDown,
 		Halt: PrefixHalter{Prefix: p, End: end, HaltSeconds: st.HaltSeconds},
 		Runs: runs, MinNodes: st.MinNodes, LaunchTimeout: launchTimeout,
@@ -178,7 +201,7 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 					return err
 				}
 			}
-			_, err := Scavenge(ctx, ScavengeOptions{Prefix: p, Nodes: healthy, Copier: cp, Log: o.Stderr})
+			_, err := Scavenge(ctx, ScavengeOptions{Prefix: p, Nodes: healthy, Copier: cp, Log: o.Stderr, TextLog: tlog})
 			return err
 		},
 	}
@@ -465,4 +488,20 @@ func PrerunCmd(dir string, env Env) (string, bool, error) {
 		return p, false, err
 	}
 	return p, true, Prerun(p)
+}
+
+// textLog is where scr_run writes SCR's text log events when
+// SCR_LOG_ENABLE=1 and SCR_LOG_TXT_ENABLE=1 (nil otherwise), as SCR's
+// scripts do through scr_log_event: the host is this node's short name. A
+// failed write is dropped: the job matters more than its diary.
+func textLog(st *config.Settings, prefixDir, jobID string) func(prefix.LogRecord) {
+	if !st.LogEnable || !st.LogTxtEnable {
+		return nil
+	}
+	host, _ := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
+	return func(r prefix.LogRecord) {
+		r.Host, r.JobID = host, jobID
+		_ = prefix.AppendLog(prefixDir, r)
+	}
 }

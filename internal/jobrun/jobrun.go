@@ -26,6 +26,7 @@
 package jobrun
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,7 +95,19 @@ type Options struct {
 	Adapter  launch.Adapter // the user's launcher
 	Args     []string       // the user's launcher arguments (without the launcher)
 	Launcher string         // the launcher binary as the user named it (default Adapter.Name())
-	Env      []string       // base environment of the step (default os.Environ())
+	// RunCmd and RestartCmd are SCR's --run-cmd / --restart-cmd. With
+	// either, Args are the launcher's options and each launch runs Args
+	// plus the run command, or, when HaveRestart names a checkpoint, plus
+	// the restart command with SCR_CKPT_NAME replaced by its name. Both are
+	// split at white space. HaveRestart is the argv (scr_have_restart)
+	// launched with Args before each launch when RestartCmd is set; its
+	// last line on stdout is the checkpoint's name ("" = none).
+	RunCmd, RestartCmd string
+	HaveRestart        []string
+	// TextLog, when set, receives SCR's text log events of the loop
+	// (RUN_START, RUN_END, NODE_FAIL): SCR_LOG_ENABLE=1.
+	TextLog func(prefix.LogRecord)
+	Env     []string // base environment of the step (default os.Environ())
 
 	Stdout, Stderr io.Writer // the step's output (default: discard)
 	Log            io.Writer // phase lines (default: discard); the command passes os.Stderr
@@ -331,13 +344,22 @@ func Run(ctx context.Context, o Options) (Result, error) {
 type attemptOutcome struct {
 	exit        int
 	unconfirmed bool // killed because it never reported `started`
+	killed      bool // scr_run killed it (node failure, lost peer, halt, watchdog)
 }
 
 // attempt launches, confirms and watches one step.
 func (r *runner) attempt(ctx context.Context, n int, d Decision) (attemptOutcome, error) {
 	o := r.o
+	args := o.Args
+	if o.RunCmd != "" || o.RestartCmd != "" {
+		var out attemptOutcome
+		var err error
+		if args, out, err = r.commandFor(ctx, n, d); err != nil || args == nil {
+			return out, err
+		}
+	}
 	req := launch.Request{
-		Args: o.Args, Nodes: o.Nodes, Down: d.Exclude, MetaDir: prefix.MetaDir(o.Prefix),
+		Args: args, Nodes: o.Nodes, Down: d.Exclude, MetaDir: prefix.MetaDir(o.Prefix),
 		JobID: o.JobID, RunID: n,
 	}
 	cmd, err := o.Adapter.Build(req)
@@ -365,8 +387,86 @@ func (r *runner) attempt(ctx context.Context, n int, d Decision) (attemptOutcome
 	if err != nil {
 		return attemptOutcome{}, err
 	}
+	start := o.Now()
+	r.textLog(prefix.LogRecord{Time: start, Event: "RUN_START", Note: "run=" + strconv.Itoa(n)})
 	w := &watch{r: r, run: n, step: step, off: off, cmd: cmd, healthy: d.Healthy}
-	return w.loop(ctx), nil
+	out := w.loop(ctx)
+	r.textLog(prefix.LogRecord{Event: "RUN_END", Note: "run=" + strconv.Itoa(n), Secs: prefix.Float(o.Now().Sub(start).Seconds())})
+	return out, nil
+}
+
+// commandFor is SCR's --run-cmd / --restart-cmd: the launcher arguments of
+// attempt n. With a restart command, it first launches HaveRestart
+// (scr_have_restart) the same way on the same nodes, watched like a run;
+// the checkpoint name it prints picks the restart command. A check killed
+// by scr_run (a node failed during it) or never started returns nil
+// arguments and an unconfirmed outcome: the loop checks the nodes and tries
+// again (bounded, as any launch that never started).
+func (r *runner) commandFor(ctx context.Context, n int, d Decision) ([]string, attemptOutcome, error) {
+	o := r.o
+	runArgs := append(slices.Clone(o.Args), strings.Fields(o.RunCmd)...)
+	if o.RestartCmd == "" || len(o.HaveRestart) == 0 {
+		return runArgs, attemptOutcome{}, nil
+	}
+	cmd, err := o.Adapter.Build(launch.Request{
+		Args: append(slices.Clone(o.Args), o.HaveRestart...), Nodes: o.Nodes, Down: d.Exclude,
+		MetaDir: prefix.MetaDir(o.Prefix), JobID: o.JobID, RunID: n,
+	})
+	if err != nil {
+		return nil, attemptOutcome{}, err
+	}
+	off := timelineSize(o.Prefix)
+	argv := cmd.Argv
+	if len(cmd.Submit) > 0 {
+		argv = cmd.Submit
+	}
+	r.logf(n, "", nil, "restart check for attempt %d: %s", n, strings.Join(argv, " "))
+	env := append(append([]string(nil), o.Env...), "SCR_RUN_ID="+strconv.Itoa(n), "SCR_PREFIX="+o.Prefix)
+	path := ""
+	if o.Launcher != o.Adapter.Name() {
+		path = o.Launcher
+	}
+	// Read only once the step ended on its own (after Done, the copy of
+	// its output is complete).
+	var stdout bytes.Buffer
+	step, err := o.Start(ctx, o.Adapter, cmd, launch.StartOptions{
+		Env: env, Stdout: &stdout, Stderr: o.Stderr, Path: path, Run: o.Run, JobID: o.JobID,
+	})
+	if err != nil {
+		return nil, attemptOutcome{}, err
+	}
+	w := &watch{r: r, run: n, step: step, off: off, cmd: cmd, healthy: d.Healthy, check: true}
+	out := w.loop(ctx)
+	if out.unconfirmed || out.killed {
+		out.unconfirmed = true
+		return nil, out, nil
+	}
+	name := ""
+	if lines := strings.Split(strings.TrimSpace(stdout.String()), "\n"); out.exit == 0 {
+		name = strings.TrimSpace(lines[len(lines)-1])
+	}
+	switch {
+	case out.exit != 0:
+		r.logf(n, "", nil, "restart check exited with code %d: no checkpoint assumed", out.exit)
+	case name == "":
+		r.logf(n, "", nil, "restart check: no checkpoint to restart from")
+	}
+	if name == "" {
+		return runArgs, attemptOutcome{}, nil
+	}
+	r.logf(n, "", nil, "restart check: checkpoint %s", name)
+	return append(slices.Clone(o.Args), strings.Fields(strings.ReplaceAll(o.RestartCmd, "SCR_CKPT_NAME", name))...), attemptOutcome{}, nil
+}
+
+// textLog writes to SCR's text log when it is on (SCR_LOG_ENABLE=1).
+func (r *runner) textLog(rec prefix.LogRecord) {
+	if r.o.TextLog == nil {
+		return
+	}
+	if rec.Time.IsZero() {
+		rec.Time = r.o.Now()
+	}
+	r.o.TextLog(rec)
 }
 
 func excludeText(ex []string) string {
@@ -429,6 +529,7 @@ func (r *runner) markDown(node, reason string, run int) {
 	r.mu.Unlock()
 	if !known {
 		r.logf(run, "node_down", map[string]any{"node": node, "reason": reason}, "node failure detected: %s: %s", node, reason)
+		r.textLog(prefix.LogRecord{Event: "NODE_FAIL", Note: node + ": " + reason})
 	}
 }
 
@@ -453,6 +554,7 @@ func (r *runner) checkNodes(ctx context.Context, lister DownLister, nodes []stri
 	r.mu.Unlock()
 	for _, n := range sortedKeys(fresh) {
 		r.logf(run, "node_down", map[string]any{"node": n, "reason": fresh[n]}, "node failure detected: %s: %s", n, fresh[n])
+		r.textLog(prefix.LogRecord{Event: "NODE_FAIL", Note: n + ": " + fresh[n]})
 	}
 	return fresh
 }

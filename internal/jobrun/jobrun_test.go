@@ -23,6 +23,7 @@ type scripted struct {
 	hang     bool     // never ends on its own
 	selfExit bool     // with peerLost: the ranks exit by themselves (75), no kill needed
 	exit     int      // exit code when it ends on its own
+	stdout   string   // printed before it ends
 }
 
 type fakeStep struct {
@@ -89,6 +90,9 @@ func (f *fakeLauncher) start(ctx context.Context, a launch.Adapter, c launch.Com
 		}
 		if sc.peerLost {
 			app("peer_lost", map[string]any{"rank": 0, "host": "n1", "lost_rank": 1, "lost_host": "n2", "reason": "heartbeat timeout"})
+		}
+		if sc.stdout != "" && o.Stdout != nil {
+			o.Stdout.Write([]byte(sc.stdout))
 		}
 		if sc.hang || (sc.peerLost && !sc.selfExit) {
 			<-st.killed
@@ -513,5 +517,53 @@ func TestPeerLostSeenOnlyAfterTheStepEndedStillTakesTheNodeOut(t *testing.T) {
 	}
 	if strings.Contains(log.String(), "killing the step") {
 		t.Fatalf("killed a step that had ended:\n%s", log)
+	}
+}
+
+// SCR's --run-cmd / --restart-cmd: before each launch the restart check
+// runs under the launcher; its answer picks the command, with SCR_CKPT_NAME
+// replaced. The check is not a run (no step_exit event, not counted).
+func TestRunAndRestartCommands(t *testing.T) {
+	f := newFake(t,
+		scripted{started: true, exit: 0},                     // check: no checkpoint
+		scripted{started: true, exit: 75},                    // the run command fails
+		scripted{started: true, exit: 0, stdout: "ckpt.7\n"}, // check: ckpt.7
+		scripted{started: true, exit: 0})                     // the restart command
+	o, log := baseOptions(t, f)
+	o.Args = []string{"-N", "3"}
+	o.RunCmd, o.RestartCmd, o.HaveRestart = "./app --fresh", "./app --from SCR_CKPT_NAME/data  -v", []string{"/x/scr_have_restart"}
+	o.Runs = 2
+	var mu sync.Mutex
+	var text []string
+	o.TextLog = func(r prefix.LogRecord) {
+		mu.Lock()
+		defer mu.Unlock()
+		text = append(text, r.Event+" "+r.Note)
+	}
+	res := run(t, o)
+	if res.Attempts != 2 || res.Runs != 2 || res.LastExit != 0 {
+		t.Fatalf("result %+v\n%s", res, log)
+	}
+	tail := func(i, n int) string {
+		a := f.cmds[i].Argv
+		return strings.Join(a[len(a)-n:], " ")
+	}
+	if got := tail(0, 3); got != "-N 3 /x/scr_have_restart" {
+		t.Errorf("check argv ends %q", got)
+	}
+	if got := tail(1, 4); got != "-N 3 ./app --fresh" {
+		t.Errorf("run argv ends %q", got)
+	}
+	if got := tail(3, 6); got != "-N 3 ./app --from ckpt.7/data -v" {
+		t.Errorf("restart argv ends %q", got)
+	}
+	if got := strings.Join(events(t, f.prefix, "scr_run"), ","); got != "launch,step_exit,launch,step_exit,halt" {
+		t.Errorf("timeline %s", got)
+	}
+	if got := strings.Join(text, ","); got != "RUN_START run=1,RUN_END run=1,RUN_START run=2,RUN_END run=2" {
+		t.Errorf("text log %s", got)
+	}
+	if !strings.Contains(log.String(), "restart check: checkpoint ckpt.7") {
+		t.Errorf("log:\n%s", log)
 	}
 }

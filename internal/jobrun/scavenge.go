@@ -183,6 +183,9 @@ type ScavengeOptions struct {
 	Copier Copier   // nil: ErrNoCopier for any dataset that needs a copy
 	Log    io.Writer
 	Now    func() time.Time
+	// TextLog receives SCR's SCAVENGE_START / SCAVENGE_END events
+	// (SCR_LOG_ENABLE=1); nil = none.
+	TextLog func(prefix.LogRecord)
 }
 
 // Plan is which datasets scavenge looks at, in order.
@@ -260,7 +263,14 @@ func Scavenge(ctx context.Context, o ScavengeOptions) (ScavengeResult, error) {
 	var firstErr error
 	one := func(id int64) bool {
 		e := byID[id]
+		start := o.Now()
+		if o.TextLog != nil {
+			o.TextLog(prefix.LogRecord{Time: start, Event: "SCAVENGE_START", Dset: id})
+		}
 		rebuilt, err := scavengeOne(ctx, o, e, res.NodeErrors)
+		if o.TextLog != nil {
+			o.TextLog(prefix.LogRecord{Time: o.Now(), Event: "SCAVENGE_END", Dset: id, Secs: prefix.Float(o.Now().Sub(start).Seconds())})
+		}
 		if err != nil {
 			res.Failed[id] = err.Error()
 			logf("dataset %d (%s): %v", id, e.Name, err)

@@ -19,6 +19,7 @@ type watch struct {
 	off     int64 // timeline offset where this run's events start
 	cmd     launch.Command
 	healthy []string
+	check   bool // the restart check (scr_have_restart), not a run
 }
 
 // progressEvents reset the watchdog.
@@ -142,12 +143,17 @@ func (w *watch) loop(ctx context.Context) attemptOutcome {
 			if killed {
 				how = "ended after the kill"
 			}
-			w.r.logf(w.run, "step_exit", map[string]any{"status": code}, "step of attempt %d %s with exit code %d", w.run, how, code)
-			return attemptOutcome{exit: code, unconfirmed: unconfirmed}
+			if w.check {
+				// Not a run: no step_exit event, which watchers take as one.
+				w.r.logf(w.run, "", nil, "restart check of attempt %d %s with exit code %d", w.run, how, code)
+			} else {
+				w.r.logf(w.run, "step_exit", map[string]any{"status": code}, "step of attempt %d %s with exit code %d", w.run, how, code)
+			}
+			return attemptOutcome{exit: code, unconfirmed: unconfirmed, killed: killed}
 		case <-killWait:
 			w.r.logf(w.run, "step_exit", map[string]any{"status": -1},
 				"step of attempt %d still running %s after SIGKILL; moving on (check for a stuck launcher process)", w.run, o.KillTimeout)
-			return attemptOutcome{exit: -1, unconfirmed: unconfirmed}
+			return attemptOutcome{exit: -1, unconfirmed: unconfirmed, killed: true}
 		case <-ctx.Done():
 			kill("scr_run interrupted: " + ctx.Err().Error())
 		case <-confirmC:

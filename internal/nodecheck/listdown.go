@@ -63,7 +63,9 @@ func Run(ctx context.Context, o ListOptions) (Listing, error) {
 		}
 		return hostlist.Dedupe(h), nil
 	}
-	cfg, err := config.Load(config.Options{Env: config.Lookup(env)})
+	// Checking nodes needs no prefix (SCR's does not either): without
+	// SCR_PREFIX and a working directory only --log is impossible.
+	cfg, err := config.Load(config.Options{Env: config.Lookup(env), PrefixOptional: true})
 	if err != nil {
 		return out, &UsageError{Msg: fmt.Sprintf("configuration: %v", err)}
 	}
@@ -133,7 +135,11 @@ func Run(ctx context.Context, o ListOptions) (Listing, error) {
 	}
 	out.Nodes, out.Down, out.RMErr = rep.Nodes, rep.Down, rep.RMErr
 	if o.Log && len(out.Down) > 0 {
-		out.LogErr = logDown(cfg.PrefixDir(), env, out.Down, o.Secs)
+		if cfg.PrefixDir() == "" {
+			out.LogErr = errors.New("no prefix to log to: set SCR_PREFIX (the working directory cannot be determined)")
+		} else {
+			out.LogErr = logDown(cfg.PrefixDir(), env, out.Down, o.Secs)
+		}
 	}
 	out.Duration = time.Since(start)
 	return out, nil

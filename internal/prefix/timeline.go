@@ -94,23 +94,29 @@ func AppendTimeline(prefixDir string, ev Event) error {
 	if err != nil {
 		return fmt.Errorf("timeline: encode %s event: %w", ev.Event, err)
 	}
-	line = append(line, '\n')
+	return appendLine(prefixDir, TimelineFile, "timeline", append(line, '\n'))
+}
+
+// appendLine appends one line to a file of the metadata directory with a
+// single write on an O_APPEND descriptor (mode 0600), so concurrent
+// writers do not interleave within a line.
+func appendLine(prefixDir, name, what string, line []byte) error {
 	dir := MetaDir(prefixDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("timeline: create %s: %w", dir, err)
+		return fmt.Errorf("%s: create %s: %w", what, dir, err)
 	}
-	path := filepath.Join(dir, TimelineFile)
+	path := filepath.Join(dir, name)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("timeline: open %s: %w", path, err)
+		return fmt.Errorf("%s: open %s: %w", what, path, err)
 	}
 	_, werr := f.Write(line)
 	cerr := f.Close()
 	if werr != nil {
-		return fmt.Errorf("timeline: append to %s: %w", path, werr)
+		return fmt.Errorf("%s: append to %s: %w", what, path, werr)
 	}
 	if cerr != nil {
-		return fmt.Errorf("timeline: close %s: %w", path, cerr)
+		return fmt.Errorf("%s: close %s: %w", what, path, cerr)
 	}
 	return nil
 }

@@ -567,13 +567,23 @@ func (c *Cluster) holderPID(node string) (int, error) {
 	return 0, &NodeError{Node: node, Op: "finding holder", Err: errors.New("no holder process (node crashed or powered off)")}
 }
 
-// nsenterArgs are the nsenter arguments that enter a node (or head).
-func nsenterArgs(holder int, wd string) []string {
-	a := []string{"-t", strconv.Itoa(holder), "-n", "-u", "-m", "-p", "-i"}
-	if wd != "" {
-		a = append(a, "--wd="+wd)
+// nsenterArgs are the nsenter arguments that enter a node (or head) and
+// run argv in directory wd there ("" = the node's root). Entering the mount
+// namespace makes "/" of the node the working directory; `env -C` then
+// changes to wd inside the node. (nsenter --wd opens the directory before
+// entering, in the caller's mount namespace: the process's cwd then lies
+// outside the node's mount tree and getcwd(2) reports it "(unreachable)",
+// which made Go programs, os.Getwd, fail.)
+func nsenterArgs(holder int, wd string, argv []string) []string {
+	a := []string{"-t", strconv.Itoa(holder), "-n", "-u", "-m", "-p", "-i", "--"}
+	if wd != "" && wd != "/" {
+		env, err := lookPath("env")
+		if err != nil {
+			env = "/usr/bin/env"
+		}
+		a = append(a, env, "-C", wd, "PWD="+wd)
 	}
-	return append(a, "--")
+	return append(a, argv...)
 }
 
 // baseEnv is the environment of commands run on the nodes.
@@ -599,7 +609,7 @@ func (c *Cluster) daemon(ctx context.Context, node string, argv ...string) error
 		return err
 	}
 	nsenter, _ := lookPath("nsenter")
-	cmd := exec.CommandContext(ctx, nsenter, append(nsenterArgs(h, "/"), argv...)...)
+	cmd := exec.CommandContext(ctx, nsenter, nsenterArgs(h, "/", argv)...)
 	cmd.Env = c.baseEnv()
 	out, err := cmd.CombinedOutput()
 	if err != nil {

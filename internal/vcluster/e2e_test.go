@@ -21,6 +21,20 @@ import (
 // These tests need SCR_E2E=1 and root (vcluster.Require); each brings up
 // its own cluster in t.TempDir().
 
+// getwdProbe: run on a node, the test binary prints what getcwd(2) says
+// there (syscall.Getwd: no help from $PWD, as a C program sees it).
+func init() {
+	if os.Getenv("VCLUSTER_GETWD_PROBE") == "1" {
+		wd, err := syscall.Getwd()
+		if err != nil {
+			fmt.Println("getwd error:", err)
+			os.Exit(1)
+		}
+		fmt.Println(wd)
+		os.Exit(0)
+	}
+}
+
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -241,6 +255,17 @@ func TestTmpfsIsolationAndSharedDir(t *testing.T) {
 	out, err := cmd.Output()
 	if err != nil || strings.TrimSpace(string(out)) != c.SharedDir() {
 		t.Errorf("pwd in the shared dir on node2: %q %v", out, err)
+	}
+	// A program sees the directory too (getcwd(2) used to report it
+	// "(unreachable)": the directory was opened outside the node).
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd = c.CommandDir(ctx, "node2", c.SharedDir(), []string{self}, []string{"VCLUSTER_GETWD_PROBE=1"})
+	out, err = cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != c.SharedDir() {
+		t.Errorf("getcwd in the shared dir on node2: %q %v", out, err)
 	}
 	// Own PID namespace: the node's PID 1 is the holder.
 	if out := mustExec(t, ctx, c, "node2", "cat", "/proc/1/comm"); strings.TrimSpace(out) != "sh" {

@@ -29,7 +29,7 @@ func (c *Cluster) Command(ctx context.Context, node string, argv []string, env [
 func (c *Cluster) CommandDir(ctx context.Context, node, dir string, argv []string, env []string) *exec.Cmd {
 	h, err := c.enterable(node)
 	nsenter, _ := lookPath("nsenter")
-	cmd := exec.CommandContext(ctx, nsenter, append(nsenterArgs(h, dir), argv...)...)
+	cmd := exec.CommandContext(ctx, nsenter, nsenterArgs(h, dir, argv)...)
 	if err == nil && len(argv) == 0 {
 		err = &NodeError{Node: node, Op: "exec", Err: errors.New("empty command")}
 	}

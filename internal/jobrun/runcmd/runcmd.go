@@ -32,10 +32,13 @@ const (
 // launcher of a shortcut ("" for scr_run).
 func Usage(name, launcher string) string {
 	synopsis := name + " LAUNCHER [launcher args] PROG [args]"
+	extended := name + " LAUNCHER [launcher args] [-rc|--run-cmd=CMD] [-rs|--restart-cmd=CMD] [launcher args]"
 	if launcher != "" {
 		synopsis = fmt.Sprintf("%s [%s args] PROG [args]      (= scr_run %s ...)", name, launcher, launcher)
+		extended = fmt.Sprintf("%s [%s args] [-rc|--run-cmd=CMD] [-rs|--restart-cmd=CMD] [%s args]", name, launcher, launcher)
 	}
 	return fmt.Sprintf(`Usage: %s
+       %s
 
 Run a parallel job under scr-go's recovery loop: launch it on the healthy
 nodes of the allocation, confirm that it started, kill the step at once when
@@ -44,6 +47,17 @@ watchdog fires, then relaunch without the failed nodes (spare nodes replace
 them) until the job ends, a halt condition holds, SCR_RUNS is used up or too
 few nodes are left. Afterwards, datasets still only in cache are scavenged to
 the prefix.
+
+With --run-cmd / --restart-cmd (SCR's extended form) the launcher arguments
+hold the launcher's options only: a launch runs LAUNCHER [launcher args] CMD,
+where CMD is the run command, or, when a checkpoint can be restarted from, the
+restart command with every SCR_CKPT_NAME replaced by that checkpoint's name.
+Which checkpoint that is, scr_have_restart says: before each launch it runs
+under the same launcher on the same nodes (it rebuilds and fetches as the
+application's Init would) and prints the name. A restart command without a run
+command is appended to the launcher arguments only when there is a checkpoint.
+CMD is split at white space (no shell quoting). -rc CMD and -rs CMD (a separate
+word) work too.
 
 Launchers: %s.
 Each phase prints one timestamped line on stderr ("scr_run: TIME: ...") and
@@ -66,7 +80,7 @@ EXIT STATUS
   4    postrun failed: the newest checkpoint may still be only in node caches
   130  interrupted by SIGINT/SIGTERM (the step was killed, postrun ran)
   With SCR_ENABLE=0: the launcher's own exit code.
-`, synopsis, strings.Join(launch.Names(), ", "))
+`, synopsis, extended, strings.Join(launch.Names(), ", "))
 }
 
 // Main runs scr_run (launcher "") or a shortcut with its launcher fixed, and
@@ -83,6 +97,11 @@ func Main(name, launcher string, args []string, stdout, stderr io.Writer) int {
 			return ExitUsage
 		}
 		o.Launcher, o.Args = args[0], args[1:]
+	}
+	var err error
+	if o.Args, o.RunCmd, o.RestartCmd, err = SplitCommands(o.Args); err != nil {
+		fmt.Fprintf(stderr, "%s: error: %v\n", name, err)
+		return ExitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -124,4 +143,38 @@ func exitCode(name string, res jobrun.CmdResult, err error, interrupted bool, st
 		fmt.Fprintf(stderr, "%s: the job did not finish: %s\n", name, res.Reason)
 		return ExitNotDone
 	}
+}
+
+// SplitCommands takes SCR's extended options out of the launcher arguments:
+// -rc/--run-cmd and -rs/--restart-cmd, each as OPT=CMD or OPT CMD. The
+// other arguments, before and after them, stay launcher arguments, in
+// order. Only these exact spellings are options: a launcher's own -r...
+// flags pass through.
+func SplitCommands(args []string) (launcherArgs []string, runCmd, restartCmd string, err error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		var dst *string
+		name, val, hasVal := strings.Cut(a, "=")
+		switch name {
+		case "-rc", "--run-cmd":
+			dst = &runCmd
+		case "-rs", "--restart-cmd":
+			dst = &restartCmd
+		default:
+			launcherArgs = append(launcherArgs, a)
+			continue
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return nil, "", "", fmt.Errorf("%s needs a command (%s=CMD or %s CMD)", name, name, name)
+			}
+			i++
+			val = args[i]
+		}
+		if strings.TrimSpace(val) == "" {
+			return nil, "", "", fmt.Errorf("%s: empty command", name)
+		}
+		*dst = val
+	}
+	return launcherArgs, runCmd, restartCmd, nil
 }

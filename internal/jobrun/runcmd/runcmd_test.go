@@ -69,3 +69,35 @@ func TestMainPassthroughAndErrors(t *testing.T) {
 		t.Fatalf("help: %d", code)
 	}
 }
+
+func TestSplitCommands(t *testing.T) {
+	tests := []struct {
+		in                 string
+		args, run, restart string
+		err                string
+	}{
+		{"-N2 ./app -x", "-N2 ./app -x", "", "", ""},
+		{"-N2 --run-cmd=./app_-x -n4", "-N2 -n4", "./app_-x", "", ""},
+		{"-N2 -rc ./app -rs=./app_--restart_SCR_CKPT_NAME -n4", "-N2 -n4", "./app", "./app_--restart_SCR_CKPT_NAME", ""},
+		{"--restart-cmd ./r -N2", "-N2", "", "./r", ""},
+		{"-N2 -rcx", "-N2 -rcx", "", "", ""}, // a launcher's own flag
+		{"-N2 -rc", "", "", "", "-rc needs a command"},
+		{"-N2 --run-cmd=", "", "", "", "empty command"},
+	}
+	for _, tc := range tests {
+		in := strings.Fields(tc.in)
+		for i := range in {
+			in[i] = strings.ReplaceAll(in[i], "_", " ")
+		}
+		args, run, restart, err := SplitCommands(in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || strings.Join(args, " ") != tc.args || run != strings.ReplaceAll(tc.run, "_", " ") || restart != strings.ReplaceAll(tc.restart, "_", " ") {
+			t.Errorf("%q: %q %q %q %v", tc.in, args, run, restart, err)
+		}
+	}
+}
