@@ -482,6 +482,10 @@ hostname "$1"
 if [ "$2" = shm ]; then mount -t tmpfs -o "mode=1777${3:+,size=$3}" vcshm /dev/shm; fi
 mount --bind "$4" /etc/hosts
 if [ -n "$5" ] && [ -e /etc/ssh/ssh_config ]; then mount --bind "$5" /etc/ssh/ssh_config; fi
+# ssh sessions on the node run a clean shell: the host user's ~/.bashrc
+# (pyenv's rehash, say) would cost seconds per session and leave a lock
+# behind when a timeout cuts the session off.
+if [ -n "$HOME" ] && [ -f "$HOME/.bashrc" ]; then mount --bind /dev/null "$HOME/.bashrc" || true; fi
 umount -l /run/netns 2>/dev/null || true
 echo ready >&3
 exec 3>&-
