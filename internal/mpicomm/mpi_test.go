@@ -62,7 +62,11 @@ func TestMain(m *testing.M) {
 			return
 		}
 		if mode := os.Getenv("SCRGO_MPI_MODE"); mode != "" {
-			code = lossHelper(mode)
+			if mode == "stream" {
+				code = streamHelper()
+			} else {
+				code = lossHelper(mode)
+			}
 			return
 		}
 		code = m.Run()
@@ -86,6 +90,43 @@ func TestMain(m *testing.M) {
 	}
 	Finalize()
 	os.Exit(code)
+}
+
+// streamHelper measures the engine's throughput: rank 0 sends 256
+// messages of 1 MiB to rank 1 (a redundancy encode's pieces), which
+// receives them; it prints MB/s (SCRGO_MPI_MODE=stream, 2 ranks).
+func streamHelper() int {
+	ctx := context.Background()
+	const n, size = 256, 1 << 20
+	msg := make([]byte, size)
+	if err := wld.Barrier(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	start := time.Now()
+	for i := range n {
+		var err error
+		switch wld.Rank() {
+		case 0:
+			err = comm.SendOwned(ctx, wld, 1, 1, msg)
+		case 1:
+			_, err = wld.Recv(ctx, 0, 1)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, i, err)
+			return 1
+		}
+	}
+	if err := wld.Barrier(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if wld.Rank() == 0 {
+		secs := time.Since(start).Seconds()
+		fmt.Printf("stream: %d x %d bytes in %.3f s = %.0f MB/s\n", n, size, secs, float64(n*size)/secs/1e6)
+	}
+	wld.Close()
+	return 0
 }
 
 // lossHelper: rank 1 freezes (SIGSTOP: a node that vanished silently) while
