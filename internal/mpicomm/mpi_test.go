@@ -95,7 +95,7 @@ func TestMain(m *testing.M) {
 // streamHelper measures the engine's throughput: rank 0 sends 256
 // messages of 1 MiB to rank 1 (a redundancy encode's pieces), which
 // receives them, three times; it prints MB/s (SCRGO_MPI_MODE=stream, 2
-// ranks; SCRGO_MPI_PROF=FILE writes each rank's CPU profile).
+// ranks).
 func streamHelper() int {
 	ctx := context.Background()
 	const n, size = 256, 1 << 20
