@@ -301,3 +301,28 @@ func TestDisabledAndHaltExit(t *testing.T) {
 		})
 	}
 }
+
+// find_package(SCR) works from an installation: the examples' CMake project
+// builds test_api against scr::scr and scr::scr-static and the C++ example,
+// and the static test_api runs.
+func TestCMakePackage(t *testing.T) {
+	f := flavors[0]
+	need(t, f)
+	if _, err := exec.LookPath("cmake"); err != nil {
+		t.Fatal("cmake not found: run `make deps`")
+	}
+	prefix := installed(t, f)
+	dir := filepath.Join(work, f.name, "cmake")
+	must(t, work, nil, "cmake", "-S", examplesDir(prefix), "-B", dir, "-DCMAKE_PREFIX_PATH="+prefix,
+		"-DMPI_C_COMPILER="+f.cc, "-DMPI_CXX_COMPILER="+f.cxx)
+	must(t, work, nil, "cmake", "--build", dir)
+	pfx := filepath.Join(dir, "run")
+	os.MkdirAll(pfx, 0o755)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env := append([]string{"SCR_PREFIX=" + pfx, "SCR_JOB_ID=cm", "SCR_FLUSH=0"}, f.env...)
+	out, errs, code := run(t, ctx, pfx, env, f.twoNodes(filepath.Join(dir, "nodes"), filepath.Join(dir, "test_api_static"), "--size", "64k", "--times", "1")...)
+	if code != 0 || strings.Count(out, "Completed checkpoint") != 2 {
+		t.Fatalf("test_api built by CMake against libscr.a: exit %d\n%s%s", code, out, errs)
+	}
+}
