@@ -110,7 +110,7 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 		h.ckptID = ckpt
 	}
 	h.mu.Lock()
-	h.out = &outputPhase{ds: ds, dir: dir, files: map[string]*fileReg{}}
+	h.out = &outputPhase{ds: ds, dir: dir, files: map[string]*fileReg{}, ready: time.Now()}
 	h.mu.Unlock()
 	h.state = stateOutput
 	if h.rank == 0 {
@@ -350,6 +350,7 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 	if err := h.need("Complete", stateOutput, "call StartOutput first"); err != nil {
 		return err
 	}
+	entered := time.Now()
 	h.mu.Lock()
 	o := h.out
 	h.out = nil
@@ -454,11 +455,13 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 	if !ds.Bypass {
 		protect = append(rels, cache.FilemapName)
 	}
+	encStart := time.Now()
 	if err := h.encode(ctx, ds, o.dir, protect); err != nil {
 		h.discard(ctx, ds.ID)
 		h.agree(ctx, "Complete: discard", nil)
 		return err
 	}
+	encEnd := time.Now()
 	if lerr == nil {
 		lerr = h.updateIndex(func(ix *cache.Index) {
 			ix.Datasets[ds.ID] = &cache.Entry{Dataset: ds, Path: h.dsDir(ds)}
@@ -491,7 +494,15 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		h.cands = append([]cache.Dataset{ds}, h.cands...)
 		h.sources[ds.ID] = "cache"
 		if h.rank == 0 {
-			h.timeline("checkpoint", map[string]any{"name": ds.Name, "dataset": ds.ID, "bytes": ds.Bytes, "seconds": took.Seconds()})
+			// Where the time went, as rank 0 saw it (doc/seams.md).
+			phases := map[string]float64{
+				"start":  o.ready.Sub(h.outStart).Seconds(),
+				"write":  entered.Sub(o.ready).Seconds(),
+				"check":  encStart.Sub(entered).Seconds(),
+				"encode": encEnd.Sub(encStart).Seconds(),
+				"commit": now.Sub(encEnd).Seconds(),
+			}
+			h.timeline("checkpoint", map[string]any{"name": ds.Name, "dataset": ds.ID, "bytes": ds.Bytes, "seconds": took.Seconds(), "phases": phases})
 		}
 	}
 

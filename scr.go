@@ -99,6 +99,7 @@ type outputPhase struct {
 	ds    cache.Dataset
 	dir   string              // this rank's directory in the dataset (cache mode)
 	files map[string]*fileReg // by path relative to the prefix
+	ready time.Time           // when StartOutput returned
 }
 
 type fileReg struct {

@@ -126,7 +126,7 @@ func (t *localTransport) send(ctx context.Context, dst int, k key, data []byte) 
 // (NewLocal) the message is then handed over without a copy, as one
 // process's ranks share memory; a communicator implementing OwnedSender
 // does its own (the MPI backend sends data without copying it first); over
-// other transports it is Send.
+// other transports it is Send, after which data is recycled (see Release).
 func SendOwned(ctx context.Context, c Comm, dst, tag int, data []byte) error {
 	if o, ok := c.(OwnedSender); ok {
 		return o.SendOwned(ctx, dst, tag, data)
@@ -139,7 +139,11 @@ func SendOwned(ctx context.Context, c Comm, dst, tag int, data []byte) error {
 			return lt.deliver(ctx, g.ranks[dst], key{comm: g.id, tag: int64(tag)}, data)
 		}
 	}
-	return c.Send(ctx, dst, tag, data)
+	// Send has copied or written out data when it returns, whatever it
+	// returns (a cut frame is finished from a copy).
+	err := c.Send(ctx, dst, tag, data)
+	Release(data)
+	return err
 }
 
 // OwnedSender is implemented by a communicator (outside this package) with

@@ -743,7 +743,7 @@ func (t *tcpTransport) readLoop(c net.Conn, peer int, incoming bool) {
 				k := key{comm: h.comm, sys: h.sys, tag: h.tag}
 				p := parts[k]
 				if p == nil {
-					p = &partial{buf: make([]byte, h.total)}
+					p = &partial{buf: Buffer(h.total)}
 				}
 				if h.chunk > len(p.buf)-p.off {
 					err = fmt.Errorf("frame overruns its message (%d+%d > %d)", p.off, h.chunk, len(p.buf))

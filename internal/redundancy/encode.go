@@ -276,80 +276,103 @@ var errProtocol = errors.New("redundancy: protocol error: message of unexpected 
 // All of this is done piece by piece (buf bytes of each chunk at a time), so
 // each file byte is read once, each parity byte written once, and a member
 // holds only a few pieces in memory.
+//
+// Pieces are pipelined: a member takes pipeDepth consecutive pieces through
+// each stage before the next stage, so what it receives at stage s was sent
+// by its left neighbour pipeDepth items earlier, while this member worked on
+// the other pieces: the transfer overlaps work instead of every stage
+// waiting for a message sent just before. This relies on Send not waiting
+// for the receiver (comm's contract; the receiver queues).
 func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, C int64, buf int, out func(int, []byte), le *localErr) error {
 	n, c := len(g.Set.Ranks), g.Comm
+	right, left := (g.Index+1)%n, (g.Index-1+n)%n
 	tmp := lf.scratch(buf) // pread target when files are not all mapped
 	parts, sub := make([][]byte, k), make([][]byte, k)
 	_, isXOR := kern.(xorKernel)
-	for o := int64(0); o < C; o += int64(buf) {
-		m := int(min(int64(buf), C-o))
-		// produce turns what arrived at stage s into what to send on; the
-		// buffers are owned (received, or fresh at stage 0) and given up by
-		// the send, so no piece is copied between ranks.
-		produce := func(s int, in []byte) ([]byte, error) {
-			if s < n-k {
-				acc := in
-				if s == 0 {
-					acc = getPiece(k * m)
-					if isXOR {
-						le.set(lf.readAt(acc, o)) // parity of one chunk is the chunk
-						return acc, nil
-					}
-					clear(acc)
-					if tmp != nil {
-						le.set(lf.readAt(tmp[:m], o)) // nothing to overlap at stage 0
-					}
-				} else if len(in) != k*m {
-					return nil, errProtocol
+	// item does stage s of the piece at offset o (m bytes of each chunk):
+	// it receives what the left neighbour made of it at stage s-1, adds
+	// this member's share and sends the result on (the buffers are owned:
+	// received, or fresh at stage 0, and given up by the send, so no piece
+	// is copied between ranks).
+	item := func(s int, o int64, m int) error {
+		var in []byte
+		if s > 0 {
+			if s < n-k && tmp != nil {
+				// Read this rank's chunk s first: the message may still be
+				// on its way.
+				le.set(lf.readAt(tmp[:m], int64(s)*C+o))
+			}
+			var err error
+			if in, err = c.Recv(ctx, left, tagData); err != nil {
+				return err
+			}
+		}
+		var send []byte
+		switch {
+		case s == 0 && isXOR:
+			send = getPiece(m)
+			le.set(lf.readAt(send, o)) // the parity of one chunk is the chunk
+		case s < n-k:
+			acc := in
+			if s == 0 {
+				acc = getPiece(k * m)
+				clear(acc)
+				if tmp != nil {
+					le.set(lf.readAt(tmp[:m], o))
 				}
-				for j := range k {
-					parts[j] = acc[j*m : (j+1)*m]
-				}
-				if tmp != nil { // read ahead into tmp (see below)
-					le.set(kern.add(tmp[:m], s, parts))
-					return acc, nil
-				}
+			} else if len(in) != k*m {
+				return errProtocol
+			}
+			for j := range k {
+				parts[j] = slot(acc, k-1-j, m)
+			}
+			if tmp != nil {
+				le.set(kern.add(tmp[:m], s, parts))
+			} else {
 				le.set(lf.addAt(int64(s)*C+o, m, nil, func(lo int, src []byte) error {
 					for j := range k {
 						sub[j] = parts[j][lo : lo+len(src)]
 					}
 					return kern.add(src, s, sub)
 				}))
-				return acc, nil
 			}
+			send = acc
+		default:
+			// Parity j travels in slot k-1-j: the finished parity t is
+			// the last slot, and what goes on is a prefix of the buffer,
+			// which keeps the buffer's whole capacity for reuse.
 			t := s - (n - k)
 			if len(in) != (k-t)*m {
-				return nil, errProtocol
+				return errProtocol
 			}
-			out(t, in[:m])
-			if t < k-1 {
-				return in[m:], nil
+			out(t, slot(in, k-1-t, m))
+			if t == k-1 {
+				putPiece(in)
+				return nil
 			}
-			putPiece(in)
-			return nil, nil
+			send = in[:(k-1-t)*m]
 		}
-		send, err := produce(0, nil)
-		if err != nil {
-			return err
-		}
-		for s := 1; s < n; s++ {
-			var ahead func()
-			if s < n-k && tmp != nil {
-				// Read this rank's chunk s while the left neighbour is
-				// still adding into what it sends us.
-				ahead = func() { le.set(lf.readAt(tmp[:m], int64(s)*C+o)) }
-			}
-			in, err := shiftOwned(ctx, c, send, ahead)
-			if err != nil {
-				return err
-			}
-			if send, err = produce(s, in); err != nil {
-				return err
+		return sendOwned(ctx, c, right, tagData, send)
+	}
+	step := int64(buf)
+	for o0 := int64(0); o0 < C; o0 += pipeDepth * step {
+		for s := range n {
+			for o := o0; o < min(C, o0+pipeDepth*step); o += step {
+				if err := item(s, o, int(min(step, C-o))); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	return nil
 }
+
+// slot is the i-th of the m-byte parts of b.
+func slot(b []byte, i, m int) []byte { return b[i*m : (i+1)*m] }
+
+// pipeDepth is how many pieces go through a stage of the encode before the
+// next stage (see rowsEncode).
+const pipeDepth = 4
 
 // partnerEncode sends every member's logical file to its right neighbour,
 // piece by piece; leftSize is the left neighbour's total.

@@ -397,9 +397,18 @@ func rebuildSet(ctx context.Context, g *Group, s Scheme, dir Dirs, lost []int, s
 // piece and each row, the first n-k surviving members of the row (in ring
 // order) pass a running sum along a chain, each adding its shard times its
 // decoding coefficients; the last one sends each lost member its shard.
+//
+// The work is a wavefront: the member at position q of a row's chain (a
+// lost member counts as position n-k) handles piece j of that row at step
+// j+q, and every member goes through the steps in order, rows in order
+// within a step. So what a member receives was sent one step earlier, while
+// it worked on other rows and pieces: no member waits for a message sent
+// just before, and the chains of all rows keep every member busy at once.
+// Messages between two members keep the same order on both sides (their
+// steps differ by one for every message of that pair), and flow control
+// (see flow) bounds what a receiver queues.
 func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logical, red *redFile, C int64, out func(int, []byte), le *localErr) error {
 	n, k, me := len(g.Set.Ranks), s.k(), g.Index
-	fl := newFlow(g.Comm)
 	d := n - k
 	shard := func(m, p int) int { // shard index of member m in row p
 		if t := (m - p + n) % n; t >= k {
@@ -411,9 +420,11 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 	type row struct {
 		chain []int // survivors, in chain order
 		kern  kernel
+		pos   int // this member's position: in chain, d if lost, -1 if neither
 	}
 	rows := make([]row, n)
 	enc := rsMatrix(n, k)
+	links := map[[2]int]int{} // messages per step between two members
 	for p := range n {
 		var r row
 		for i := range n {
@@ -422,9 +433,19 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 				r.chain = append(r.chain, m)
 			}
 		}
+		r.pos = slices.Index(r.chain, me)
+		if r.pos < 0 && slices.Contains(lost, me) {
+			r.pos = d
+		}
+		for i := 1; i < len(r.chain); i++ {
+			links[[2]int{r.chain[i-1], r.chain[i]}]++
+		}
+		for _, f := range lost {
+			links[[2]int{r.chain[d-1], f}]++
+		}
 		if s.Type == XOR {
 			r.kern = xorKernel{}
-		} else {
+		} else if r.pos >= 0 && r.pos < d {
 			avail := make([]int, d)
 			for i, m := range r.chain {
 				avail[i] = shard(m, p)
@@ -443,90 +464,109 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 		}
 		rows[p] = r
 	}
+	// A sender needs a window of more than two steps' messages to a
+	// receiver (see flow): it then never waits for an acknowledgement
+	// of a message the receiver can only take after this step.
+	window := 0
+	for l, c := range links {
+		if l[0] == me {
+			window = max(window, 2*c+1)
+		}
+	}
+	fl := newFlow(g.Comm, max(window, flowWindow))
 	buf := int64(s.buf())
 	tmp := make([]byte, buf)
 	parts, sub := make([][]byte, len(lost)), make([][]byte, len(lost))
-	for o := int64(0); o < C; o += buf {
-		m := int(min(buf, C-o))
-		for p, r := range rows {
-			if pos := slices.Index(r.chain, me); pos >= 0 {
-				// Read this rank's shard first: the read overlaps the
-				// predecessor's work instead of following it.
-				// Pieces are owned: fresh at the head of the chain,
-				// received further on, given up when sent (sendOwned).
-				var first []byte
-				if pos == 0 {
-					first = getPiece(len(lost) * m)
-				}
-				b := tmp[:m]
-				direct := pos == 0 && s.Type == XOR // the sum of one shard is the shard
-				if direct {
-					b = first[:m]
-				}
-				sh := shard(me, p)
-				dataLater := sh < d && !direct // added straight from the files below
-				if sh < d && direct {
-					le.set(lf.readAt(b, int64(sh)*C+o))
-				} else if sh >= d && red != nil {
-					le.set(red.readAt(sh-d, b, o))
-				} else if sh >= d {
-					clear(b)
-				}
-				var acc []byte
-				if pos == 0 {
-					acc = first[:len(lost)*m]
-					if !direct {
-						clear(acc)
-					}
-				} else {
-					in, err := fl.recv(ctx, r.chain[pos-1])
-					if err != nil {
-						return err
-					}
-					if len(in) != len(lost)*m {
-						return errProtocol
-					}
-					acc = in
-				}
+	item := func(p int, r row, o int64, m int) error {
+		if r.pos == d { // lost: receive this member's shard from the chain's end
+			in, err := fl.recv(ctx, r.chain[d-1])
+			if err != nil {
+				return err
+			}
+			if len(in) != m {
+				return errProtocol
+			}
+			if sh := shard(me, p); sh < d {
+				le.set(lf.writeAt(in, int64(sh)*C+o))
+			} else {
+				out(sh-d, in)
+			}
+			putPiece(in)
+			return nil
+		}
+		// In the chain. Read this member's shard first: the running sum
+		// may still be on its way. Pieces are owned: fresh at the head of
+		// the chain, received further on, given up when sent (sendOwned).
+		pos := r.pos
+		var first []byte
+		if pos == 0 {
+			first = getPiece(len(lost) * m)
+		}
+		b := tmp[:m]
+		direct := pos == 0 && s.Type == XOR // the sum of one shard is the shard
+		if direct {
+			b = first[:m]
+		}
+		sh := shard(me, p)
+		dataLater := sh < d && !direct // added straight from the files below
+		if sh < d && direct {
+			le.set(lf.readAt(b, int64(sh)*C+o))
+		} else if sh >= d && red != nil {
+			le.set(red.readAt(sh-d, b, o))
+		} else if sh >= d {
+			clear(b)
+		}
+		var acc []byte
+		if pos == 0 {
+			acc = first[:len(lost)*m]
+			if !direct {
+				clear(acc)
+			}
+		} else {
+			in, err := fl.recv(ctx, r.chain[pos-1])
+			if err != nil {
+				return err
+			}
+			if len(in) != len(lost)*m {
+				return errProtocol
+			}
+			acc = in
+		}
+		for j := range lost {
+			parts[j] = acc[j*m : (j+1)*m : (j+1)*m] // sent to different owners
+		}
+		switch {
+		case dataLater:
+			le.set(lf.addAt(int64(sh)*C+o, m, b, func(lo int, src []byte) error {
 				for j := range lost {
-					parts[j] = acc[j*m : (j+1)*m : (j+1)*m] // sent to different owners
+					sub[j] = parts[j][lo : lo+len(src)]
 				}
-				switch {
-				case dataLater:
-					le.set(lf.addAt(int64(sh)*C+o, m, b, func(lo int, src []byte) error {
-						for j := range lost {
-							sub[j] = parts[j][lo : lo+len(src)]
-						}
-						return r.kern.add(src, pos, sub)
-					}))
-				case !direct:
-					le.set(r.kern.add(b, pos, parts))
-				}
-				if pos < len(r.chain)-1 {
-					if err := fl.send(ctx, r.chain[pos+1], acc); err != nil {
-						return err
-					}
-				} else {
-					for j, f := range lost {
-						if err := fl.send(ctx, f, parts[j]); err != nil {
-							return err
-						}
-					}
-				}
-			} else if slices.Contains(lost, me) {
-				in, err := fl.recv(ctx, r.chain[len(r.chain)-1])
-				if err != nil {
+				return r.kern.add(src, pos, sub)
+			}))
+		case !direct:
+			le.set(r.kern.add(b, pos, parts))
+		}
+		if pos < len(r.chain)-1 {
+			return fl.send(ctx, r.chain[pos+1], acc)
+		}
+		if len(lost) == 1 {
+			return fl.send(ctx, lost[0], acc) // the whole buffer, so it is reused whole
+		}
+		for j, f := range lost {
+			if err := fl.send(ctx, f, parts[j]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	pieces := int((C + buf - 1) / buf)
+	for t := 0; t < pieces+d; t++ {
+		for p, r := range rows {
+			if j := t - r.pos; r.pos >= 0 && j >= 0 && j < pieces {
+				o := int64(j) * buf
+				if err := item(p, r, o, int(min(buf, C-o))); err != nil {
 					return err
 				}
-				if len(in) != m {
-					return errProtocol
-				}
-				if sh := shard(me, p); sh < d {
-					le.set(lf.writeAt(in, int64(sh)*C+o))
-				} else {
-					out(sh-d, in)
-				}
-				putPiece(in)
 			}
 		}
 	}
@@ -538,7 +578,7 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 // Lost members are never neighbours, so senders never receive.
 func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logical, self, left *desc, red *redFile, out func(int, []byte), le *localErr) error {
 	me := g.Index
-	fl := newFlow(g.Comm)
+	fl := newFlow(g.Comm, flowWindow)
 	isLost := func(i int) bool { return slices.Contains(lost, i) }
 	// Phase 1: the files of each lost member, from the copy on its right.
 	if isLost(g.left()) && red != nil {
@@ -621,14 +661,15 @@ const flowWindow = 4
 // not waiting for the receiver (both comm transports queue them). Pieces
 // are given up by send (sendOwned): the sender must not touch them again.
 type flow struct {
-	c   comm.Comm
-	out map[int]int // unacknowledged pieces per receiver
+	c      comm.Comm
+	window int
+	out    map[int]int // unacknowledged pieces per receiver
 }
 
-func newFlow(c comm.Comm) *flow { return &flow{c: c, out: map[int]int{}} }
+func newFlow(c comm.Comm, window int) *flow { return &flow{c: c, window: window, out: map[int]int{}} }
 
 func (f *flow) send(ctx context.Context, dst int, b []byte) error {
-	if f.out[dst] >= flowWindow {
+	if f.out[dst] >= f.window {
 		if _, err := f.c.Recv(ctx, dst, tagAck); err != nil {
 			return err
 		}

@@ -1,11 +1,10 @@
-package main
+package bench
 
 import (
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -14,19 +13,19 @@ import (
 	"github.com/scr-go/scr/comm"
 )
 
-// Options of one benchmark run.
-type Options struct {
+// InProcessOptions of one benchmark run with the ranks as goroutines of
+// this process over comm.NewLocal (scr_bench --inprocess).
+type InProcessOptions struct {
 	Dir   string // scratch directory in tmpfs; one subdirectory per node
 	Nodes int    // simulated nodes, one rank each
 	Size  int64  // bytes per rank
 	Reps  int    // repetitions; the median is reported
 	Fsync bool   // fsync every written file (plain and SCR alike)
 
-	CPUProfile string // write a CPU profile of the run here (command only)
 }
 
-// Result holds median times and the ratios to the plain write.
-type Result struct {
+// InProcessResult holds median times and the ratios to the plain write.
+type InProcessResult struct {
 	Nodes        int     `json:"nodes"`
 	BytesPerRank int64   `json:"bytes_per_rank"`
 	Reps         int     `json:"reps"`
@@ -47,19 +46,6 @@ type Result struct {
 	XORSteadySecs     float64 `json:"xor_replace_secs"`
 	SingleSteadyRatio float64 `json:"single_replace_ratio"`
 	XORSteadyRatio    float64 `json:"xor_replace_ratio"`
-}
-
-// Targets of the ratios.
-const (
-	TargetSingle  = 1.2
-	TargetXOR     = 3.0
-	TargetRebuild = 4.0
-)
-
-func median(x []float64) float64 {
-	s := append([]float64(nil), x...)
-	sort.Float64s(s)
-	return s[len(s)/2]
 }
 
 func pattern(size int64, r int) []byte {
@@ -87,7 +73,7 @@ func writeFile(path string, data []byte, fsync bool) error {
 
 // bench is one simulated job.
 type bench struct {
-	o     Options
+	o     InProcessOptions
 	hosts []string
 	data  [][]byte
 }
@@ -292,16 +278,17 @@ func (b *bench) nodeWrite() (float64, error) {
 	return time.Since(start).Seconds(), err
 }
 
-// Run measures every figure Reps times and reports medians and ratios.
-func Run(ctx context.Context, o Options) (Result, error) {
+// RunInProcess measures every figure Reps times and reports medians and
+// ratios.
+func RunInProcess(ctx context.Context, o InProcessOptions) (InProcessResult, error) {
 	if o.Nodes < 2 {
-		return Result{}, fmt.Errorf("--nodes %d: XOR needs at least 2 nodes", o.Nodes)
+		return InProcessResult{}, fmt.Errorf("--nodes %d: XOR needs at least 2 nodes", o.Nodes)
 	}
 	if o.Reps < 1 {
 		o.Reps = 1
 	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
-		return Result{}, err
+		return InProcessResult{}, err
 	}
 	b := &bench{o: o}
 	for i := 0; i < o.Nodes; i++ {
@@ -329,12 +316,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		for _, st := range steps {
 			s, err := st.fn()
 			if err != nil {
-				return Result{}, fmt.Errorf("%s: %w", st.what, err)
+				return InProcessResult{}, fmt.Errorf("%s: %w", st.what, err)
 			}
 			*st.dst = append(*st.dst, s)
 		}
 	}
-	r := Result{Nodes: o.Nodes, BytesPerRank: o.Size, Reps: o.Reps,
+	r := InProcessResult{Nodes: o.Nodes, BytesPerRank: o.Size, Reps: o.Reps,
 		PlainSecs: median(plain), SingleSecs: median(single), XORSecs: median(xor),
 		NodeSecs: median(node), RebuildSecs: median(rebuild)}
 	r.SingleRatio = r.SingleSecs / r.PlainSecs
