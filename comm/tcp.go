@@ -39,6 +39,7 @@ import (
 const (
 	chunkSize = 1 << 20
 	hdrSize   = 32
+	readBuf   = 4 << 10 // read buffer of a connection (see readLoop)
 
 	frameData      = 1
 	frameHeartbeat = 2
@@ -728,9 +729,10 @@ func (t *tcpTransport) readLoop(c net.Conn, peer int, incoming bool) {
 		off int
 	}
 	parts := map[key]*partial{}
-	// Buffered: small frames cost one read for many; a large chunk read
-	// into an empty buffer goes straight to its destination.
-	br := bufio.NewReaderSize(c, 64<<10)
+	// Buffered: small frames cost one read for many; a large chunk goes
+	// past the buffer, straight into its message (only what the buffer
+	// already holds of it is copied: at most readBuf bytes).
+	br := bufio.NewReaderSize(c, readBuf)
 	for {
 		_, err := io.ReadFull(br, hb[:])
 		if err == nil {

@@ -140,6 +140,7 @@ type rank struct {
 	c     comm.Comm
 	o     rankOpts
 	block []byte
+	plain string // directory of the plain writes
 	rep   RankReport
 }
 
@@ -161,6 +162,10 @@ func runRank(ctx context.Context, c comm.Comm, o rankOpts) (err error) {
 		}()
 	}
 	r := &rank{c: c, o: o, rep: RankReport{Rank: c.Rank(), Node: c.Host(c.Rank())}}
+	if r.plain, err = r.plainDir(); err != nil {
+		return err
+	}
+	defer os.RemoveAll(r.plain)
 	r.block = make([]byte, min(blockSize, o.size))
 	for i := range r.block {
 		r.block[i] = byte(i*7 + c.Rank())
@@ -262,18 +267,17 @@ func (r *rank) plainDir() (string, error) {
 	return d, nil
 }
 
+// plainWrite times every rank (with writes) writing its bytes to the file
+// "plain" of its plain directory, the way an application writes its own
+// checkpoint: the first write of a run creates the file, later ones
+// replace it (O_TRUNC frees the previous one's pages, as the eviction of
+// the previous checkpoint does for SCR with SCR_CACHE_SIZE=1).
 func (r *rank) plainWrite(ctx context.Context, what string, i int, writes bool) error {
-	dir, err := r.plainDir()
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	p := filepath.Join(dir, "plain")
 	return r.timed(ctx, what, i, func() error {
 		if !writes {
 			return nil
 		}
-		return r.write(p)
+		return r.write(filepath.Join(r.plain, "plain"))
 	})
 }
 

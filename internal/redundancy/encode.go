@@ -287,6 +287,7 @@ func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, 
 	n, c := len(g.Set.Ranks), g.Comm
 	right, left := (g.Index+1)%n, (g.Index-1+n)%n
 	tmp := lf.scratch(buf) // pread target when files are not all mapped
+	defer putPiece(tmp)
 	parts, sub := make([][]byte, k), make([][]byte, k)
 	_, isXOR := kern.(xorKernel)
 	// item does stage s of the piece at offset o (m bytes of each chunk):
@@ -354,10 +355,10 @@ func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, 
 		}
 		return sendOwned(ctx, c, right, tagData, send)
 	}
-	step := int64(buf)
-	for o0 := int64(0); o0 < C; o0 += pipeDepth * step {
+	step, depth := int64(buf), int64(pipeDepth)
+	for o0 := int64(0); o0 < C; o0 += depth * step {
 		for s := range n {
-			for o := o0; o < min(C, o0+pipeDepth*step); o += step {
+			for o := o0; o < min(C, o0+depth*step); o += step {
 				if err := item(s, o, int(min(step, C-o))); err != nil {
 					return err
 				}
@@ -372,7 +373,7 @@ func slot(b []byte, i, m int) []byte { return b[i*m : (i+1)*m] }
 
 // pipeDepth is how many pieces go through a stage of the encode before the
 // next stage (see rowsEncode).
-const pipeDepth = 4
+const pipeDepth = 2
 
 // partnerEncode sends every member's logical file to its right neighbour,
 // piece by piece; leftSize is the left neighbour's total.

@@ -180,12 +180,13 @@ func (l *logical) close() error {
 	return first
 }
 
-// scratch returns a buffer for addAt's reads of n bytes, or nil when every
-// file is mapped (addAt then never reads).
+// scratch returns a buffer for addAt's reads of n bytes (a piece: give it
+// back with putPiece), or nil when every file is mapped (addAt then never
+// reads).
 func (l *logical) scratch(n int) []byte {
 	for i := range l.files {
 		if i >= len(l.maps) || l.maps[i] == nil {
-			return make([]byte, n)
+			return getPiece(n)
 		}
 	}
 	return nil

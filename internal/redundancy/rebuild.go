@@ -475,7 +475,8 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 	}
 	fl := newFlow(g.Comm, max(window, flowWindow))
 	buf := int64(s.buf())
-	tmp := make([]byte, buf)
+	tmp := getPiece(int(buf))
+	defer putPiece(tmp)
 	parts, sub := make([][]byte, len(lost)), make([][]byte, len(lost))
 	item := func(p int, r row, o int64, m int) error {
 		if r.pos == d { // lost: receive this member's shard from the chain's end
@@ -650,12 +651,12 @@ func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logi
 	return fl.drain(ctx)
 }
 
-// flowWindow is how many pieces a sender may have in flight to one
-// receiver before it waits for the receiver to take the oldest.
+// flowWindow is the least number of pieces a sender may have in flight to
+// one receiver before it waits for the receiver to take the oldest.
 const flowWindow = 4
 
 // flow sends pieces with a window per receiver: each received piece is
-// acknowledged, and a sender with flowWindow unacknowledged pieces to a
+// acknowledged, and a sender with window unacknowledged pieces to a
 // receiver waits for one acknowledgement. So a fast sender cannot queue a
 // whole file in a slow receiver's memory. Acks are tiny and rely on Send
 // not waiting for the receiver (both comm transports queue them). Pieces
