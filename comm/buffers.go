@@ -5,8 +5,8 @@ import (
 	"sync"
 )
 
-// Message buffers of 64 KiB and more are recycled, one free list per
-// power-of-two capacity. Fresh memory costs a page fault per 4 KiB on first
+// Message buffers of 64 KiB to 16 MiB are recycled, one free list per
+// power-of-two capacity (a buffer has up to twice the capacity asked for). Fresh memory costs a page fault per 4 KiB on first
 // touch (and the kernel zeroes it), which for a program moving gigabytes
 // through a few megabytes of pieces costs more than copying the data. The
 // TCP transport receives messages into recycled buffers; SendOwned and
@@ -18,7 +18,7 @@ import (
 // go to a sync.Pool, which a collection empties.
 const (
 	minPooledShift = 16 // 64 KiB
-	maxPooledShift = 30 // 1 GiB
+	maxPooledShift = 24 // 16 MiB: larger messages get exactly their size
 	keptMax        = 32 << 20
 )
 

@@ -11,9 +11,11 @@ func TestBufferClasses(t *testing.T) {
 	for _, tc := range []struct{ n, cap int }{
 		{0, 0}, {1, 1}, {64<<10 - 1, 64<<10 - 1}, // too small to pool: exact
 		{64 << 10, 64 << 10}, {64<<10 + 1, 128 << 10}, {1 << 20, 1 << 20}, {3 << 20, 4 << 20},
+		{16<<20 + 1, 16<<20 + 1}, // too large to pool: exact
 	} {
 		b := Buffer(tc.n)
-		if len(b) != tc.n || cap(b) < tc.cap || (tc.n < 64<<10 && cap(b) != tc.n) {
+		exact := tc.n < 64<<10 || tc.n > 16<<20
+		if len(b) != tc.n || cap(b) < tc.cap || (exact && cap(b) != tc.n) {
 			t.Errorf("Buffer(%d): len %d cap %d, want len %d cap >= %d", tc.n, len(b), cap(b), tc.n, tc.cap)
 		}
 	}
