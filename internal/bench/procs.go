@@ -72,20 +72,25 @@ func sibling(name string) string {
 
 // SchemeResult is the summary of one scheme over every run.
 type SchemeResult struct {
-	Scheme      string    `json:"scheme"`
-	Count       int       `json:"checkpoints"`         // timed sections (rebuild: one per run)
-	PlainMedian float64   `json:"plain_median_secs"`   // plain write of the same bytes, same runs
-	PlainMin    float64   `json:"plain_min_secs"`      //
-	PlainMax    float64   `json:"plain_max_secs"`      //
-	Median      float64   `json:"median_secs"`         // median checkpoint (rebuild)
-	Worst       float64   `json:"worst_secs"`          // worst checkpoint (rebuild)
-	First       float64   `json:"first_median_secs"`   // median of the runs' first checkpoints
-	MedianRatio float64   `json:"median_ratio"`        // Median / PlainMedian
-	WorstRatio  float64   `json:"worst_ratio"`         // Worst / PlainMedian: the target applies here
-	Target      float64   `json:"target"`              //
-	Worst1      Section   `json:"worst_checkpoint"`    // the worst, with its phases
-	Sections    []Section `json:"sections"`            // every checkpoint (rebuild), run by run
-	PeakRSSKB   []int64   `json:"peak_rss_kb_by_rank"` // per rank, max over the timed sections
+	Scheme      string  `json:"scheme"`
+	Count       int     `json:"checkpoints"`       // timed sections (rebuild: one per run)
+	PlainMedian float64 `json:"plain_median_secs"` // plain write of the same bytes, same runs
+	PlainMin    float64 `json:"plain_min_secs"`    //
+	PlainMax    float64 `json:"plain_max_secs"`    //
+	Median      float64 `json:"median_secs"`       // median checkpoint (rebuild)
+	Worst       float64 `json:"worst_secs"`        // worst checkpoint (rebuild)
+	First       float64 `json:"first_median_secs"` // median of the runs' first checkpoints
+	MedianRatio float64 `json:"median_ratio"`      // Median / PlainMedian
+	WorstRatio  float64 `json:"worst_ratio"`       // Worst / PlainMedian: the target applies here
+	Target      float64 `json:"target"`            //
+	// CPU time of all ranks over the plain write's (medians; the worst
+	// checkpoint's own): what the ratios tend to when the machine is
+	// loaded, robust against other users' load.
+	CPUMedianRatio float64   `json:"cpu_median_ratio"`
+	CPUWorstRatio  float64   `json:"cpu_worst_ratio"`
+	Worst1         Section   `json:"worst_checkpoint"`    // the worst, with its phases
+	Sections       []Section `json:"sections"`            // every checkpoint (rebuild), run by run
+	PeakRSSKB      []int64   `json:"peak_rss_kb_by_rank"` // per rank, max over the timed sections
 }
 
 // Section is one timed checkpoint (or rebuild) and what it cost: wall
@@ -198,10 +203,11 @@ func (c *collected) summary(scheme string) SchemeResult {
 	if len(c.secs) == 0 {
 		return r
 	}
-	var secs, plain, first []float64
+	var secs, plain, first, cpu, plainCPU []float64
 	w := 0
 	for i, s := range c.secs {
 		secs, plain = append(secs, s.Secs), append(plain, s.Plain)
+		cpu, plainCPU = append(cpu, s.CPU), append(plainCPU, s.PlainCPU)
 		if s.I == 1 {
 			first = append(first, s.Secs)
 		}
@@ -212,6 +218,7 @@ func (c *collected) summary(scheme string) SchemeResult {
 	r.PlainMedian, r.PlainMin, r.PlainMax = median(plain), slices.Min(plain), slices.Max(plain)
 	r.Median, r.First, r.Worst, r.Worst1 = median(secs), median(first), c.secs[w].Secs, c.secs[w]
 	r.MedianRatio, r.WorstRatio = r.Median/r.PlainMedian, r.Worst/r.PlainMedian
+	r.CPUMedianRatio, r.CPUWorstRatio = median(cpu)/median(plainCPU), r.Worst1.CPU/median(plainCPU)
 	return r
 }
 
