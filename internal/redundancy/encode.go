@@ -23,26 +23,18 @@ const (
 // send-first and receive-first, so the exchange completes even over a
 // transport whose Send waits for the receiver.
 func shiftBy(ctx context.Context, c comm.Comm, dist int, data []byte) ([]byte, error) {
-	return shiftSend(ctx, c, dist, data, c.Send, nil)
+	return shiftSend(ctx, c, dist, data, c.Send)
 }
 
 // shiftOwned is shiftBy(ctx, c, 1, data) for a caller that gives data up
 // (see sendOwned); the buffer returned is the caller's.
-//
-// local, if not nil, is this rank's own work for the next step (reading its
-// data): it runs just before the receive, after the send when the send
-// comes first, so it overlaps the left neighbour's work instead of
-// following it, and the right neighbour gets its input first.
-func shiftOwned(ctx context.Context, c comm.Comm, data []byte, local func()) ([]byte, error) {
+func shiftOwned(ctx context.Context, c comm.Comm, data []byte) ([]byte, error) {
 	return shiftSend(ctx, c, 1, data, func(ctx context.Context, dst, tag int, b []byte) error {
 		return sendOwned(ctx, c, dst, tag, b)
-	}, local)
+	})
 }
 
-func shiftSend(ctx context.Context, c comm.Comm, dist int, data []byte, send func(context.Context, int, int, []byte) error, local func()) ([]byte, error) {
-	if local == nil {
-		local = func() {}
-	}
+func shiftSend(ctx context.Context, c comm.Comm, dist int, data []byte, send func(context.Context, int, int, []byte) error) ([]byte, error) {
 	n, me := c.Size(), c.Rank()
 	step := ((dist % n) + n) % n
 	to, from := (me+step)%n, (me-step+n)%n
@@ -57,10 +49,8 @@ func shiftSend(ctx context.Context, c comm.Comm, dist int, data []byte, send fun
 		if err := send(ctx, to, tagData, data); err != nil {
 			return nil, err
 		}
-		local()
 		return c.Recv(ctx, from, tagData)
 	}
-	local()
 	in, err := c.Recv(ctx, from, tagData)
 	if err != nil {
 		return nil, err
@@ -385,7 +375,7 @@ func partnerEncode(ctx context.Context, g *Group, buf int, lf *logical, leftSize
 	for o := int64(0); o < mx[0]; o += int64(buf) {
 		mine := getPiece(int(max(0, min(int64(buf), lf.total-o))))
 		le.set(lf.readAt(mine, o))
-		in, err := shiftOwned(ctx, g.Comm, mine, nil)
+		in, err := shiftOwned(ctx, g.Comm, mine)
 		if err != nil {
 			return err
 		}
