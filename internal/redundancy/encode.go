@@ -273,8 +273,18 @@ var errProtocol = errors.New("redundancy: protocol error: message of unexpected 
 // the other pieces: the transfer overlaps work instead of every stage
 // waiting for a message sent just before. This relies on Send not waiting
 // for the receiver (comm's contract; the receiver queues).
-func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, C int64, buf int, out func(int, []byte), le *localErr) error {
+func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, C int64, buf int, out func(int, []byte), le *localErr) (err error) {
 	n, c := len(g.Set.Ranks), g.Comm
+	// Sends go through an outbox: the right neighbour takes a piece only
+	// pipeDepth items after it was sent, so a Send waiting for its
+	// receiver must not hold this member up (a queue longer than
+	// pipeDepth never fills for good: see doc/redundancy.md).
+	ob := newOutboxes(ctx, c, pipeDepth+1)
+	defer func() {
+		if cerr := ob.close(err == nil); err == nil {
+			err = cerr
+		}
+	}()
 	right, left := (g.Index+1)%n, (g.Index-1+n)%n
 	tmp := lf.scratch(buf) // pread target when files are not all mapped
 	defer putPiece(tmp)
@@ -343,7 +353,7 @@ func rowsEncode(ctx context.Context, g *Group, k int, kern kernel, lf *logical, 
 			}
 			send = in[:(k-1-t)*m]
 		}
-		return sendOwned(ctx, c, right, tagData, send)
+		return ob.send(right, send)
 	}
 	step, depth := int64(buf), int64(pipeDepth)
 	for o0 := int64(0); o0 < C; o0 += depth * step {

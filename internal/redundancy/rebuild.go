@@ -407,7 +407,7 @@ func rebuildSet(ctx context.Context, g *Group, s Scheme, dir Dirs, lost []int, s
 // Messages between two members keep the same order on both sides (their
 // steps differ by one for every message of that pair), and flow control
 // (see flow) bounds what a receiver queues.
-func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logical, red *redFile, C int64, out func(int, []byte), le *localErr) error {
+func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logical, red *redFile, C int64, out func(int, []byte), le *localErr) (err error) {
 	n, k, me := len(g.Set.Ranks), s.k(), g.Index
 	d := n - k
 	shard := func(m, p int) int { // shard index of member m in row p
@@ -473,7 +473,8 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 			window = max(window, 2*c+1)
 		}
 	}
-	fl := newFlow(g.Comm, max(window, flowWindow))
+	fl := newFlow(ctx, g.Comm, max(window, flowWindow))
+	defer func() { err = fl.finish(ctx, err) }()
 	buf := int64(s.buf())
 	tmp := getPiece(int(buf))
 	defer putPiece(tmp)
@@ -571,15 +572,16 @@ func rowsRebuild(ctx context.Context, g *Group, s Scheme, lost []int, lf *logica
 			}
 		}
 	}
-	return fl.drain(ctx)
+	return nil
 }
 
 // partnerRebuild: a lost member gets its files from its right neighbour's
 // copy, then its copy of its left neighbour's files from that neighbour.
 // Lost members are never neighbours, so senders never receive.
-func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logical, self, left *desc, red *redFile, out func(int, []byte), le *localErr) error {
+func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logical, self, left *desc, red *redFile, out func(int, []byte), le *localErr) (err error) {
 	me := g.Index
-	fl := newFlow(g.Comm, flowWindow)
+	fl := newFlow(ctx, g.Comm, flowWindow)
+	defer func() { err = fl.finish(ctx, err) }()
 	isLost := func(i int) bool { return slices.Contains(lost, i) }
 	// Phase 1: the files of each lost member, from the copy on its right.
 	if isLost(g.left()) && red != nil {
@@ -648,7 +650,7 @@ func partnerRebuild(ctx context.Context, g *Group, buf int, lost []int, lf *logi
 			}
 		}
 	}
-	return fl.drain(ctx)
+	return nil
 }
 
 // flowWindow is the least number of pieces a sender may have in flight to
@@ -658,25 +660,32 @@ const flowWindow = 4
 // flow sends pieces with a window per receiver: each received piece is
 // acknowledged, and a sender with window unacknowledged pieces to a
 // receiver waits for one acknowledgement. So a fast sender cannot queue a
-// whole file in a slow receiver's memory. Acks are tiny and rely on Send
-// not waiting for the receiver (both comm transports queue them). Pieces
-// are given up by send (sendOwned): the sender must not touch them again.
+// whole file in a slow receiver's memory. Pieces go out through outboxes
+// (a goroutine per receiver), so a Send that waits for its receiver does
+// not hold up this member; acknowledgements are tiny and sent directly,
+// relying on Send not waiting for the receiver for them (comm's transports
+// queue, MPI sends small messages eagerly). Pieces are given up by send:
+// the sender must not touch them again. finish ends it.
 type flow struct {
 	c      comm.Comm
 	window int
 	out    map[int]int // unacknowledged pieces per receiver
+	ob     *outboxes
 }
 
-func newFlow(c comm.Comm, window int) *flow { return &flow{c: c, window: window, out: map[int]int{}} }
+func newFlow(ctx context.Context, c comm.Comm, window int) *flow {
+	return &flow{c: c, window: window, out: map[int]int{}, ob: newOutboxes(ctx, c, window)}
+}
 
 func (f *flow) send(ctx context.Context, dst int, b []byte) error {
 	if f.out[dst] >= f.window {
 		if _, err := f.c.Recv(ctx, dst, tagAck); err != nil {
+			putPiece(b)
 			return err
 		}
 		f.out[dst]--
 	}
-	if err := sendOwned(ctx, f.c, dst, tagData, b); err != nil {
+	if err := f.ob.send(dst, b); err != nil {
 		return err
 	}
 	f.out[dst]++
@@ -691,16 +700,24 @@ func (f *flow) recv(ctx context.Context, src int) ([]byte, error) {
 	return b, f.c.Send(ctx, src, tagAck, nil)
 }
 
-// drain takes the outstanding acknowledgements, so none is left for the
-// next operation on the communicator.
-func (f *flow) drain(ctx context.Context) error {
-	for dst, n := range f.out {
-		for range n {
-			if _, err := f.c.Recv(ctx, dst, tagAck); err != nil {
-				return err
+// finish ends the flow after its sends and receives: on success (err nil)
+// it takes the outstanding acknowledgements, so none is left for the next
+// operation on the communicator; it stops the outboxes and returns err or
+// the first error of its own.
+func (f *flow) finish(ctx context.Context, err error) error {
+	if err == nil {
+	drain:
+		for dst, n := range f.out {
+			for range n {
+				if _, err = f.c.Recv(ctx, dst, tagAck); err != nil {
+					break drain
+				}
 			}
+			delete(f.out, dst)
 		}
-		delete(f.out, dst)
 	}
-	return nil
+	if cerr := f.ob.close(err == nil); err == nil {
+		err = cerr
+	}
+	return err
 }
