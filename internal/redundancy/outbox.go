@@ -11,9 +11,9 @@ import (
 // in order, so that a member never waits in Send for a receiver while it
 // could receive or compute. The pipelined encode and the rebuild's
 // wavefront send before their receivers get to the matching receive; over
-// a communicator whose Send waits for the matching Recv (MPI's rendezvous
-// protocol for large messages: internal/mpicomm) they would deadlock if the
-// member sent itself. Over the TCP and in-process transports Send returns
+// a communicator whose Send waits for the matching Recv (a blocking MPI
+// send of a large message, under MPI's rendezvous protocol) they would
+// deadlock if the member sent itself. Over the TCP and in-process transports Send returns
 // at once anyway and the goroutine only moves the system call off the
 // member's path.
 //

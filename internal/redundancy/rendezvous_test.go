@@ -12,9 +12,9 @@ import (
 )
 
 // rvComm wraps a communicator so that a Send of eager bytes or more
-// returns only once the receiver took the message, as MPI's rendezvous
-// protocol does for large messages (internal/mpicomm waits for MPI_Isend
-// to complete). Smaller messages (acknowledgements, file lists) return at
+// returns only once the receiver took the message, as a blocking MPI send
+// does for large messages under MPI's rendezvous protocol (comm's contract
+// allows it). Smaller messages (acknowledgements, file lists) return at
 // once, as MPI sends them eagerly. Collectives are the wrapped ones'.
 type rvComm struct {
 	comm.Comm
@@ -71,7 +71,7 @@ func (c *rvComm) Split(ctx context.Context, color, key int) (comm.Comm, error) {
 }
 
 // TestRendezvousSends: encode and rebuild complete over a communicator
-// whose large Sends wait for the receiver (the MPI backend), with pieces
+// whose large Sends wait for the receiver (a blocking MPI send), with pieces
 // well above the eager size: the pipelined encode and the rebuild's
 // wavefront must not wait in Send for a member that is itself sending.
 func TestRendezvousSends(t *testing.T) {
