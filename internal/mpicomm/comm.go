@@ -688,26 +688,32 @@ func (c *Comm) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	var errs []error
+	if c.parent == nil {
+		// The ring first (its goodbyes wait on the peers), then the drain,
+		// whose barrier is the last thing the ranks do together: they
+		// leave it, and reach MPI_Finalize, at nearly the same time.
+		// (MPICH 4.0's MPI_Finalize can hang when one rank waits in its
+		// PMI barrier while another still disconnects from it: fixed in
+		// MPICH by pmodels/mpich#6596; doc/capi.md.)
+		if c.w.hb != nil {
+			if err := c.w.hb.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		c.drain()
+	}
 	c.mu.Lock()
 	kids := c.children
 	c.children = nil
 	c.mu.Unlock()
-	var errs []error
 	for _, k := range kids {
 		if err := k.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if c.parent == nil {
-		c.drain()
-	}
 	if err := c.freeHandle(); err != nil {
 		errs = append(errs, err)
-	}
-	if c.parent == nil && c.w.hb != nil {
-		if err := c.w.hb.Close(); err != nil {
-			errs = append(errs, err)
-		}
 	}
 	return errors.Join(errs...)
 }

@@ -48,7 +48,14 @@ func TestMain(m *testing.M) {
 		defer close(done)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		opts := Options{} // loss mode: SCR_COMM_TIMEOUT
+		// Loss mode: SCR_COMM_TIMEOUT and the default fatal policy; the
+		// exit is logged first, because the launcher's own exit code
+		// mixes in the frozen rank's SIGKILL (Hydra reports a signal
+		// over any exit code).
+		opts := Options{Comm: comm.Options{Exit: func(code int) {
+			fmt.Fprintf(os.Stderr, "rank %d exits %d\n", wld.Rank(), code)
+			os.Exit(code)
+		}}}
 		if os.Getenv("SCRGO_MPI_MODE") == "" {
 			// Conformance: a loss would be a bug; report it, do not exit.
 			// Detection is tested apart: a loaded machine must not trip
