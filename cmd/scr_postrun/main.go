@@ -57,6 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		asJSON, verbose        bool
 		scavengeNode, listNode bool
 		id                     int64
+		jobID                  string
 	)
 	fs.StringVar(&o.Prefix, "p", "", "")
 	fs.StringVar(&o.Prefix, "prefix", "", "")
@@ -69,6 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&scavengeNode, "scavenge-node", false, "")
 	fs.BoolVar(&listNode, "list-node", false, "")
 	fs.Int64Var(&id, "id", 0, "")
+	fs.StringVar(&jobID, "job-id", "", "")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		if err == flag.ErrHelp {
 			fmt.Fprint(stdout, usage)
@@ -77,16 +79,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "scr_postrun: bad arguments %q (see --help)\n", args)
 		return 2
 	}
+	// The per-node side reads the caches of the job the driver names
+	// (--job-id; the environment may not have crossed the transport).
+	env := os.LookupEnv
+	if jobID != "" {
+		env = func(k string) (string, bool) {
+			if k == "SCR_JOB_ID" {
+				return jobID, true
+			}
+			return os.LookupEnv(k)
+		}
+	}
 	switch {
 	case listNode:
-		ds, err := jobrun.ListNode(os.LookupEnv)
+		ds, err := jobrun.ListNode(env)
 		return nodeAnswer(stdout, stderr, ds, err)
 	case scavengeNode:
 		if id <= 0 || o.Prefix == "" {
 			fmt.Fprintln(stderr, "scr_postrun: --scavenge-node needs --id N and --prefix DIR")
 			return 2
 		}
-		res, err := jobrun.ScavengeNode(ctx, os.LookupEnv, id, o.Prefix)
+		res, err := jobrun.ScavengeNode(ctx, env, id, o.Prefix)
 		return nodeAnswer(stdout, stderr, res, err)
 	}
 	if verbose {

@@ -31,6 +31,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/scr-go/scr/internal/jobid"
 )
 
 // Lookup reads one environment-style parameter (os.LookupEnv's shape).
@@ -59,16 +61,10 @@ func UserName(get Lookup) string {
 	return strconv.Itoa(os.Getuid())
 }
 
-// JobID is the allocation's id: SCR_JOB_ID, SLURM_JOB_ID, FLUX_JOB_ID,
-// LSB_JOBID, else "defjobid".
-func JobID(get Lookup) string {
-	for _, k := range []string{"SCR_JOB_ID", "SLURM_JOB_ID", "SLURM_JOBID", "FLUX_JOB_ID", "LSB_JOBID"} {
-		if v, ok := get(k); ok && v != "" {
-			return v
-		}
-	}
-	return "defjobid"
-}
+// JobID is the allocation's id: SCR_JOB_ID, else the allocation the
+// resource manager names (a Flux job's enclosing instance, not the job
+// itself), else "defjobid" (internal/jobid).
+func JobID(get Lookup) string { return jobid.FromEnv(jobid.Lookup(get)) }
 
 // NewLayout computes the layout from SCR_CNTL_BASE and SCR_CACHE_BASE
 // (default /dev/shm), the user name and the job id.

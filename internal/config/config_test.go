@@ -261,11 +261,18 @@ func TestRunsAndRetries(t *testing.T) {
 }
 
 func TestJobIDAndUser(t *testing.T) {
-	opts, _ := setup(t, "", "", "SLURM_JOB_ID", "123", "FLUX_JOB_ID", "f1")
+	opts, _ := setup(t, "", "", "SLURM_JOB_ID", "123", "SLURM_STEP_ID", "4")
 	c, _ := Load(opts)
 	s, err := c.Settings()
 	if err != nil || s.JobID != "123" {
 		t.Fatalf("job id %q err %v", s.JobID, err)
+	}
+	// A Flux job inside an allocation: the allocation, whatever the step;
+	// Flux before Slurm (a Flux instance may run inside a Slurm job).
+	opts, _ = setup(t, "", "", "SLURM_JOB_ID", "123", "FLUX_JOB_ID", "ƒ2", "FLUX_JOB_ID_PATH", "/ƒVaSC5xK/ƒ2")
+	c, _ = Load(opts)
+	if s, err = c.Settings(); err != nil || s.JobID != "fVaSC5xK" {
+		t.Fatalf("job id %q err %v, want the Flux allocation fVaSC5xK", s.JobID, err)
 	}
 	opts, _ = setup(t, "", "", "SCR_JOB_ID", "j9", "SLURM_JOB_ID", "123", "SCR_USER_NAME", "u2")
 	c, _ = Load(opts)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/scr-go/scr/internal/jobid"
 )
 
 // Settings is the typed configuration of one rank or command, resolved from
@@ -49,7 +51,7 @@ type Settings struct {
 	CRCOnFlush         bool          // SCR_CRC_ON_FLUSH (1)
 	CRCOnDelete        bool          // SCR_CRC_ON_DELETE (0)
 	UserName           string        // SCR_USER_NAME, else $USER, else the uid's name
-	JobID              string        // SCR_JOB_ID, else SLURM_JOB_ID, FLUX_JOB_ID, LSB_JOBID, else "defjobid"
+	JobID              string        // SCR_JOB_ID, else the allocation's id (internal/jobid), else "defjobid"
 	JobName            string        // SCR_JOB_NAME
 	ClusterName        string        // SCR_CLUSTER_NAME
 	NodeName           string        // SCR_NODE_NAME, else the host name
@@ -172,12 +174,10 @@ func (c *Config) Settings() (*Settings, error) {
 	}
 	str("SCR_JOB_ID", &s.JobID)
 	if s.JobID == "" {
-		s.JobID = "defjobid"
-		for _, k := range []string{"SLURM_JOB_ID", "SLURM_JOBID", "FLUX_JOB_ID", "LSB_JOBID"} {
-			if v, ok := c.env(k); ok && v != "" {
-				s.JobID = v
-				break
-			}
+		// The allocation, not the step: every run of one allocation
+		// finds the same cache (internal/jobid).
+		if s.JobID, _ = jobid.Allocation(jobid.Lookup(c.env)); s.JobID == "" {
+			s.JobID = jobid.Default
 		}
 	}
 	str("SCR_JOB_NAME", &s.JobName)

@@ -178,6 +178,11 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 		endStr = fmt.Sprint(end.Unix())
 	}
 	env = append(env, "SCR_END_TIME="+endStr)
+	// Every run of the allocation, and the scavenge at the end, must name
+	// the same cache whatever the launcher tells its tasks (a Flux run's
+	// FLUX_JOB_ID is that run's, not the allocation's).
+	jobID := cacheJobID(cfg, mgr)
+	env = append(env, "SCR_JOB_ID="+jobID)
 	opts := Options{
 		Prefix: p, JobID: mgr.JobID(), Nodes: nodes, Adapter: adapter, Args: o.Args, Launcher: o.Launcher,
 		RunCmd: o.RunCmd, RestartCmd: o.RestartCmd, HaveRestart: haveRestart, TextLog: tlog,
@@ -197,7 +202,7 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 			cp := o.Copier
 			if cp == nil {
 				var err error
-				if cp, err = remoteCopier(ctx, mgr, p); err != nil {
+				if cp, err = remoteCopier(ctx, mgr, p, jobID); err != nil {
 					return err
 				}
 			}
@@ -381,9 +386,22 @@ func siblingCommand(name string) string {
 	return ""
 }
 
+// cacheJobID is the job id that keys the node caches of the allocation:
+// SCR_JOB_ID when the user set it (environment or configuration file), else
+// the resource manager's allocation id, which the library finds in its own
+// environment too (internal/jobid; rmtest checks that they agree).
+func cacheJobID(cfg *config.Config, mgr rm.Manager) string {
+	if v, _ := cfg.String("SCR_JOB_ID"); strings.TrimSpace(v) != "" {
+		return strings.TrimSpace(v)
+	}
+	return mgr.JobID()
+}
+
 // remoteCopier scavenges through the resource manager's transport by running
-// `scr_postrun --scavenge-node` / `--list-node` on each node.
-func remoteCopier(ctx context.Context, mgr rm.Manager, prefixDir string) (Copier, error) {
+// `scr_postrun --scavenge-node` / `--list-node` on each node. jobID names
+// the caches to read; it goes on the command line because not every
+// transport passes the environment on (ssh does not).
+func remoteCopier(ctx context.Context, mgr rm.Manager, prefixDir, jobID string) (Copier, error) {
 	self := siblingCommand("scr_postrun")
 	if self == "" {
 		return nil, fmt.Errorf("%w: scr_postrun not found next to this command or in PATH", ErrNoCopier)
@@ -395,9 +413,9 @@ func remoteCopier(ctx context.Context, mgr rm.Manager, prefixDir string) (Copier
 	return RemoteCopier{
 		Transport: t,
 		Argv: func(id int64) []string {
-			return []string{self, "--scavenge-node", "--id", fmt.Sprint(id), "--prefix", prefixDir}
+			return []string{self, "--scavenge-node", "--id", fmt.Sprint(id), "--prefix", prefixDir, "--job-id", jobID}
 		},
-		ListArgv: []string{self, "--list-node"},
+		ListArgv: []string{self, "--list-node", "--job-id", jobID},
 		// Copying a checkpoint takes longer than a check: a node's share
 		// is bounded by its cache size; ten minutes is the hang guard.
 		Options: remote.Options{Timeout: 10 * time.Minute},
@@ -463,7 +481,7 @@ func PostrunCmd(ctx context.Context, o PostrunCmdOptions) (ScavengeResult, error
 	}
 	cp := o.Copier
 	if cp == nil {
-		if cp, err = remoteCopier(ctx, mgr, p); err != nil {
+		if cp, err = remoteCopier(ctx, mgr, p, cacheJobID(cfg, mgr)); err != nil {
 			return ScavengeResult{}, err
 		}
 	}

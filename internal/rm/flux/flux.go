@@ -4,12 +4,17 @@
 // What it asks Flux (flux-core 0.88; every form below is checked against
 // output captured from a real 3-node instance, testdata/README.md):
 //
-//   - job id: FLUX_JOB_ID, else `flux getattr jobid` (the batch script of a
-//     `flux alloc`/`flux batch` runs in the nested instance, where
-//     FLUX_JOB_ID is unset and the attribute names the allocation). In a
-//     system instance outside any job both are absent and JobID is "".
-//   - nodes: `flux hostlist FLUX_JOB_ID` when FLUX_JOB_ID is set, else
-//     `flux hostlist instance`. Both keep a lost node in the list.
+//   - job id: the allocation, never a step. Inside a `flux batch`/`flux
+//     alloc` every `flux run` is a job of its own with its own FLUX_JOB_ID;
+//     the allocation is the instance they run in. So: the next-to-last id
+//     of FLUX_JOB_ID_PATH (a task), else FLUX_ENCLOSING_ID (the batch
+//     script), else `flux getattr jobid` (the instance's own job id), else
+//     FLUX_JOB_ID (a job of the system instance is its own allocation). In
+//     a system instance outside any job there is none and JobID is "".
+//     Written in one canonical spelling, F58 with an ASCII "f"
+//     (internal/jobid), so it names the same cache as the library does.
+//   - nodes: `flux hostlist instance`, or `flux hostlist FLUX_JOB_ID` for a
+//     job of the system instance. Both keep a lost node in the list.
 //   - down nodes: the union of `flux resource status -s offline -no
 //     {nodelist}` and `flux resource status -s torpid,drain,exclude -no
 //     {nodelist}`, run concurrently. NOT `flux resource list -s down`: in a
@@ -30,6 +35,7 @@ import (
 	"sync"
 
 	"github.com/scr-go/scr/internal/hostlist"
+	"github.com/scr-go/scr/internal/jobid"
 	"github.com/scr-go/scr/internal/remote"
 	"github.com/scr-go/scr/internal/rm"
 )
@@ -49,9 +55,10 @@ const noLimit = 4294967295
 
 // Manager is the Flux view of the allocation.
 type Manager struct {
-	cfg   rm.Config
-	jobID string // FLUX_JOB_ID or the instance's jobid attribute
-	envID bool   // jobID came from FLUX_JOB_ID (we are a job of the instance)
+	cfg    rm.Config
+	jobID  string // the allocation (canonical spelling)
+	envID  bool   // the allocation is our own job of the system instance
+	jobArg string // that job's id as the environment spells it (flux arguments)
 
 	mu    sync.Mutex
 	lists map[string][]string // hostlist answers: they do not change during an allocation
@@ -61,15 +68,25 @@ type Manager struct {
 func New(ctx context.Context, cfg rm.Config) (*Manager, error) {
 	cfg = cfg.WithDefaults()
 	m := &Manager{cfg: cfg}
-	if id := strings.TrimSpace(cfg.Env.Get("FLUX_JOB_ID")); id != "" {
-		m.jobID, m.envID = id, true
-		return m, nil
+	own := strings.TrimSpace(cfg.Env.Get("FLUX_JOB_ID"))
+	path := jobid.FluxPath(cfg.Env.Get("FLUX_JOB_ID_PATH"))
+	switch {
+	case len(path) >= 2: // a task of a job inside an allocation
+		m.jobID = jobid.Flux(path[len(path)-2])
+	case len(path) == 1: // a task of a job of the system instance
+		m.jobID, m.envID, m.jobArg = jobid.Flux(path[0]), true, path[0]
+	case strings.TrimSpace(cfg.Env.Get("FLUX_ENCLOSING_ID")) != "": // the batch script
+		m.jobID = jobid.Flux(cfg.Env.Get("FLUX_ENCLOSING_ID"))
+	default:
+		out, err := cfg.Run(ctx, []string{"flux", "getattr", "jobid"})
+		switch {
+		case err == nil && strings.TrimSpace(string(out)) != "":
+			m.jobID = jobid.Flux(string(out))
+		case own != "":
+			m.jobID, m.envID, m.jobArg = jobid.Flux(own), true, own
+		}
+		// Otherwise: the system instance outside any job, no id.
 	}
-	out, err := cfg.Run(ctx, []string{"flux", "getattr", "jobid"})
-	if err == nil {
-		m.jobID = strings.TrimSpace(string(out))
-	}
-	// An error here is the system instance outside any job: no id.
 	return m, nil
 }
 
@@ -120,7 +137,7 @@ func (m *Manager) queryHostlist(ctx context.Context, what string) ([]string, err
 // Nodes implements rm.Manager.
 func (m *Manager) Nodes(ctx context.Context) ([]string, error) {
 	if m.envID {
-		return m.hostlist(ctx, m.jobID)
+		return m.hostlist(ctx, m.jobArg)
 	}
 	return m.hostlist(ctx, "instance")
 }
@@ -181,7 +198,7 @@ func (m *Manager) DownNodes(ctx context.Context) (map[string]string, error) {
 func (m *Manager) EndTime(ctx context.Context) (int64, error) {
 	argv := []string{"flux", "job", "timeleft"}
 	if m.envID {
-		argv = append(argv, m.jobID)
+		argv = append(argv, m.jobArg)
 	}
 	out, err := m.cfg.Run(ctx, argv)
 	if err != nil {

@@ -50,8 +50,22 @@ func newFlux(env map[string]string, replies map[string]rmtest.Reply) func(contex
 
 func TestConformance(t *testing.T) {
 	nested := map[string]string{"FLUX_URI": "local:///var/tmp/flux-Don9tv/local-0", "FLUX_ENCLOSING_ID": "ƒVaSC5xK"}
+	// A task of the first and of a second `flux run` in that allocation
+	// (env captured live: shared/fixtures/flux/run-N2-n2-env-sort.nested-healthy.txt;
+	// the second run's id is made up, as a relaunch would get a new one).
+	task1 := map[string]string{"FLUX_URI": "local:///var/tmp/flux-j1nEZZ/local-1", "FLUX_ENCLOSING_ID": "ƒVaSC5xK",
+		"FLUX_JOB_ID": "ƒ2Zk33R9", "FLUX_JOB_ID_PATH": "/ƒVaSC5xK/ƒ2Zk33R9", "FLUX_TASK_RANK": "1"}
+	task2 := map[string]string{"FLUX_URI": "local:///var/tmp/flux-j1nEZZ/local-1", "FLUX_ENCLOSING_ID": "ƒVaSC5xK",
+		"FLUX_JOB_ID": "ƒ5kX2qAb", "FLUX_JOB_ID_PATH": "/ƒVaSC5xK/ƒ5kX2qAb", "FLUX_TASK_RANK": "0"}
+	// The same task where the locale printed ASCII ids, and one submitted
+	// through `flux proxy` (no FLUX_ENCLOSING_ID).
+	task3 := map[string]string{"FLUX_JOB_ID": "f5kX2qAb", "FLUX_JOB_ID_PATH": "/fVaSC5xK/f5kX2qAb"}
+	task4 := map[string]string{"FLUX_JOB_ID": "ƒ5kX2qAb", "FLUX_JOB_ID_PATH": "/ƒVaSC5xK/ƒ5kX2qAb"}
+	nestedEnvs := []map[string]string{nested, task1, task2, task3, task4}
+	proxied := map[string]string{"FLUX_URI": "local:///var/tmp/flux-Don9tv/local-0"}
 	system := map[string]string{"FLUX_URI": "local:///home/user/scrtest/n0/run/local"}
 	job := map[string]string{"FLUX_URI": "local:///home/user/scrtest/n1/run/local", "FLUX_JOB_ID": "ƒ3VPu3vw"}
+	jobTask := map[string]string{"FLUX_URI": "local:///home/user/scrtest/n1/run/local", "FLUX_JOB_ID": "ƒ3VPu3vw", "FLUX_JOB_ID_PATH": "/ƒ3VPu3vw"}
 	all := []string{"fnode0", "fnode1", "fnode2"}
 
 	jobReplies := situation("healthy", "healthy", "healthy")
@@ -60,23 +74,32 @@ func TestConformance(t *testing.T) {
 
 	rmtest.Run(t, []rmtest.Case{
 		{Name: "nested-healthy", New: newFlux(nested, situation("nested-healthy", "nested-healthy", "nested-healthy")),
-			JobID: "ƒVaSC5xK", Nodes: all, End: now.Unix() + 3596},
+			JobID: "fVaSC5xK", Nodes: all, End: now.Unix() + 3596, CacheEnvs: nestedEnvs},
+		// Detected from inside a task of a run: still the allocation, and
+		// the allocation's nodes, not the run's.
+		{Name: "nested-task", New: newFlux(task1, situation("nested-healthy", "nested-healthy", "nested-healthy")),
+			JobID: "fVaSC5xK", Nodes: all, End: now.Unix() + 3596, CacheEnvs: nestedEnvs},
+		{Name: "nested-proxied", New: newFlux(proxied, situation("nested-healthy", "nested-healthy", "nested-healthy")),
+			JobID: "fVaSC5xK", Nodes: all, End: now.Unix() + 3596, CacheEnvs: nestedEnvs},
 		// Before the nested instance noticed the loss, Flux knows nothing:
 		// an empty answer is the truth, and nodecheck's ping must catch it.
 		{Name: "nested-after-poweroff-not-yet-seen", New: newFlux(nested, situation("nested-after-poweroff", "nested-healthy", "nested-healthy")),
-			JobID: "ƒVaSC5xK", Nodes: all, End: now.Unix() + 3596},
+			JobID: "fVaSC5xK", Nodes: all, End: now.Unix() + 3596},
 		// flux resource list -s down is empty here (observation 2); the
 		// status query must still see fnode2.
 		{Name: "nested-after-poweroff-detected", New: newFlux(nested, situation("nested-after-poweroff-detected", "nested-after-poweroff-detected", "nested-after-poweroff-detected")),
-			JobID: "ƒVaSC5xK", Nodes: all, Down: []string{"fnode2"}, End: now.Unix() + 3554},
+			JobID: "fVaSC5xK", Nodes: all, Down: []string{"fnode2"}, End: now.Unix() + 3554},
 		{Name: "system-healthy-no-job", New: newFlux(system, situation("healthy", "healthy", "healthy")),
 			JobID: "", Nodes: all, End: -1},
 		{Name: "system-after-poweroff", New: newFlux(system, situation("after-poweroff", "healthy", "healthy")),
 			JobID: "", Nodes: all, Down: []string{"fnode2"}, End: -1},
 		{Name: "system-after-poweroff-fnode1-drained", New: newFlux(system, situation("after-poweroff-fnode1-drained", "healthy", "healthy")),
 			JobID: "", Nodes: all, Down: []string{"fnode1", "fnode2"}, End: -1},
+		// A job of the system instance is its own allocation.
 		{Name: "system-job-running", New: newFlux(job, jobReplies),
-			JobID: "ƒ3VPu3vw", Nodes: []string{"fnode1", "fnode2"}, End: now.Unix() + 1798},
+			JobID: "f3VPu3vw", Nodes: []string{"fnode1", "fnode2"}, End: now.Unix() + 1798, CacheEnvs: []map[string]string{job, jobTask}},
+		{Name: "system-job-task", New: newFlux(jobTask, jobReplies),
+			JobID: "f3VPu3vw", Nodes: []string{"fnode1", "fnode2"}, End: now.Unix() + 1798, CacheEnvs: []map[string]string{job, jobTask}},
 	})
 }
 
@@ -115,7 +138,7 @@ func TestHungFluxIsBounded(t *testing.T) {
 func TestDetect(t *testing.T) {
 	rp := &rmtest.Replay{Replies: situation("nested-healthy", "nested-healthy", "nested-healthy")}
 	m, err := rm.Detect(context.Background(), rm.Config{Env: rm.MapEnv(map[string]string{"FLUX_URI": "x", "SLURM_JOB_ID": "7"}), Run: rp.Runner()})
-	if err != nil || m.Name() != "flux" || m.JobID() != "ƒVaSC5xK" {
+	if err != nil || m.Name() != "flux" || m.JobID() != "fVaSC5xK" {
 		t.Fatalf("Detect: %v %v", m, err)
 	}
 }

@@ -2,7 +2,9 @@
 // one machine (the local launcher, scr_launch): every "node" is a name, its
 // node-local storage is a directory, and its processes run here.
 //
-//   - job id: SCR_JOB_ID, else "local".
+//   - job id: SCR_JOB_ID, else "defjobid": the library's own default
+//     (internal/jobid), so that scr_run and the ranks it launches name the
+//     same cache whether or not scr_run exported SCR_JOB_ID.
 //   - nodes: SCR_NODELIST (a host list), expanded, in order.
 //   - node storage: <root>/<node>/shm, where root is SCR_LOCAL_ROOT; a
 //     node's commands get SCR_NODE_NAME=<node> and SCR_CACHE_BASE and
@@ -30,6 +32,8 @@ import (
 	"github.com/scr-go/scr/internal/hostlist"
 	"github.com/scr-go/scr/internal/remote"
 	"github.com/scr-go/scr/internal/rm"
+
+	"github.com/scr-go/scr/internal/jobid"
 )
 
 // Marker files (see the package doc).
@@ -60,7 +64,7 @@ func New(cfg rm.Config) (*Manager, error) {
 	cfg = cfg.WithDefaults()
 	m := &Manager{cfg: cfg, jobID: cfg.Env.Get("SCR_JOB_ID"), list: cfg.Env.Get("SCR_NODELIST"), root: cfg.Env.Get("SCR_LOCAL_ROOT")}
 	if m.jobID == "" {
-		m.jobID = "local"
+		m.jobID = jobid.Default
 	}
 	return m, nil
 }

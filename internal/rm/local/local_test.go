@@ -41,9 +41,13 @@ func TestConformance(t *testing.T) {
 	nodes := []string{"n1", "n2", "n3", "n4"}
 	rmtest.Run(t, []rmtest.Case{
 		{Name: "markers", New: newLocal(map[string]string{"SCR_NODELIST": "n[1-4]", "SCR_LOCAL_ROOT": root, "SCR_JOB_ID": "77"}),
-			JobID: "77", Nodes: nodes, Down: []string{"n2"}, End: -1},
+			JobID: "77", Nodes: nodes, Down: []string{"n2"}, End: -1,
+			CacheEnvs: []map[string]string{{"SCR_JOB_ID": "77", "SCR_NODE_NAME": "n2", "PMI_RANK": "1"}}},
+		// Without SCR_JOB_ID, scr_launch's ranks (PMI_*, SCR_NODE_NAME, no
+		// resource manager's variables) use the library's default.
 		{Name: "no-root", New: newLocal(map[string]string{"SCR_NODELIST": "n[1-4],n1", "SCR_END_TIME": "1795613000"}),
-			JobID: "local", Nodes: nodes, End: 1795613000},
+			JobID: "defjobid", Nodes: nodes, End: 1795613000,
+			CacheEnvs: []map[string]string{{"SCR_NODE_NAME": "n1", "PMI_RANK": "0", "PMI_SIZE": "4", "SCR_NODELIST": "n[1-4]"}}},
 	})
 	m, _ := local.New(rm.Config{Env: rm.MapEnv(map[string]string{"SCR_NODELIST": "n[1-4]", "SCR_LOCAL_ROOT": root})})
 	down, _ := m.DownNodes(context.Background())

@@ -31,7 +31,16 @@ func TestConformance(t *testing.T) {
 	mcpu := map[string]string{"LSB_JOBID": "1234", "LSB_MCPU_HOSTS": "lassen710 1 lassen1 40 lassen2 40 lassen3 40 lassen4 40"}
 	nodes := []string{"lassen1", "lassen2", "lassen3", "lassen4"}
 	rmtest.Run(t, []rmtest.Case{
-		{Name: "hostfile-healthy", New: newLSF(hostfile, "bhosts-w-healthy.txt", "-"), JobID: "1234", Nodes: nodes, End: -1},
+		// The batch script and the tasks of two jsrun steps: LSF sets
+		// LSB_JOBID for the job's processes (IBM, "Environment variables set
+		// for job execution"), jsrun passes it to its tasks along with its
+		// own JSM_NAMESPACE_* (as the LSF environment of PyTorch Lightning
+		// relies on); each step is a new JSM namespace, not a new job.
+		{Name: "hostfile-healthy", New: newLSF(hostfile, "bhosts-w-healthy.txt", "-"), JobID: "1234", Nodes: nodes, End: -1,
+			CacheEnvs: []map[string]string{hostfile,
+				{"LSB_JOBID": "1234", "JSM_NAMESPACE_RANK": "0", "JSM_NAMESPACE_SIZE": "4", "JSM_NAMESPACE_LOCAL_ID": "1"},
+				{"LSB_JOBID": "1234", "JSM_NAMESPACE_RANK": "3", "JSM_NAMESPACE_SIZE": "4", "JSM_NAMESPACE_LOCAL_ID": "2"},
+			}},
 		{Name: "hostfile-unavail-unreach", New: newLSF(hostfile, "bhosts-w-one-unavail-one-unreach.txt", "1:30 L"),
 			JobID: "1234", Nodes: nodes, Down: []string{"lassen2", "lassen4"}, End: now.Unix() + 5400},
 		{Name: "mcpu-hosts", New: newLSF(mcpu, "bhosts-w-one-unavail-one-unreach.txt", "0:05 E"),

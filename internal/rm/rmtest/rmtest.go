@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scr-go/scr/internal/jobid"
 	"github.com/scr-go/scr/internal/rm"
 )
 
@@ -77,6 +78,11 @@ type Case struct {
 	End      int64    // expected EndTime; checked unless AnyEnd
 	AnyEnd   bool
 	Describe string // free text for failures
+	// CacheEnvs are environments that processes of this allocation see
+	// (the batch script, a task of each run, a command run by the
+	// transport): the library's cache identity (internal/jobid) in each
+	// must be JobID(), or a relaunch would not find the cache.
+	CacheEnvs []map[string]string
 }
 
 // Run checks every case against the contract.
@@ -94,6 +100,11 @@ func Run(t *testing.T, cases []Case) {
 			}
 			if got := m.JobID(); got != c.JobID {
 				t.Errorf("JobID() = %q, want %q", got, c.JobID)
+			}
+			for i, env := range c.CacheEnvs {
+				if got := jobid.FromEnv(jobid.Lookup(rm.MapEnv(env))); got != m.JobID() {
+					t.Errorf("cache identity in environment %d (%v) = %q, JobID() = %q: the library would look in another cache", i, env, got, m.JobID())
+				}
 			}
 			nodes, err := m.Nodes(ctx)
 			if err != nil {

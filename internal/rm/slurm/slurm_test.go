@@ -29,7 +29,15 @@ func TestConformance(t *testing.T) {
 	nodes := rmNodes()
 	end := time.Date(2026, 11, 25, 14, 0, 0, 0, time.Local).Unix()
 	rmtest.Run(t, []rmtest.Case{
-		{Name: "healthy", New: newSlurm("sinfo-healthy.txt", "scontrol-show-job-limit.txt"), JobID: "42", Nodes: nodes, End: end},
+		// The batch script and a task of two steps share the allocation's
+		// SLURM_JOB_ID (each step has its own SLURM_STEP_ID); live captures
+		// are checked in TestE2ELiveSlurm.
+		{Name: "healthy", New: newSlurm("sinfo-healthy.txt", "scontrol-show-job-limit.txt"), JobID: "42", Nodes: nodes, End: end,
+			CacheEnvs: []map[string]string{
+				{"SLURM_JOB_ID": "42", "SLURM_JOBID": "42", "SLURM_JOB_NODELIST": "n[1-8]"},
+				{"SLURM_JOB_ID": "42", "SLURM_JOBID": "42", "SLURM_STEP_ID": "0", "SLURM_PROCID": "3"},
+				{"SLURM_JOB_ID": "42", "SLURM_JOBID": "42", "SLURM_STEP_ID": "1", "SLURM_PROCID": "0"},
+			}},
 		{Name: "one-down-one-drained", New: newSlurm("sinfo-one-down-one-drained.txt", "scontrol-show-job-limit.txt"),
 			JobID: "42", Nodes: nodes, Down: []string{"n3", "n4"}, End: end},
 		// SCR's bug: "n[2-4]" was taken as one node name. Every node of the
