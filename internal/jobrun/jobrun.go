@@ -611,7 +611,7 @@ func timelineSize(prefixDir string) int64 {
 
 func keys(m map[string]string) []string { return sortedKeys(m) }
 
-func sortedKeys(m map[string]string) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

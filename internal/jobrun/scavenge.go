@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/scr-go/scr/internal/cache"
 	"github.com/scr-go/scr/internal/flush"
+	"github.com/scr-go/scr/internal/hostlist"
 	"github.com/scr-go/scr/internal/prefix"
 	"github.com/scr-go/scr/internal/remote"
 )
@@ -55,13 +57,28 @@ type RemoteCopier struct {
 	// ListArgv lists the node's complete cached datasets as a JSON array
 	// of cache.Dataset.
 	ListArgv []string
-	Options  remote.Options
+	// Options bound each node's copy (Timeout: the hang guard of a copy).
+	Options remote.Options
+	// ListTimeout bounds each node's listing (default DefaultListTimeout).
+	// A listing reads one small index, so a node that cannot give it in
+	// that time is unreachable (a dead node the checks missed: a remote
+	// command to it hangs until the resource manager notices) and is left
+	// out of the copies, which would each wait out Options.Timeout.
+	ListTimeout time.Duration
 }
+
+// DefaultListTimeout bounds a node's cache listing during a scavenge.
+const DefaultListTimeout = 30 * time.Second
 
 // ListDatasets implements Copier.
 func (c RemoteCopier) ListDatasets(ctx context.Context, nodes []string) map[string]NodeList {
 	out := map[string]NodeList{}
-	for _, r := range remote.Run(ctx, c.Transport, nodes, c.ListArgv, c.Options) {
+	lo := c.Options
+	lo.Timeout = c.ListTimeout
+	if lo.Timeout <= 0 {
+		lo.Timeout = DefaultListTimeout
+	}
+	for _, r := range remote.Run(ctx, c.Transport, nodes, c.ListArgv, lo) {
 		var nl NodeList
 		switch {
 		case r.Err != nil:
@@ -250,7 +267,17 @@ func Scavenge(ctx context.Context, o ScavengeOptions) (ScavengeResult, error) {
 		fmt.Fprintf(o.Log, "scr_postrun: %s: %s\n", o.Now().UTC().Format(logTime), fmt.Sprintf(format, a...))
 	}
 	entries := st.Entries()
-	entries = append(entries, discover(ctx, o, st, logf)...)
+	found, unreachable := discover(ctx, o, st, logf)
+	entries = append(entries, found...)
+	if len(unreachable) > 0 {
+		// A node that could not even list its cache in time would hold
+		// every copy up for the copy's whole timeout.
+		for n, err := range unreachable {
+			res.NodeErrors[n] = err.Error()
+		}
+		o.Nodes = slices.DeleteFunc(slices.Clone(o.Nodes), func(n string) bool { return unreachable[n] != nil })
+		logf("left out of the scavenge (no answer to the cache listing): %s", hostlist.Compress(sortedKeys(unreachable)))
+	}
 	byID := map[int64]*prefix.FlushEntry{}
 	for _, e := range entries {
 		byID[e.ID] = e
@@ -341,15 +368,19 @@ func Scavenge(ctx context.Context, o ScavengeOptions) (ScavengeResult, error) {
 // discover asks the nodes which complete datasets their caches hold and
 // returns flush entries for those the flush state does not know: in cache,
 // and in the prefix too when the index says they were flushed complete.
-func discover(ctx context.Context, o ScavengeOptions, st *prefix.FlushState, logf func(string, ...any)) []*prefix.FlushEntry {
+func discover(ctx context.Context, o ScavengeOptions, st *prefix.FlushState, logf func(string, ...any)) ([]*prefix.FlushEntry, map[string]error) {
 	if o.Copier == nil || len(o.Nodes) == 0 {
-		return nil
+		return nil, nil
 	}
 	seen := map[int64]*prefix.FlushEntry{}
+	unreachable := map[string]error{}
 	lists := o.Copier.ListDatasets(ctx, o.Nodes)
 	for _, n := range o.Nodes {
 		if err := lists[n].Err; err != nil {
 			logf("warning: could not list the cache of %s: %v", n, err)
+			if errors.Is(err, remote.ErrTimeout) {
+				unreachable[n] = err
+			}
 		}
 		for _, d := range lists[n].Datasets {
 			id := int64(d.ID)
@@ -360,7 +391,7 @@ func discover(ctx context.Context, o ScavengeOptions, st *prefix.FlushState, log
 		}
 	}
 	if len(seen) == 0 {
-		return nil
+		return nil, unreachable
 	}
 	idx, err := prefix.ReadIndex(o.Prefix)
 	var out []*prefix.FlushEntry
@@ -373,7 +404,7 @@ func discover(ctx context.Context, o ScavengeOptions, st *prefix.FlushState, log
 		out = append(out, e)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return out, unreachable
 }
 
 // scavengeOne copies dataset e from the nodes' caches and commits it in the

@@ -18,6 +18,7 @@ import (
 	"github.com/scr-go/scr/internal/flush"
 	"github.com/scr-go/scr/internal/jobrun"
 	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/remote"
 )
 
 func TestPlanScavenge(t *testing.T) {
@@ -203,5 +204,45 @@ func TestScavengeFindsDatasetsTheFlushStateMissed(t *testing.T) {
 	res, err := jobrun.Scavenge(context.Background(), jobrun.ScavengeOptions{Prefix: c.prefix, Nodes: c.nodes, Copier: c.copier()})
 	if err != nil || res.Current != "ckpt.1" {
 		t.Fatalf("res %+v err %v", res, err)
+	}
+}
+
+// A node that cannot list its cache in time (a dead node the checks missed:
+// a remote command to it hangs until the resource manager notices) is left
+// out of the copies, which would each wait out the copy's long timeout; its
+// ranks are rebuilt from the others' redundancy data.
+func TestScavengeLeavesOutANodeThatDoesNotAnswerTheListing(t *testing.T) {
+	c := newXORCluster(t, 3, nil)
+	c.checkpoint(t, 1)
+	inner := c.copier().(jobrun.FuncCopier)
+	var mu sync.Mutex
+	copied := map[string]bool{}
+	cp := jobrun.FuncCopier{
+		List: func(ctx context.Context, node string) ([]cache.Dataset, error) {
+			if node == "n2" {
+				return nil, &remote.NodeError{Node: node, Transport: "flux", Err: fmt.Errorf("%w after 30s", remote.ErrTimeout)}
+			}
+			return inner.List(ctx, node)
+		},
+		Fn: func(ctx context.Context, node string, id int64) (flush.ScavengeResult, error) {
+			mu.Lock()
+			copied[node] = true
+			mu.Unlock()
+			return inner.Fn(ctx, node, id)
+		},
+	}
+	var log bytes.Buffer
+	res, err := jobrun.Scavenge(context.Background(), jobrun.ScavengeOptions{Prefix: c.prefix, Nodes: c.nodes, Copier: cp, Log: &log})
+	if err != nil {
+		t.Fatalf("scavenge: %v\n%s", err, log.String())
+	}
+	if copied["n2"] || !copied["n1"] || !copied["n3"] {
+		t.Errorf("copies ran on %v, want n1 and n3 only\n%s", copied, log.String())
+	}
+	if res.Current != "ckpt.1" || res.NodeErrors["n2"] == "" || len(res.Rebuilt[res.Checkpoint]) != 1 {
+		t.Errorf("result %+v\n%s", res, log.String())
+	}
+	if !strings.Contains(log.String(), "left out of the scavenge (no answer to the cache listing): n2") {
+		t.Errorf("the log does not say n2 was left out:\n%s", log.String())
 	}
 }

@@ -27,7 +27,8 @@ func TestE2ELiveSlurm(t *testing.T) {
 	c := vcluster.Start(t, vcluster.Options{Nodes: 4, Timeouts: vcluster.TimeoutsFast})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	job, err := c.Sbatch(ctx, "#!/bin/sh\nexec sleep 600\n", "-N4", "--no-kill", "--no-requeue", "-t", "10", "-o", "/dev/null")
+	batchEnv := filepath.Join(c.SharedDir(), "batch.env")
+	job, err := c.Sbatch(ctx, "#!/bin/sh\nenv > "+batchEnv+".tmp && mv "+batchEnv+".tmp "+batchEnv+"\nexec sleep 600\n", "-N4", "--no-kill", "--no-requeue", "-t", "10", "-o", "/dev/null")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,20 @@ func TestE2ELiveSlurm(t *testing.T) {
 	}
 	nodes := []string{"node1", "node2", "node3", "node4"}
 
-	rmtest.Run(t, []rmtest.Case{{Name: "live-healthy", New: newM, JobID: job, Nodes: nodes, AnyEnd: true}})
+	// The cache identity the library computes in the batch script and in
+	// the tasks of two steps, from their real environments.
+	envs := []map[string]string{waitEnvFile(ctx, t, batchEnv)}
+	for i := 0; i < 2; i++ {
+		out, err := c.Exec(ctx, "node1", []string{"srun", "--jobid=" + job, "--overlap", "-N1", "-n1", "-w", nodes[i+1], "env"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs = append(envs, parseEnv(string(out)))
+	}
+	if envs[1]["SLURM_STEP_ID"] == envs[2]["SLURM_STEP_ID"] {
+		t.Fatalf("two steps with one SLURM_STEP_ID %q", envs[1]["SLURM_STEP_ID"])
+	}
+	rmtest.Run(t, []rmtest.Case{{Name: "live-healthy", New: newM, JobID: job, Nodes: nodes, AnyEnd: true, CacheEnvs: envs}})
 
 	situation = "node2-draining"
 	if _, err := c.Exec(ctx, "head", []string{"scontrol", "update", "nodename=node2", "state=drain", "reason=scr-test admin drain"}, nil); err != nil {
@@ -84,5 +98,31 @@ func TestE2ELiveSlurm(t *testing.T) {
 	t.Logf("live down list: %q", down)
 	if !strings.HasPrefix(down["node4"], "slurm: down") {
 		t.Errorf("node4 reason %q", down["node4"])
+	}
+}
+
+// parseEnv reads env(1) output.
+func parseEnv(s string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && k != "" {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// waitEnvFile waits for the batch script to write its environment.
+func waitEnvFile(ctx context.Context, t *testing.T, path string) map[string]string {
+	t.Helper()
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			return parseEnv(string(b))
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the batch script wrote no %s: %v", path, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
