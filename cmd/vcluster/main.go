@@ -19,20 +19,26 @@ import (
 const usage = `usage: vcluster [--state DIR | --name NAME] COMMAND [args]
 
 Commands:
-  up [-n 3] [--slurm-timeouts fast|production] [--ssh] [--bin DIR] [--json]
+  up [-n 3] [--rm slurm|flux] [--timeouts fast|production] [--ssh] [--bin DIR] [--json]
         bring N nodes up (node1..nodeN), each with its own network, UTS, mount,
-        PID and IPC namespaces and a private /dev/shm; slurmctld in a head
-        namespace, one slurmd per node. Removes a stale cluster of the same
-        state directory first. fast: Slurm marks a dead node DOWN in ~10 s;
-        production: SlurmdTimeout=300.
+        PID and IPC namespaces and a private /dev/shm. slurm: slurmctld in a
+        head namespace, one slurmd per node. flux: a Flux system instance, one
+        broker per node (node1 is broker 0; flux-core from make deps-flux).
+        Removes a stale cluster of the same state directory first.
+        fast: Slurm marks a dead node DOWN in ~10 s, Flux loses it after
+        tcp_user_timeout=2s; production: SlurmdTimeout=300, Flux's 20 s.
+        (--slurm-timeouts is the old name of --timeouts.)
   exec NODE -- CMD...   run CMD on NODE ("head" = the slurmctld namespace), in
-        the current directory, with SLURM_CONF and PATH (bin dir first) set and
-        the caller's SCR_* variables passed on
-  poweroff NODE [--json]  cut NODE's link, SIGKILL its processes, drop its tmpfs
-  poweron NODE          boot NODE again (empty /dev/shm, slurmd), until Slurm
-                        sees it responding
-  status [--json]       nodes, power, Slurm states
-  env                   SLURM_CONF and the state and shared directories
+        the current directory, with SLURM_CONF (Flux: FLUX_URI of the node's
+        broker) and PATH (bin dir first) set and the caller's SCR_* variables
+        passed on
+  poweroff NODE [--json]  cut NODE's link, SIGKILL its processes (slurmd or
+                        the flux broker among them), drop its tmpfs
+  poweron NODE          boot NODE again (empty /dev/shm, slurmd or broker),
+                        until Slurm sees it responding / its broker rejoined
+  status [--json]       nodes, power, Slurm states (Flux: online/offline)
+  env                   SLURM_CONF (Flux: FLUX_URI of node1's broker) and the
+                        state and shared directories
   down                  remove every namespace, process, mount and file of the
                         cluster (safe to run twice)
 
@@ -106,7 +112,9 @@ func parse(args []string) (cli.Options, error) {
 	switch o.Command {
 	case "up":
 		f.IntVar(&o.Nodes, "n", 3, "number of nodes")
-		f.StringVar(&o.Timeouts, "slurm-timeouts", "fast", "fast or production")
+		f.StringVar(&o.Timeouts, "timeouts", "fast", "fast or production")
+		f.StringVar(&o.Timeouts, "slurm-timeouts", "fast", "fast or production (old name of --timeouts)")
+		f.StringVar(&o.RM, "rm", "slurm", "resource manager: slurm or flux")
 		f.BoolVar(&o.SSH, "ssh", false, "start sshd on every node")
 		f.StringVar(&o.BinDir, "bin", defaultBin(), "directory put first on PATH on the nodes")
 		f.BoolVar(&o.JSON, "json", false, "print JSON")

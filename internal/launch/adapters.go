@@ -82,7 +82,7 @@ func (s Srun) Build(r Request) (Command, error) {
 		if v, i, j, ok := optValue(args, "--nodelist", "-w", srunWithValue); ok {
 			// The user fixed the nodes: keep the healthy ones and put a
 			// spare in the place of each down one, so the run keeps its size.
-			nl, err := replaceDown(v, r)
+			nl, err := replaceDown("--nodelist", v, r)
 			if err != nil {
 				return Command{}, &ArgsError{Launcher: "srun", Msg: err.Error()}
 			}
@@ -109,18 +109,18 @@ func (s Srun) Build(r Request) (Command, error) {
 	return Command{Argv: argv, Exclude: exclude, StepName: name}, nil
 }
 
-// replaceDown rewrites a user's node list (a hostlist expression): every
-// down node is replaced by a healthy node of the allocation that the list
-// does not name yet, in allocation order. A list given as a file cannot be
-// rewritten.
-func replaceDown(list string, r Request) (string, error) {
+// replaceDown rewrites a user's node list (a hostlist expression given with
+// option opt): every down node is replaced by a healthy node of the
+// allocation that the list does not name yet, in allocation order. A list
+// given as a file cannot be rewritten.
+func replaceDown(opt, list string, r Request) (string, error) {
 	if strings.Contains(list, "/") {
-		return "", fmt.Errorf("--nodelist %s names a file, so scr_run cannot replace the down nodes %s in it: "+
-			"give the nodes as a host list, or a node count (-N) with spare nodes in the allocation", list, joinNodes(r.Down))
+		return "", fmt.Errorf("%s %s names a file, so scr_run cannot replace the down nodes %s in it: "+
+			"give the nodes as a host list, or a node count (-N) with spare nodes in the allocation", opt, list, joinNodes(r.Down))
 	}
 	nodes, err := hostlist.Expand(list)
 	if err != nil {
-		return "", fmt.Errorf("--nodelist %q: %w", list, err)
+		return "", fmt.Errorf("%s %q: %w", opt, list, err)
 	}
 	down := make(map[string]bool, len(r.Down))
 	for _, n := range r.Down {
@@ -150,8 +150,8 @@ func replaceDown(list string, r Request) (string, error) {
 		out, spares = append(out, spares[0]), spares[1:]
 	}
 	if len(lost) > 0 {
-		return "", fmt.Errorf("--nodelist %s: no healthy spare node left to replace the down nodes %s: "+
-			"allocate spare nodes, or lower the run's node count", list, joinNodes(lost))
+		return "", fmt.Errorf("%s %s: no healthy spare node left to replace the down nodes %s: "+
+			"allocate spare nodes, or lower the run's node count", opt, list, joinNodes(lost))
 	}
 	return hostlist.Compress(out), nil
 }
@@ -206,11 +206,14 @@ func newestStep(out []byte, jobID, name string) string {
 // Flux is `flux run` / `flux submit`. Both become `flux submit` (which prints
 // the job id) followed by `flux job attach ID` (waits, forwards output and
 // exits with the job's code), so scr_run always knows the id to cancel. Down
-// nodes become --requires=-host:LIST.
+// nodes become --requires=-host:LIST. A user's own host constraint
+// (--requires=host:LIST, the counterpart of srun -w) gets a spare in place of
+// each down node: Flux ANDs all --requires, so host:LIST with a down node in
+// it and -host:DOWN together would leave the run too few nodes.
 type Flux struct{}
 
 var fluxWithValue = setOf("-N", "--nodes", "-n", "--ntasks", "-c", "--cores-per-task", "-g",
-	"--gpus-per-task", "-t", "--time-limit", "--requires", "-o", "--setopt", "-S", "--setattr",
+	"--gpus-per-task", "-t", "--time-limit", "--requires", "--require", "-o", "--setopt", "-S", "--setattr",
 	"--env", "--env-remove", "--env-file", "--urgency", "--job-name", "--input", "--output",
 	"--error", "--label-io", "--flags", "--dependency", "--taskmap", "--queue", "-q", "--bank",
 	"-B", "--conf", "--cwd", "--begin-time", "--signal", "--add-file", "--tasks-per-node",
@@ -239,6 +242,10 @@ func (Flux) Build(r Request) (Command, error) {
 	}
 	submit := []string{"flux", "submit"}
 	if len(r.Down) > 0 {
+		var err error
+		if rest, err = fluxReplaceDown(rest, r); err != nil {
+			return Command{}, &ArgsError{Launcher: "flux", Msg: err.Error()}
+		}
 		submit = append(submit, "--requires=-host:"+hostlist.Compress(r.Down))
 	}
 	if _, _, _, ok := optValue(rest, "--job-name", "", fluxWithValue); !ok {
@@ -250,6 +257,51 @@ func (Flux) Build(r Request) (Command, error) {
 		Submit:  submit,
 		Exclude: append([]string(nil), r.Down...),
 	}, nil
+}
+
+// fluxReplaceDown rewrites each of the user's --requires that is a single
+// host term (host:LIST or hosts:LIST, RFC 35) and names a down node, with
+// replaceDown. Other constraints are left to Flux (ANDed with -host:DOWN).
+func fluxReplaceDown(args []string, r Request) ([]string, error) {
+	end := progIndex(args, fluxWithValue)
+	for k := 0; k < end; k++ {
+		a, vi := args[k], -1
+		switch {
+		case a == "--requires" || a == "--require":
+			vi = k + 1
+		case strings.HasPrefix(a, "--requires=") || strings.HasPrefix(a, "--require="):
+			vi = k
+		case fluxWithValue[a]:
+			k++ // skip its value
+			continue
+		default:
+			continue
+		}
+		if vi >= end {
+			break
+		}
+		v := args[vi]
+		prefix := ""
+		if vi == k {
+			prefix, v, _ = strings.Cut(v, "=")
+			prefix += "="
+		}
+		op, list, ok := strings.Cut(v, ":")
+		if !ok || (op != "host" && op != "hosts") || strings.ContainsAny(list, " \t'\"()") {
+			continue
+		}
+		named, err := hostlist.Expand(list)
+		if err != nil || len(hostlist.Intersect(named, r.Down)) == 0 {
+			continue
+		}
+		nl, err := replaceDown("--requires="+op+":", list, r)
+		if err != nil {
+			return nil, err
+		}
+		args[vi] = prefix + op + ":" + nl
+		k = vi
+	}
+	return args, nil
 }
 
 // Cancel runs `flux cancel ID`.

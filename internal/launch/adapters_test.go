@@ -52,6 +52,22 @@ func TestBuild(t *testing.T) {
 			argv:   []string{"flux", "job", "attach"},
 			submit: []string{"flux", "submit", "--job-name=scr.77.1", "-N", "2", "./app"}},
 		{name: "flux other subcommand", launcher: "flux", args: []string{"alloc", "-N2"}, wantErr: "flux run"},
+		// The user's host constraint (Flux's -w): a spare replaces the down
+		// node, as for srun --nodelist; Flux ANDs every --requires.
+		{name: "flux requires host: a spare replaces the down node", launcher: "flux", args: []string{"run", "-N2", "-n2", "--requires=host:n[2-3]", "./app"}, down: []string{"n2"},
+			argv:   []string{"flux", "job", "attach"},
+			submit: []string{"flux", "submit", "--requires=-host:n2", "--job-name=scr.77.1", "-N2", "-n2", "--requires=host:n[1,3]", "./app"}},
+		{name: "flux requires hosts, separate value, with another constraint", launcher: "flux", args: []string{"run", "--requires", "hosts:n4,n1", "--requires=-host:n5", "-N2", "./app", "--requires=host:n4"}, down: []string{"n4"},
+			argv:   []string{"flux", "job", "attach"},
+			submit: []string{"flux", "submit", "--requires=-host:n4", "--job-name=scr.77.1", "--requires", "hosts:n[2,1]", "--requires=-host:n5", "-N2", "./app", "--requires=host:n4"}},
+		{name: "flux requires host without a down node", launcher: "flux", args: []string{"run", "--requires=host:n[1-2]", "./app"}, down: []string{"n4"},
+			argv:   []string{"flux", "job", "attach"},
+			submit: []string{"flux", "submit", "--requires=-host:n4", "--job-name=scr.77.1", "--requires=host:n[1-2]", "./app"}},
+		{name: "flux requires host without spares", launcher: "flux", args: []string{"run", "--requires=host:n[1-5]", "./app"}, down: []string{"n1"}, wantErr: "no healthy spare"},
+		// A compound constraint is Flux's to evaluate: left as it is.
+		{name: "flux compound constraint", launcher: "flux", args: []string{"run", "--requires=host:n[1-2] or host:n3", "./app"}, down: []string{"n1"},
+			argv:   []string{"flux", "job", "attach"},
+			submit: []string{"flux", "submit", "--requires=-host:n1", "--job-name=scr.77.1", "--requires=host:n[1-2] or host:n3", "./app"}},
 		{name: "jsrun", launcher: "jsrun", args: []string{"-r", "1", "./app"}, down: []string{"n1", "n3"},
 			argv: []string{"jsrun", "--exclude_hosts", "n1,n3", "-r", "1", "./app"}},
 		{name: "jsrun healthy", launcher: "jsrun", args: []string{"./app"}, argv: []string{"jsrun", "./app"}},

@@ -22,18 +22,21 @@ const stateVersion = 1
 // state is what state.json records, so that another process (the vcluster
 // command) can attach to a running cluster.
 type state struct {
-	Version  int         `json:"version"`
-	Name     string      `json:"name"`
-	Dir      string      `json:"dir"`
-	ID       string      `json:"id"`
-	Subnet   int         `json:"subnet"`
-	CPUs     int         `json:"cpus"`
-	Timeouts Timeouts    `json:"timeouts"`
-	SSH      bool        `json:"ssh"`
-	BinDir   string      `json:"bin_dir,omitempty"`
-	ShmSize  string      `json:"shm_size,omitempty"`
-	Nodes    []nodeState `json:"nodes"`
-	Up       time.Time   `json:"up"`
+	Version  int      `json:"version"`
+	Name     string   `json:"name"`
+	Dir      string   `json:"dir"`
+	ID       string   `json:"id"`
+	Subnet   int      `json:"subnet"`
+	CPUs     int      `json:"cpus"`
+	Timeouts Timeouts `json:"timeouts"`
+	RM       RM       `json:"rm,omitempty"` // "" = slurm (older state files)
+	// FluxProgram is the flux command of a Flux cluster.
+	FluxProgram string      `json:"flux_program,omitempty"`
+	SSH         bool        `json:"ssh"`
+	BinDir      string      `json:"bin_dir,omitempty"`
+	ShmSize     string      `json:"shm_size,omitempty"`
+	Nodes       []nodeState `json:"nodes"`
+	Up          time.Time   `json:"up"`
 }
 
 type nodeState struct {
@@ -122,21 +125,28 @@ func (c *Cluster) logfln(format string, args ...any) {
 	}
 }
 
-// required lists the programs Up needs.
-func required(ssh bool) []string {
-	p := []string{"ip", "nsenter", "unshare", "mount", "umount", "hostname", "sh", "sleep",
-		"munged", "slurmctld", "slurmd", "slurmstepd", "srun", "sbatch", "salloc", "scontrol", "sinfo", "squeue", "scancel", "ping"}
+// required lists the programs Up needs (Flux itself is found by
+// FluxProgram).
+func required(ssh bool, rm RM) []string {
+	p := []string{"ip", "nsenter", "unshare", "mount", "umount", "hostname", "sh", "sleep", "ping"}
+	if rm == RMFlux {
+		p = append(p, "setsid", "env")
+	} else {
+		p = append(p, "munged", "slurmctld", "slurmd", "slurmstepd", "srun", "sbatch", "salloc", "scontrol", "sinfo", "squeue", "scancel")
+	}
 	if ssh {
 		p = append(p, "sshd", "ssh", "ssh-keygen")
 	}
 	return p
 }
 
-// CheckPrograms returns a *MissingError naming every program the cluster
-// needs that is not on PATH (nil if all are there).
-func CheckPrograms(ssh bool) error {
+// CheckPrograms returns a *MissingError naming every program a Slurm
+// cluster needs that is not on PATH (nil if all are there).
+func CheckPrograms(ssh bool) error { return checkPrograms(ssh, RMSlurm) }
+
+func checkPrograms(ssh bool, rm RM) error {
 	var missing []string
-	for _, p := range required(ssh) {
+	for _, p := range required(ssh, rm) {
 		if _, err := lookPath(p); err != nil {
 			missing = append(missing, p)
 		}
@@ -173,7 +183,7 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
-	if err := CheckPrograms(opts.SSH); err != nil {
+	if err := checkPrograms(opts.SSH, opts.RM); err != nil {
 		return nil, err
 	}
 	c := &Cluster{logf: opts.Logf, st: state{
@@ -183,10 +193,16 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 		ID:       clusterID(opts.StateDir),
 		CPUs:     opts.CPUs,
 		Timeouts: opts.Timeouts,
+		RM:       opts.RM,
 		SSH:      opts.SSH,
 		BinDir:   opts.BinDir,
 		ShmSize:  opts.ShmSize,
 	}}
+	if opts.RM == RMFlux {
+		if c.st.FluxProgram, err = FluxProgram(); err != nil {
+			return nil, &MissingError{Programs: []string{"flux"}, Why: err.Error()}
+		}
+	}
 	start := time.Now()
 	if err := teardown(ctx, c.st.Dir, c.st.ID); err != nil {
 		return nil, fmt.Errorf("vcluster: removing the stale cluster in %s: %w", c.st.Dir, err)
@@ -224,7 +240,11 @@ func (c *Cluster) up(ctx context.Context) error {
 	if err := registerSubnet(c.st.ID, c.st.Subnet, c.st.Dir); err != nil {
 		return err
 	}
-	if err := c.startMunge(ctx); err != nil {
+	if c.IsFlux() {
+		if err := c.fluxLayout(ctx); err != nil {
+			return err
+		}
+	} else if err := c.startMunge(ctx); err != nil {
 		return err
 	}
 	if c.st.SSH {
@@ -238,8 +258,10 @@ func (c *Cluster) up(ctx context.Context) error {
 	if err := c.startHolder(ctx, "head", false); err != nil {
 		return err
 	}
-	if err := c.startSlurmctld(ctx); err != nil {
-		return err
+	if !c.IsFlux() {
+		if err := c.startSlurmctld(ctx); err != nil {
+			return err
+		}
 	}
 	names := c.NodeNames()
 	if err := forEach(ctx, names, func(ctx context.Context, n string) error { return c.bootNode(ctx, n) }); err != nil {
@@ -249,6 +271,9 @@ func (c *Cluster) up(ctx context.Context) error {
 		if err := forEach(ctx, names, func(ctx context.Context, n string) error { return c.startSSHD(ctx, n) }); err != nil {
 			return err
 		}
+	}
+	if c.IsFlux() {
+		return c.waitFluxUp(ctx, names, 60*time.Second)
 	}
 	return c.waitAllIdle(ctx, 60*time.Second)
 }
@@ -330,10 +355,12 @@ func (c *Cluster) layout() error {
 			return fmt.Errorf("vcluster: %w", err)
 		}
 	}
-	conf := slurmConf(confInput{ClusterName: "vc" + c.st.ID, Dir: c.st.Dir, Subnet: c.st.Subnet,
-		Nodes: len(c.st.Nodes), CPUs: c.st.CPUs, Timeouts: c.st.Timeouts})
-	if err := os.WriteFile(c.SlurmConf(), []byte(conf), 0o644); err != nil {
-		return fmt.Errorf("vcluster: %w", err)
+	if !c.IsFlux() {
+		conf := slurmConf(confInput{ClusterName: "vc" + c.st.ID, Dir: c.st.Dir, Subnet: c.st.Subnet,
+			Nodes: len(c.st.Nodes), CPUs: c.st.CPUs, Timeouts: c.st.Timeouts})
+		if err := os.WriteFile(c.SlurmConf(), []byte(conf), 0o644); err != nil {
+			return fmt.Errorf("vcluster: %w", err)
+		}
 	}
 	// srun --mpi=pmix (Open MPI) puts its client directory under /tmp by
 	// default, which every node shares here: use the node's own /dev/shm.
@@ -466,10 +493,10 @@ func (c *Cluster) bootNode(ctx context.Context, node string) error {
 	if err := c.startHolder(ctx, node, true); err != nil {
 		return err
 	}
-	if err := c.startSlurmd(ctx, node); err != nil {
-		return err
+	if c.IsFlux() {
+		return c.startBroker(ctx, node)
 	}
-	return nil
+	return c.startSlurmd(ctx, node)
 }
 
 // holderScript runs as PID 1 of a node: it sets the hostname, mounts the
@@ -590,13 +617,23 @@ func nsenterArgs(holder int, wd string, argv []string) []string {
 	return append(a, argv...)
 }
 
+// nodePath is PATH on the nodes: the project's bin dir, flux's, the system's.
+func (c *Cluster) nodePath() []string {
+	var p []string
+	for _, d := range []string{c.st.BinDir, c.fluxBin()} {
+		if d != "" {
+			p = append(p, d)
+		}
+	}
+	return append(p, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+}
+
 // baseEnv is the environment of commands run on the nodes.
 func (c *Cluster) baseEnv() []string {
-	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	if c.st.BinDir != "" {
-		path = c.st.BinDir + ":" + path
+	env := []string{"PATH=" + strings.Join(c.nodePath(), ":"), "VCLUSTER_STATE=" + c.st.Dir, "LC_ALL=C"}
+	if !c.IsFlux() {
+		env = append(env, "SLURM_CONF="+c.SlurmConf())
 	}
-	env := []string{"PATH=" + path, "SLURM_CONF=" + c.SlurmConf(), "VCLUSTER_STATE=" + c.st.Dir, "LC_ALL=C"}
 	for _, k := range []string{"HOME", "USER", "LOGNAME", "TERM", "TMPDIR", "GOCOVERDIR"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)

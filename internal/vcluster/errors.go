@@ -24,9 +24,13 @@ var ErrUnknownNode = errors.New("no such node")
 // MissingError lists every program Up needs and did not find on PATH.
 type MissingError struct {
 	Programs []string
+	Why      string // set for Flux: where it was looked for, how to build it
 }
 
 func (e *MissingError) Error() string {
+	if e.Why != "" {
+		return "vcluster: missing programs: " + strings.Join(e.Programs, ", ") + ": " + e.Why
+	}
 	return fmt.Sprintf("vcluster: missing programs: %s (run `make deps` as root to install the Debian packages: slurmctld slurmd slurm-client munge iputils-ping iproute2 util-linux openssh-server openssh-client)",
 		strings.Join(e.Programs, ", "))
 }

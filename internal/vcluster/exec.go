@@ -37,7 +37,11 @@ func (c *Cluster) CommandDir(ctx context.Context, node, dir string, argv []strin
 		cmd.Err = err
 		return cmd
 	}
-	cmd.Env = append(c.baseEnv(), env...)
+	cmd.Env = c.baseEnv()
+	if c.IsFlux() && node != "head" {
+		cmd.Env = append(cmd.Env, "FLUX_URI="+c.FluxURI(node), "LANG=C.UTF-8")
+	}
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
@@ -135,17 +139,13 @@ var jobSeq atomic.Int64
 // with `sbatch --parsable args...`, in the shared directory. It returns the
 // job id.
 func (c *Cluster) Sbatch(ctx context.Context, script string, args ...string) (string, error) {
-	dir := filepath.Join(c.SharedDir(), "jobs")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("vcluster: %w", err)
-	}
-	p := filepath.Join(dir, fmt.Sprintf("job-%d-%d.sh", os.Getpid(), jobSeq.Add(1)))
-	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
-		return "", fmt.Errorf("vcluster: %w", err)
+	p, err := c.writeJobScript(script)
+	if err != nil {
+		return "", err
 	}
 	argv := append([]string{"sbatch", "--parsable"}, args...)
 	argv = append(argv, p)
-	cmd := c.CommandDir(ctx, c.Nodes()[0].Name, dir, argv, nil)
+	cmd := c.CommandDir(ctx, c.Nodes()[0].Name, filepath.Dir(p), argv, nil)
 	if cmd.Err != nil {
 		return "", cmd.Err
 	}
@@ -155,6 +155,20 @@ func (c *Cluster) Sbatch(ctx context.Context, script string, args ...string) (st
 	}
 	id, _, _ := strings.Cut(strings.TrimSpace(string(out)), ";")
 	return id, nil
+}
+
+// writeJobScript writes an executable job script below the shared
+// directory and returns its path.
+func (c *Cluster) writeJobScript(script string) (string, error) {
+	dir := filepath.Join(c.SharedDir(), "jobs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("vcluster: %w", err)
+	}
+	p := filepath.Join(dir, fmt.Sprintf("job-%d-%d.sh", os.Getpid(), jobSeq.Add(1)))
+	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+		return "", fmt.Errorf("vcluster: %w", err)
+	}
+	return p, nil
 }
 
 // JobState returns Slurm's state of a job ("PENDING", "RUNNING",

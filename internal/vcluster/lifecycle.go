@@ -83,7 +83,7 @@ func isStateDir(dir string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for _, f := range []string{"state.json", "etc/slurm.conf", "munge"} {
+	for _, f := range []string{"state.json", "etc/slurm.conf", "munge", "flux/conf/system.toml"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			return true, nil
 		}
@@ -247,7 +247,9 @@ func (c *Cluster) PowerOffNodes(ctx context.Context, nodes []string) (time.Time,
 
 // PowerOn boots a powered-off node again: link, holder with an empty
 // /dev/shm, slurmd; it returns once Slurm sees the node responding and not
-// DOWN (IDLE, or ALLOCATED if Slurm never noticed it was gone).
+// DOWN (IDLE, or ALLOCATED if Slurm never noticed it was gone). On a Flux
+// cluster it starts the node's broker and returns once the broker rejoined
+// the system instance.
 func (c *Cluster) PowerOn(ctx context.Context, node string) error {
 	c.pmu.Lock()
 	i, err := c.nodeIndex(node)
@@ -272,6 +274,10 @@ func (c *Cluster) PowerOn(ctx context.Context, node string) error {
 	c.pmu.Unlock()
 	if err != nil {
 		return err
+	}
+	if c.IsFlux() {
+		// Back once its broker rejoined the system instance.
+		return c.waitFluxUp(ctx, []string{node}, 60*time.Second)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()

@@ -46,7 +46,12 @@ type Options struct {
 	// CPUs is the CPU count each node announces to Slurm (the real core
 	// count does not limit it). Default 2.
 	CPUs int
-	// Timeouts selects Slurm's node-failure detection speed. Default fast.
+	// RM is the resource manager: RMSlurm (default) or RMFlux (a Flux
+	// system instance, one broker per node; see FluxProgram).
+	RM RM
+	// Timeouts selects how fast the resource manager notices a silent
+	// node: Slurm's timeouts, or Flux's tbon.tcp_user_timeout (fast 2 s,
+	// production Flux's default 20 s). Default fast.
 	Timeouts Timeouts
 	// SSH starts sshd on every node with per-cluster host and user keys;
 	// SSHConfig then names an ssh_config that reaches nodeN by name.
@@ -93,6 +98,13 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.CPUs < 1 {
 		return o, fmt.Errorf("vcluster: %d CPUs per node: want at least 1", o.CPUs)
+	}
+	switch o.RM {
+	case "":
+		o.RM = RMSlurm
+	case RMSlurm, RMFlux:
+	default:
+		return o, fmt.Errorf("vcluster: resource manager %q: want %q or %q", o.RM, RMSlurm, RMFlux)
 	}
 	switch o.Timeouts {
 	case "":

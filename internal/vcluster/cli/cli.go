@@ -25,6 +25,7 @@ type Options struct {
 	Name     string
 	Nodes    int
 	Timeouts string
+	RM       string // slurm (default) or flux
 	SSH      bool
 	BinDir   string
 	JSON     bool
@@ -78,6 +79,10 @@ func Run(ctx context.Context, o Options) error {
 	case "status":
 		return status(ctx, c, o)
 	case "env":
+		if c.IsFlux() {
+			fmt.Fprintf(o.Stdout, "FLUX_URI=%s\nVCLUSTER_STATE=%s\nVCLUSTER_SHARED=%s\n", c.FluxURI(c.Nodes()[0].Name), c.StateDir(), c.SharedDir())
+			return nil
+		}
 		fmt.Fprintf(o.Stdout, "SLURM_CONF=%s\nVCLUSTER_STATE=%s\nVCLUSTER_SHARED=%s\n", c.SlurmConf(), c.StateDir(), c.SharedDir())
 		return nil
 	}
@@ -87,21 +92,34 @@ func Run(ctx context.Context, o Options) error {
 func up(ctx context.Context, o Options) error {
 	start := time.Now()
 	c, err := vcluster.Up(ctx, vcluster.Options{Name: o.Name, StateDir: o.StateDir, Nodes: o.Nodes,
-		Timeouts: vcluster.Timeouts(o.Timeouts), SSH: o.SSH, BinDir: o.BinDir})
+		Timeouts: vcluster.Timeouts(o.Timeouts), RM: vcluster.RM(o.RM), SSH: o.SSH, BinDir: o.BinDir})
 	if err != nil {
 		return err
 	}
 	if o.JSON {
-		return json.NewEncoder(o.Stdout).Encode(map[string]any{"state": c.StateDir(), "nodes": c.Nodes(),
-			"subnet": c.Subnet(), "slurm_conf": c.SlurmConf(), "shared": c.SharedDir(), "ssh_config": c.SSHConfig(),
-			"seconds": time.Since(start).Seconds()})
+		m := map[string]any{"state": c.StateDir(), "nodes": c.Nodes(), "rm": string(c.RM()),
+			"subnet": c.Subnet(), "shared": c.SharedDir(), "ssh_config": c.SSHConfig(),
+			"seconds": time.Since(start).Seconds()}
+		if c.IsFlux() {
+			m["flux_uri"] = c.FluxURI(c.Nodes()[0].Name)
+		} else {
+			m["slurm_conf"] = c.SlurmConf()
+		}
+		return json.NewEncoder(o.Stdout).Encode(m)
 	}
-	fmt.Fprintf(o.Stdout, "cluster up in %v: %d nodes on %s, state %s\nshared dir: %s\nrun: vcluster exec node1 -- srun -N%d hostname\n",
-		time.Since(start).Round(time.Millisecond), len(c.Nodes()), c.Subnet(), c.StateDir(), c.SharedDir(), len(c.Nodes()))
+	try := fmt.Sprintf("srun -N%d hostname", len(c.Nodes()))
+	if c.IsFlux() {
+		try = fmt.Sprintf("flux run -N%d hostname", len(c.Nodes()))
+	}
+	fmt.Fprintf(o.Stdout, "cluster up in %v: %d nodes on %s (%s), state %s\nshared dir: %s\nrun: vcluster exec node1 -- %s\n",
+		time.Since(start).Round(time.Millisecond), len(c.Nodes()), c.Subnet(), c.RM(), c.StateDir(), c.SharedDir(), try)
 	return nil
 }
 
 func status(ctx context.Context, c *vcluster.Cluster, o Options) error {
+	if c.IsFlux() {
+		return fluxStatus(ctx, c, o)
+	}
 	states, serr := c.SlurmStates(ctx)
 	byName := map[string]vcluster.NodeState{}
 	for _, s := range states {
@@ -134,6 +152,47 @@ func status(ctx context.Context, c *vcluster.Cluster, o Options) error {
 		fmt.Fprintf(o.Stdout, "%-8s %-15s %-5s %-28s %s\n", r.Node, r.Addr, r.Power, r.Slurm, r.Reason)
 	}
 	return serr
+}
+
+// fluxStatus prints each node's power and what the system instance says
+// of it: offline (broker lost or not started) or online.
+func fluxStatus(ctx context.Context, c *vcluster.Cluster, o Options) error {
+	off, ferr := c.FluxOffline(ctx)
+	offline := map[string]bool{}
+	for _, n := range off {
+		offline[n] = true
+	}
+	type row struct {
+		Node  string `json:"node"`
+		Addr  string `json:"addr"`
+		Power string `json:"power"`
+		Flux  string `json:"flux"`
+	}
+	var rows []row
+	for _, n := range c.Nodes() {
+		p, f := "on", "online"
+		if c.PoweredOff(n.Name) {
+			p = "off"
+		}
+		if offline[n.Name] {
+			f = "offline"
+		}
+		if ferr != nil {
+			f = "?"
+		}
+		rows = append(rows, row{n.Name, n.Addr, p, f})
+	}
+	if o.JSON {
+		if err := json.NewEncoder(o.Stdout).Encode(map[string]any{"state": c.StateDir(), "rm": "flux", "nodes": rows}); err != nil {
+			return err
+		}
+		return ferr
+	}
+	fmt.Fprintf(o.Stdout, "%-8s %-15s %-5s %s\n", "NODE", "ADDR", "POWER", "FLUX")
+	for _, r := range rows {
+		fmt.Fprintf(o.Stdout, "%-8s %-15s %-5s %s\n", r.Node, r.Addr, r.Power, r.Flux)
+	}
+	return ferr
 }
 
 // execNode runs the command with the terminal attached, forwards SIGINT
