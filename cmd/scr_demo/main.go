@@ -1,5 +1,7 @@
 // Command scr_demo runs scr-go's reference scenario on a local virtual
-// cluster with real Slurm (root, Debian's Slurm packages: `make demo`).
+// cluster with real Slurm (root, Debian's Slurm packages: `make demo`), or
+// with a real Flux system instance (`--rm flux`, `make demo RM=flux`;
+// flux-core from `make deps-flux`).
 //
 // It prints the recovery timeline and saves it as scr-demo/timeline.json
 // under the current directory.
@@ -17,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/scr-go/scr/internal/scenario"
+	"github.com/scr-go/scr/internal/vcluster"
 )
 
 func main() {
@@ -26,8 +29,14 @@ func main() {
 	fs.StringVar(&o.OutDir, "out", "scr-demo", "directory for timeline.json")
 	fs.StringVar(&o.Size, "size", "64MB", "test_api --size per rank")
 	fs.IntVar(&o.Seconds, "seconds", 2, "test_api --seconds between checkpoints")
+	rm := fs.String("rm", "slurm", "resource manager: slurm or flux")
 	quiet := fs.Bool("q", false, "print only the result")
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	o.RM = vcluster.RM(*rm)
+	if o.RM != vcluster.RMSlurm && o.RM != vcluster.RMFlux {
+		fmt.Fprintf(os.Stderr, "scr_demo: --rm %q: want slurm or flux\n", *rm)
 		os.Exit(2)
 	}
 	if !*quiet {

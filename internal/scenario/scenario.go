@@ -1,8 +1,14 @@
 // Package scenario runs scr-go's reference scenario on a virtual cluster with
-// real Slurm: a job under scr_run checkpoints into /dev/shm with XOR, a node
-// that runs ranks is powered off, and the job must die fast, name the node,
-// relaunch on the healthy nodes (the spare included), rebuild the lost
-// node's files from redundancy and restart from the newest checkpoint.
+// real Slurm or a real Flux system instance: a job under scr_run checkpoints
+// into /dev/shm with XOR, a node that runs ranks is powered off, and the job
+// must die fast, name the node, relaunch on the healthy nodes (the spare
+// included), rebuild the lost node's files from redundancy and restart from
+// the newest checkpoint.
+//
+// On Slurm the job is `sbatch --no-kill --no-requeue -N<nodes>` running
+// `scr_run srun -N<n> -n<n> test_api ...`; on Flux it is `flux batch
+// -N<nodes> -o exit-timeout=none --conf=tbon.topo=kary:0` running `scr_run
+// flux run -N<n> -n<n> test_api ...` (README, "Job scripts").
 //
 // Run drives one scenario and measures each recovery phase from the
 // power-off, using the timeline that scr_run and the library write under the
@@ -39,8 +45,11 @@ type Options struct {
 	// Nodes is the allocation size; JobNodes the nodes of each run (one
 	// rank per node). Defaults 3 and 2.
 	Nodes, JobNodes int
-	// Timeouts is Slurm's node-failure detection speed; default production
-	// (SlurmdTimeout=300), so that scr-go's own detection must act.
+	// RM is the resource manager: vcluster.RMSlurm (default) or RMFlux.
+	RM vcluster.RM
+	// Timeouts is the resource manager's node-failure detection speed;
+	// default production (Slurm: SlurmdTimeout=300; Flux: its default
+	// tcp_user_timeout, 20 s), so that scr-go's own detection must act.
 	Timeouts vcluster.Timeouts
 	// SetSize is SCR_SET_SIZE (default 8: one XOR set over the whole run).
 	SetSize int
@@ -56,12 +65,23 @@ type Options struct {
 	// victim: under --no-kill the job would lose its script.
 	VictimRanks []int
 	// SrunArgs are extra arguments for the user's srun (e.g. -w node2,node3
-	// to keep rank 0 off the batch host, --mpi=pmi2 for an MPI App).
-	SrunArgs []string
+	// to keep rank 0 off the batch host, --mpi=pmi2 for an MPI App);
+	// FluxArgs the same for flux run (e.g. --requires=host:node[2-3]).
+	SrunArgs, FluxArgs []string
 	// App is the test_api program the job runs (default: the Go test_api
 	// of BinDir). The C test_api of examples/, built against libscr and an
 	// MPI, runs the same scenario over MPI.
 	App string
+	// AfterRMNotices, once the relaunched run checkpointed, waits until
+	// the resource manager itself reports the victim down (Flux: offline
+	// in the allocation; Slurm: DOWN), and runs scr_list_down_nodes again
+	// (Result.RMNoticed, DownListAfterRM).
+	AfterRMNotices bool
+	// CaptureDir, if set, receives what the resource manager's status
+	// commands print at each stage (Flux: flux resource status / list in
+	// the allocation and in the system instance), one file per command
+	// and stage, named like internal/rm/flux/testdata.
+	CaptureDir string
 	// DuringWrite powers off while a checkpoint is being written, instead
 	// of between checkpoints.
 	DuringWrite bool
@@ -92,6 +112,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Timeouts == "" {
 		o.Timeouts = vcluster.TimeoutsProduction
+	}
+	if o.RM == "" {
+		o.RM = vcluster.RMSlurm
 	}
 	if o.SetSize == 0 {
 		o.SetSize = 8
@@ -138,6 +161,7 @@ func (o Options) withDefaults() (Options, error) {
 // (of the first victim); a phase that did not happen is -1.
 type Result struct {
 	Scenario                     string   `json:"scenario"`
+	ResourceManager              string   `json:"resource_manager"`
 	PowerOff                     string   `json:"poweroff_time"`
 	Victims                      []string `json:"victims"`
 	StepExit                     float64  `json:"step_exit_s"`
@@ -157,6 +181,11 @@ type Result struct {
 	LastCheckpoint               string   `json:"last_checkpoint"`
 	Scavenged                    string   `json:"scavenged"`
 	JobState                     string   `json:"job_state"`
+	// With Options.AfterRMNotices: when the resource manager reported the
+	// victim down, and what scr_list_down_nodes said then.
+	RMNoticed              float64 `json:"rm_noticed_s,omitempty"`
+	DownListAfterRM        string  `json:"scr_list_down_nodes_after_rm,omitempty"`
+	DownListAfterRMSeconds float64 `json:"scr_list_down_nodes_after_rm_s,omitempty"`
 }
 
 // Table renders the recovery timeline for people.
@@ -180,7 +209,10 @@ func (r *Result) Table() string {
 	fmt.Fprintf(&b, "  last checkpoint before power-off: %s\n", r.LastCheckpointBeforePowerOff)
 	fmt.Fprintf(&b, "  restarted from: %s (source %s, every byte verified: %v)\n", r.RestartedFrom, r.RestartSource, r.Verified)
 	fmt.Fprintf(&b, "  scr_list_down_nodes: %q in %.2f s\n", r.DownList, r.DownListSeconds)
-	fmt.Fprintf(&b, "  last checkpoint %s; scavenged to the prefix by postrun: %q; Slurm's job state after the script ended: %s\n", r.LastCheckpoint, r.Scavenged, r.JobState)
+	if r.RMNoticed > 0 {
+		fmt.Fprintf(&b, "  %s reported the node down at %.2f s; scr_list_down_nodes then: %q in %.2f s\n", r.ResourceManager, r.RMNoticed, r.DownListAfterRM, r.DownListAfterRMSeconds)
+	}
+	fmt.Fprintf(&b, "  last checkpoint %s; scavenged to the prefix by postrun: %q; %s's job state after the script ended: %s\n", r.LastCheckpoint, r.Scavenged, r.ResourceManager, r.JobState)
 	return b.String()
 }
 
@@ -201,7 +233,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	c, err := vcluster.Up(ctx, vcluster.Options{
 		Name: o.Name, StateDir: filepath.Join(state, "vc"), Nodes: o.Nodes,
-		Timeouts: o.Timeouts, BinDir: o.BinDir, Logf: o.Logf,
+		Timeouts: o.Timeouts, RM: o.RM, BinDir: o.BinDir, Logf: o.Logf,
 	})
 	if err != nil {
 		return nil, err
@@ -213,7 +245,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			o.Logf("scenario: taking the cluster down: %v", derr)
 		}
 	}()
-	s := &run{o: o, c: c, res: &Result{Scenario: o.Name}}
+	s := &run{o: o, c: c, res: &Result{Scenario: o.Name, ResourceManager: string(o.RM)}}
 	err = s.drive(ctx)
 	if err != nil {
 		o.Logf("scenario: %v\n--- job output ---\n%s\n--- cluster logs ---\n%s", err, s.jobOutput(), c.Logs())
@@ -245,7 +277,11 @@ type run struct {
 	jobID  string
 	prefix string
 	out    string
+	// Flux: the allocation's instance (FLUX_URI inside it).
+	allocURI string
 }
+
+func (s *run) flux() bool { return s.o.RM == vcluster.RMFlux }
 
 func (s *run) jobOutput() string {
 	b, _ := os.ReadFile(s.out)
@@ -275,8 +311,12 @@ func (s *run) script() string {
 		fmt.Fprintf(&b, "export %s=%s\n", k, env[k])
 	}
 	fmt.Fprintf(&b, "cd %s\n", s.prefix)
-	srun := append([]string{"srun", "-N" + strconv.Itoa(s.o.JobNodes), "-n" + strconv.Itoa(s.o.JobNodes)}, s.o.SrunArgs...)
-	fmt.Fprintf(&b, "scr_run %s %s --size %s --times 1000 --seconds %d\n", strings.Join(srun, " "), s.o.App, s.o.Size, s.o.Seconds)
+	n := strconv.Itoa(s.o.JobNodes)
+	launcher := append([]string{"srun", "-N" + n, "-n" + n}, s.o.SrunArgs...)
+	if s.flux() {
+		launcher = append([]string{"flux", "run", "-N" + n, "-n" + n}, s.o.FluxArgs...)
+	}
+	fmt.Fprintf(&b, "scr_run %s %s --size %s --times 1000 --seconds %d\n", shellJoin(launcher), s.o.App, s.o.Size, s.o.Seconds)
 	b.WriteString("rc=$?\necho \"scr_run exited with $rc\"\nexit $rc\n")
 	return b.String()
 }
@@ -288,12 +328,10 @@ func (s *run) drive(ctx context.Context) error {
 		return err
 	}
 	s.out = filepath.Join(c.SharedDir(), "job.out")
-	id, err := c.Sbatch(ctx, s.script(), "--no-kill", "--no-requeue", "-N"+strconv.Itoa(o.Nodes), "--output="+s.out)
-	if err != nil {
+	if err := s.submit(ctx); err != nil {
 		return err
 	}
-	s.jobID = id
-	o.Logf("scenario: job %s submitted", id)
+	o.Logf("scenario: job %s submitted", s.jobID)
 
 	// The first checkpoint of run 1.
 	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
@@ -316,11 +354,17 @@ func (s *run) drive(ctx context.Context) error {
 		o.Logf("scenario: a checkpoint reached the prefix")
 	}
 
+	if s.flux() {
+		if s.allocURI, err = c.FluxJobURI(ctx, s.jobID); err != nil {
+			return fmt.Errorf("the allocation's instance: %w", err)
+		}
+	}
 	victims, err := s.victims(ctx)
 	if err != nil {
 		return err
 	}
 	s.res.Victims = victims
+	s.capture(ctx, "healthy")
 	if o.DuringWrite {
 		if err := s.waitWriteStart(ctx, victims[0], off); err != nil {
 			return err
@@ -341,7 +385,8 @@ func (s *run) drive(ctx context.Context) error {
 	o.Logf("scenario: powered off %v at %s", victims, at.Format("15:04:05.000"))
 
 	// scr_list_down_nodes on the batch host, as a user would run it.
-	s.listDown(ctx, at)
+	s.res.DownList, s.res.DownListSeconds = s.listDown(ctx, at)
+	s.capture(ctx, "after-poweroff")
 
 	// The relaunched run's first checkpoint, then a halt after a few more.
 	wctx2, cancel2 := context.WithTimeout(ctx, 120*time.Second)
@@ -358,6 +403,11 @@ func (s *run) drive(ctx context.Context) error {
 	} else {
 		o.Logf("scenario: nodes of the relaunched step: %v", err)
 	}
+	if o.AfterRMNotices {
+		if err := s.afterRMNotices(ctx, at, victims); err != nil {
+			return err
+		}
+	}
 	halt := exec.CommandContext(ctx, filepath.Join(o.BinDir, "scr_halt"), "--checkpoints", strconv.Itoa(o.MoreCheckpoints), s.prefix)
 	if out, err := halt.CombinedOutput(); err != nil {
 		return fmt.Errorf("scr_halt: %v: %s", err, out)
@@ -372,7 +422,7 @@ func (s *run) drive(ctx context.Context) error {
 		s.measure(at)
 		return fmt.Errorf("the job script did not end after scr_halt: %w", err)
 	}
-	s.res.JobState, _, _ = c.JobState(ctx, s.jobID)
+	s.res.JobState = s.jobState(ctx)
 	if err := s.measure(at); err != nil {
 		return err
 	}
@@ -390,7 +440,7 @@ func (s *run) waitScriptExit(ctx context.Context) (int, error) {
 		}
 		select {
 		case <-ctx.Done():
-			st, _, _ := s.c.JobState(context.WithoutCancel(ctx), s.jobID)
+			st := s.jobState(context.WithoutCancel(ctx))
 			return -1, fmt.Errorf("job %s is %s: %w", s.jobID, st, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -399,6 +449,9 @@ func (s *run) waitScriptExit(ctx context.Context) (int, error) {
 
 // stepNodes returns the node list of the job's running parallel step.
 func (s *run) stepNodes(ctx context.Context) ([]string, error) {
+	if s.flux() {
+		return s.fluxStepNodes(ctx)
+	}
 	out, err := s.c.Exec(ctx, "head", []string{"squeue", "-h", "-s", "-j", s.jobID, "-o", "%i %N"}, nil)
 	if err != nil {
 		return nil, err
@@ -473,20 +526,65 @@ func (s *run) waitWriteStart(ctx context.Context, node string, off int64) error 
 	}
 }
 
-// listDown runs scr_list_down_nodes --reason in the job's environment on
-// the batch host and records what and how fast it answered.
-func (s *run) listDown(ctx context.Context, at time.Time) {
-	batch := s.c.NodeNames()[0]
+// jobEnv is the environment of the job script, for commands run as if
+// from it on the batch host.
+func (s *run) jobEnv() []string {
+	if s.flux() {
+		return []string{"FLUX_URI=" + s.allocURI, "FLUX_ENCLOSING_ID=" + s.jobID, "SCR_PREFIX=" + s.prefix}
+	}
 	nodes := hostlist.Compress(s.c.NodeNames())
-	env := []string{"SLURM_JOB_ID=" + s.jobID, "SLURM_JOBID=" + s.jobID, "SLURM_JOB_NODELIST=" + nodes, "SLURM_NODELIST=" + nodes, "SCR_PREFIX=" + s.prefix}
+	return []string{"SLURM_JOB_ID=" + s.jobID, "SLURM_JOBID=" + s.jobID, "SLURM_JOB_NODELIST=" + nodes, "SLURM_NODELIST=" + nodes, "SCR_PREFIX=" + s.prefix}
+}
+
+// listDown runs scr_list_down_nodes --reason in the job's environment on
+// the batch host and returns what it said and how long it took.
+func (s *run) listDown(ctx context.Context, at time.Time) (string, float64) {
+	batch := s.c.NodeNames()[0]
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	cmd := s.c.Command(lctx, batch, []string{"scr_list_down_nodes", "--reason"}, env)
+	cmd := s.c.Command(lctx, batch, []string{"scr_list_down_nodes", "--reason"}, s.jobEnv())
 	out, _ := cmd.Output()
-	s.res.DownListSeconds = time.Since(start).Seconds()
-	s.res.DownList = strings.TrimSpace(string(out))
-	s.o.Logf("scenario: scr_list_down_nodes --reason (%.2f s after power-off, took %.2f s): %s", start.Sub(at).Seconds(), s.res.DownListSeconds, s.res.DownList)
+	took := time.Since(start).Seconds()
+	list := strings.TrimSpace(string(out))
+	s.o.Logf("scenario: scr_list_down_nodes --reason (%.2f s after power-off, took %.2f s): %s", start.Sub(at).Seconds(), took, list)
+	return list, took
+}
+
+// submit submits the job script to the resource manager.
+func (s *run) submit(ctx context.Context) error {
+	var err error
+	nodes := "-N" + strconv.Itoa(s.o.Nodes)
+	if s.flux() {
+		// The allocation must survive a node loss (exit-timeout=none), and
+		// a flat overlay makes only its rank 0 (node1) critical.
+		s.jobID, err = s.c.FluxBatch(ctx, s.script(), nodes, "-o", "exit-timeout=none", "--conf=tbon.topo=kary:0", "--output="+s.out)
+		return err
+	}
+	s.jobID, err = s.c.Sbatch(ctx, s.script(), "--no-kill", "--no-requeue", nodes, "--output="+s.out)
+	return err
+}
+
+// jobState is the resource manager's state of the job ("" if unknown).
+func (s *run) jobState(ctx context.Context) string {
+	if s.flux() {
+		st, _ := s.c.FluxJobStatus(ctx, s.jobID)
+		return st
+	}
+	st, _, _ := s.c.JobState(ctx, s.jobID)
+	return st
+}
+
+// shellJoin quotes words for the job script where they need it.
+func shellJoin(words []string) string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		if strings.ContainsAny(w, " \t'\"$`\\[]*?;&|<>(){}") {
+			w = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+		}
+		out[i] = w
+	}
+	return strings.Join(out, " ")
 }
 
 // measure fills the result from the timeline.
@@ -584,6 +682,16 @@ func (s *run) check(scriptRC int) error {
 		}
 		if contains(r.RelaunchNodes, v) {
 			fail("the relaunch used the dead node %s", v)
+		}
+	}
+	// Every phase of the recovery is in the timeline, whatever the
+	// resource manager (the same events on Slurm and on Flux).
+	for _, ph := range []struct {
+		what string
+		at   float64
+	}{{"step exit", r.StepExit}, {"detection", r.Detected}, {"relaunch", r.Relaunch}, {"started", r.Started}, {"first new checkpoint", r.FirstCheckpoint}} {
+		if ph.at < 0 {
+			fail("the timeline has no %s after the power-off", ph.what)
 		}
 	}
 	if o.WantSource == "cache-rebuild" && r.Rebuilt < 0 {
