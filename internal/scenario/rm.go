@@ -100,12 +100,13 @@ var fluxCaptures = []struct {
 	nested bool // only meaningful inside the allocation
 }{
 	{"resource-status", []string{"resource", "status"}, false},
+	{"resource-status-no-state-ranks-nodelist", []string{"resource", "status", "-no", "{state} {ranks} {nodelist}"}, false},
 	{"resource-status-s-offline-no-nodelist", []string{"resource", "status", "-s", "offline", "-no", "{nodelist}"}, false},
-	{"resource-status-s-torpid-drain-exclude-no-nodelist", []string{"resource", "status", "-s", "torpid,drain,exclude", "-no", "{nodelist}"}, false},
 	{"resource-list", []string{"resource", "list"}, false},
 	{"resource-list-s-down-no-nodelist", []string{"resource", "list", "-s", "down", "-no", "{nodelist}"}, false},
 	{"hostlist-instance", []string{"hostlist", "instance"}, true},
 	{"getattr-jobid", []string{"getattr", "jobid"}, true},
+	{"job-timeleft", []string{"job", "timeleft"}, true},
 }
 
 // capture writes what the resource manager's status commands print now

@@ -423,6 +423,19 @@ func (s *run) drive(ctx context.Context) error {
 		return fmt.Errorf("the job script did not end after scr_halt: %w", err)
 	}
 	s.res.JobState = s.jobState(ctx)
+	if s.flux() {
+		// The allocation ends once its instance has shut down (a few
+		// seconds after the script): wait for it, to report how it ended.
+		for deadline := time.Now().Add(60 * time.Second); (s.res.JobState == "RUN" || s.res.JobState == "CLEANUP") && time.Now().Before(deadline); {
+			time.Sleep(250 * time.Millisecond)
+			s.res.JobState = s.jobState(ctx)
+		}
+	}
+	if o.CaptureDir != "" {
+		if b, err := os.ReadFile(filepath.Join(s.prefix, ".scr", "timeline")); err == nil {
+			_ = os.WriteFile(filepath.Join(o.CaptureDir, "timeline.jsonl"), b, 0o644)
+		}
+	}
 	if err := s.measure(at); err != nil {
 		return err
 	}

@@ -636,6 +636,9 @@ func (c *Cluster) baseEnv() []string {
 	}
 	for _, k := range []string{"HOME", "USER", "LOGNAME", "TERM", "TMPDIR", "GOCOVERDIR"} {
 		if v, ok := os.LookupEnv(k); ok {
+			if k == "HOME" && c.IsFlux() {
+				v = c.fluxHome()
+			}
 			env = append(env, k+"="+v)
 		}
 	}

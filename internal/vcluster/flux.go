@@ -88,6 +88,14 @@ func (c *Cluster) fluxBin() string {
 	return filepath.Dir(c.st.FluxProgram)
 }
 
+// fluxHome is HOME for the brokers and for commands on a Flux cluster's
+// nodes: an empty directory of the cluster. Flux runs each instance's rc
+// scripts with `bash -c` on a socket stdin, which makes Debian's bash
+// source ~/.bashrc (as for a remote shell); the caller's dotfiles must not
+// take part (a pyenv rehash waiting on another user's lock there held every
+// broker in rc1).
+func (c *Cluster) fluxHome() string { return c.dir("flux", "home") }
+
 // fluxTCPTimeout is the system instance's tbon.tcp_user_timeout: how long
 // a broker waits for a silent peer before it declares it lost.
 func fluxTCPTimeout(t Timeouts) string {
@@ -102,7 +110,7 @@ func fluxTCPTimeout(t Timeouts) string {
 // 0..N-1 = node1..nodeN with CPUs cores each) and system.toml.
 func (c *Cluster) fluxLayout(ctx context.Context) error {
 	dir := c.dir("flux")
-	for _, d := range []string{dir, filepath.Join(dir, "conf"), filepath.Join(dir, "run"), filepath.Join(dir, "state")} {
+	for _, d := range []string{dir, filepath.Join(dir, "conf"), filepath.Join(dir, "run"), filepath.Join(dir, "state"), c.fluxHome()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("vcluster: %w", err)
 		}
@@ -172,9 +180,10 @@ func (c *Cluster) startBroker(ctx context.Context, node string) error {
 	}
 	log := c.dir("log", "flux-"+node+".log")
 	// env -i: the broker's environment is what its jobs' shells start
-	// from; HOME, PATH (the project's bin dir first) and a UTF-8 locale.
+	// from; HOME (the cluster's own), PATH (the project's bin dir first)
+	// and a UTF-8 locale.
 	path := strings.Join(c.nodePath(), ":")
-	argv := []string{"env", "-i", "HOME=" + os.Getenv("HOME"), "USER=root", "LOGNAME=root", "PATH=" + path, "LANG=C.UTF-8",
+	argv := []string{"env", "-i", "HOME=" + c.fluxHome(), "USER=root", "LOGNAME=root", "PATH=" + path, "LANG=C.UTF-8",
 		c.st.FluxProgram, "broker",
 		"--config-path=" + c.dir("flux", "conf"),
 		"-Srundir=" + run, "-Sstatedir=" + state,

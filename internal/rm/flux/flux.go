@@ -15,12 +15,17 @@
 //     (internal/jobid), so it names the same cache as the library does.
 //   - nodes: `flux hostlist instance`, or `flux hostlist FLUX_JOB_ID` for a
 //     job of the system instance. Both keep a lost node in the list.
-//   - down nodes: the union of `flux resource status -s offline -no
-//     {nodelist}` and `flux resource status -s torpid,drain,exclude -no
-//     {nodelist}`, run concurrently. NOT `flux resource list -s down`: in a
-//     nested instance it never reports a lost node (the node just vanishes
-//     from the list), and NOT one query `-s offline,torpid,drain,exclude`:
-//     offline is a modifier there and that query is always empty.
+//   - down nodes: one query, `flux resource status -no "{state} {ranks}
+//     {nodelist}"`, which prints a line per state of the default set
+//     (avail, exclude, draining, drained, torpid, housekeeping) and online
+//     status: a state ending in "*" is offline (broker lost or not
+//     started); exclude, draining, drained and torpid are down too. NOT
+//     `flux resource list -s down`: in a nested instance it never reports
+//     a lost node (the node just vanishes from the list), and NOT
+//     `-s offline,torpid,drain,exclude`: offline is a modifier there and
+//     that query is always empty. One process, not one per state: each
+//     flux command is a Python start-up, 0.2 s on an idle node and over
+//     1 s on a loaded one, and the answer is waited for 2 s at most.
 //   - end time: `flux job timeleft [FLUX_JOB_ID]`, whole seconds from now;
 //     4294967295 means no limit.
 //   - remote execution: `flux exec -r RANK`, where RANK is the host's index
@@ -142,56 +147,67 @@ func (m *Manager) Nodes(ctx context.Context) ([]string, error) {
 	return m.hostlist(ctx, "instance")
 }
 
+// statusArgv is the down-node query (see the package doc).
+var statusArgv = []string{"flux", "resource", "status", "-no", "{state} {ranks} {nodelist}"}
+
 // DownNodes implements rm.Manager.
 func (m *Manager) DownNodes(ctx context.Context) (map[string]string, error) {
-	queries := []struct {
-		argv   []string
-		reason string
-	}{
-		{[]string{"flux", "resource", "status", "-s", "offline", "-no", "{nodelist}"}, "flux: offline (broker lost or not started)"},
-		{[]string{"flux", "resource", "status", "-s", "torpid,drain,exclude", "-no", "{nodelist}"}, "flux: torpid, drained or excluded"},
-	}
 	var (
 		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		down  = map[string]string{}
 		nodes []string
 		nerr  error
 	)
-	wg.Add(len(queries) + 1)
-	go func() { defer wg.Done(); nodes, nerr = m.Nodes(ctx) }()
-	for _, q := range queries {
-		go func() { // ends when the runner returns (bounded by ctx and the command timeout)
-			defer wg.Done()
-			out, err := m.cfg.Run(ctx, q.argv)
-			var hosts []string
-			if err == nil {
-				hosts, err = hostlist.Expand(strings.Join(rm.Lines(out), ","))
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if first == nil {
-					first = fmt.Errorf("flux: down nodes: %w", err)
-				}
-				return
-			}
-			for _, h := range hosts {
-				if _, dup := down[h]; !dup {
-					down[h] = q.reason
-				}
-			}
-		}()
-	}
+	wg.Add(1)
+	go func() { defer wg.Done(); nodes, nerr = m.Nodes(ctx) }() // ends with the runner (bounded)
+	out, err := m.cfg.Run(ctx, statusArgv)
 	wg.Wait()
-	if first != nil {
-		return nil, first
+	if err != nil {
+		return nil, fmt.Errorf("flux: down nodes: %w", err)
+	}
+	down, err := parseStatus(out)
+	if err != nil {
+		return nil, fmt.Errorf("flux: down nodes: `%s`: %w", strings.Join(statusArgv, " "), err)
 	}
 	if nerr != nil {
 		return nil, nerr
 	}
 	return rm.OnlyNodes(down, nodes), nil
+}
+
+// parseStatus reads `flux resource status -no "{state} {ranks}
+// {nodelist}"`: one line per state ("avail", "avail*" when offline,
+// "drained", ...), its ranks and its nodes (both empty for an empty
+// "draining"/"drained" line).
+func parseStatus(out []byte) (map[string]string, error) {
+	down := map[string]string{}
+	for _, line := range rm.Lines(out) {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue // a state with no node
+		}
+		state := f[0]
+		var reason string
+		switch base := strings.TrimSuffix(state, "*"); {
+		case base != state:
+			reason = "flux: offline (broker lost or not started)"
+		case base == "exclude":
+			reason = "flux: excluded"
+		case base == "draining" || base == "drained" || base == "torpid":
+			reason = "flux: " + base
+		default: // avail, housekeeping, allocated: usable
+			continue
+		}
+		hosts, err := hostlist.Expand(f[2])
+		if err != nil {
+			return nil, fmt.Errorf("unreadable node list in %q: %w", line, err)
+		}
+		for _, h := range hosts {
+			if _, seen := down[h]; !seen || strings.Contains(reason, "offline") {
+				down[h] = reason
+			}
+		}
+	}
+	return down, nil
 }
 
 // EndTime implements rm.Manager.
