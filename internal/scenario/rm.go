@@ -105,6 +105,7 @@ var fluxCaptures = []struct {
 	{"resource-list", []string{"resource", "list"}, false},
 	{"resource-list-s-down-no-nodelist", []string{"resource", "list", "-s", "down", "-no", "{nodelist}"}, false},
 	{"hostlist-instance", []string{"hostlist", "instance"}, true},
+	{"getattr-hostlist", []string{"getattr", "hostlist"}, true},
 	{"getattr-jobid", []string{"getattr", "jobid"}, true},
 	{"job-timeleft", []string{"job", "timeleft"}, true},
 }

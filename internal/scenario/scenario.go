@@ -557,10 +557,12 @@ func (s *run) listDown(ctx context.Context, at time.Time) (string, float64) {
 	defer cancel()
 	start := time.Now()
 	cmd := s.c.Command(lctx, batch, []string{"scr_list_down_nodes", "--reason"}, s.jobEnv())
-	out, _ := cmd.Output()
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
 	took := time.Since(start).Seconds()
 	list := strings.TrimSpace(string(out))
-	s.o.Logf("scenario: scr_list_down_nodes --reason (%.2f s after power-off, took %.2f s): %s", start.Sub(at).Seconds(), took, list)
+	s.o.Logf("scenario: scr_list_down_nodes --reason (%.2f s after power-off, took %.2f s, %v): %s %s", start.Sub(at).Seconds(), took, err, list, strings.TrimSpace(errb.String()))
 	return list, took
 }
 

@@ -13,8 +13,9 @@
 //     a system instance outside any job there is none and JobID is "".
 //     Written in one canonical spelling, F58 with an ASCII "f"
 //     (internal/jobid), so it names the same cache as the library does.
-//   - nodes: `flux hostlist instance`, or `flux hostlist FLUX_JOB_ID` for a
-//     job of the system instance. Both keep a lost node in the list.
+//   - nodes: the instance's `flux getattr hostlist` (a C builtin; else
+//     `flux hostlist instance`, Python), or `flux hostlist FLUX_JOB_ID` for
+//     a job of the system instance. All keep a lost node in the list.
 //   - down nodes: one query, `flux resource status -no "{state} {ranks}
 //     {nodelist}"`, which prints a line per state of the default set
 //     (avail, exclude, draining, drained, torpid, housekeeping) and online
@@ -29,11 +30,12 @@
 //   - end time: `flux job timeleft [FLUX_JOB_ID]`, whole seconds from now;
 //     4294967295 means no limit.
 //   - remote execution: `flux exec -r RANK`, where RANK is the host's index
-//     in `flux hostlist instance` (the instance's hosts in broker-rank order).
+//     in the instance's host list (hosts in broker-rank order).
 package flux
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -125,7 +127,18 @@ func (m *Manager) hostlist(ctx context.Context, what string) ([]string, error) {
 }
 
 func (m *Manager) queryHostlist(ctx context.Context, what string) ([]string, error) {
-	out, err := m.cfg.Run(ctx, []string{"flux", "hostlist", what})
+	var out []byte
+	err := errors.New("no query")
+	if what == "instance" {
+		// The broker's hostlist attribute is the instance's hosts in rank
+		// order, as `flux hostlist instance` prints them, without a Python
+		// start-up (which took over the 2 s bound on a loaded node, and
+		// scr_list_down_nodes cannot check anything without the list).
+		out, err = m.cfg.Run(ctx, []string{"flux", "getattr", "hostlist"})
+	}
+	if err != nil {
+		out, err = m.cfg.Run(ctx, []string{"flux", "hostlist", what})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("flux: node list: %w", err)
 	}
@@ -231,7 +244,8 @@ func (m *Manager) EndTime(ctx context.Context) (int64, error) {
 	return m.cfg.Now().Unix() + secs, nil
 }
 
-// Transport implements rm.Manager: flux exec by broker rank.
+// Transport implements rm.Manager: flux exec by broker rank (the host's
+// index in the instance's host list).
 func (m *Manager) Transport(ctx context.Context) (remote.Transport, error) {
 	hosts, err := m.hostlist(ctx, "instance")
 	if err != nil {
