@@ -91,29 +91,30 @@ func (s *run) afterRMNotices(ctx context.Context, at time.Time, victims []string
 	return nil
 }
 
-// fluxCaptures are the status commands captured at each stage, by file
-// name (the convention of internal/rm/flux/testdata): in the allocation
-// ("nested") and in the system instance.
+// fluxCaptures are the commands captured at each stage, by file name (the
+// convention of internal/rm/flux/testdata): the status commands people
+// read and the queries the Flux adapter runs, in the allocation ("nested")
+// and in the system instance.
 var fluxCaptures = []struct {
-	name   string
-	args   []string
-	nested bool // only meaningful inside the allocation
+	name string
+	args []string
 }{
-	{"resource-status", []string{"resource", "status"}, false},
-	{"resource-status-no-state-ranks-nodelist", []string{"resource", "status", "-no", "{state} {ranks} {nodelist}"}, false},
-	{"resource-status-s-offline-no-nodelist", []string{"resource", "status", "-s", "offline", "-no", "{nodelist}"}, false},
-	{"resource-list", []string{"resource", "list"}, false},
-	{"resource-list-s-down-no-nodelist", []string{"resource", "list", "-s", "down", "-no", "{nodelist}"}, false},
-	{"hostlist-instance", []string{"hostlist", "instance"}, true},
-	{"getattr-hostlist", []string{"getattr", "hostlist"}, true},
-	{"getattr-jobid", []string{"getattr", "jobid"}, true},
-	{"job-timeleft", []string{"job", "timeleft"}, true},
+	{"resource-status", []string{"resource", "status"}},
+	{"resource-status-no-state-ranks-nodelist", []string{"resource", "status", "-no", "{state} {ranks} {nodelist}"}},
+	{"resource-status-s-offline-no-nodelist", []string{"resource", "status", "-s", "offline", "-no", "{nodelist}"}},
+	{"resource-list", []string{"resource", "list"}},
+	{"resource-list-s-down-no-nodelist", []string{"resource", "list", "-s", "down", "-no", "{nodelist}"}},
+	{"hostlist-instance", []string{"hostlist", "instance"}},
+	{"getattr-hostlist", []string{"getattr", "hostlist"}},
+	{"getattr-jobid", []string{"getattr", "jobid"}},
+	{"job-timeleft", []string{"job", "timeleft"}},
 }
 
-// capture writes what the resource manager's status commands print now
-// to Options.CaptureDir (Flux only), and logs it. Each line of
-// captures.tsv says: file, command, exit code, seconds after the
-// power-off (negative before it), duration.
+// capture writes what the resource manager's commands print now to
+// Options.CaptureDir (Flux only), and logs the status ones. Each line of
+// captures.tsv says: file (stdout; FILE.stderr.txt holds stderr when there
+// was any), the command line (argv joined by single spaces), exit code,
+// seconds after the power-off ("-" before it), duration in seconds.
 func (s *run) capture(ctx context.Context, stage string) {
 	if s.o.CaptureDir == "" || !s.flux() {
 		return
@@ -131,9 +132,6 @@ func (s *run) capture(ctx context.Context, stage string) {
 	node := s.c.NodeNames()[0]
 	for _, where := range []string{"nested", "system"} {
 		for _, fc := range fluxCaptures {
-			if fc.nested && where != "nested" {
-				continue
-			}
 			env := []string{}
 			if where == "nested" {
 				env = append(env, "FLUX_URI="+s.allocURI)
@@ -163,7 +161,7 @@ func (s *run) capture(ctx context.Context, stage string) {
 					t = fmt.Sprintf("%+.1f", start.Sub(at).Seconds())
 				}
 			}
-			fmt.Fprintf(index, "%s\tflux %s\t%d\t%s\t%.2f\n", file, shellJoin(fc.args), rc, t, time.Since(start).Seconds())
+			fmt.Fprintf(index, "%s\tflux %s\t%d\t%s\t%.2f\n", file, strings.Join(fc.args, " "), rc, t, time.Since(start).Seconds())
 			if strings.HasPrefix(fc.name, "resource-status") || strings.HasPrefix(fc.name, "resource-list") {
 				s.o.Logf("scenario: [%s, %s] flux %s (rc %d):\n%s%s", stage, where, shellJoin(fc.args), rc, out.String(), errb.String())
 			}

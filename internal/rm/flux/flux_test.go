@@ -2,10 +2,14 @@ package flux_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/scr-go/scr/internal/jobid"
 	"github.com/scr-go/scr/internal/rm"
 	"github.com/scr-go/scr/internal/rm/flux"
 	"github.com/scr-go/scr/internal/rm/rmtest"
@@ -194,4 +198,64 @@ func TestParseStatusStates(t *testing.T) {
 			t.Errorf("%s: %q, want %q", n, down[n], r)
 		}
 	}
+}
+
+// liveReplies answers the adapter's commands with what live Flux printed
+// in one instance ("nested": the flux batch allocation; "system") at one
+// stage of the reference scenario (testdata/live/README.md): the command
+// lines, exit codes and files of testdata/live/captures.tsv.
+func liveReplies(t *testing.T, where, stage string) map[string]rmtest.Reply {
+	t.Helper()
+	b, err := os.ReadFile(td("live/captures.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := map[string]rmtest.Reply{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 5 || !strings.HasSuffix(f[0], "."+where+"-"+stage+".txt") {
+			continue
+		}
+		rc, err := strconv.Atoi(f[2])
+		if err != nil {
+			t.Fatalf("captures.tsv: %q: %v", line, err)
+		}
+		rep := rmtest.Reply{File: td("live/" + f[0]), ExitCode: rc}
+		if e, err := os.ReadFile(td("live/" + strings.TrimSuffix(f[0], ".txt") + ".stderr.txt")); err == nil {
+			rep.Stderr = strings.TrimSpace(string(e))
+		}
+		r[f[1]] = rep
+	}
+	if len(r) == 0 {
+		t.Fatalf("no capture of %s-%s in testdata/live", where, stage)
+	}
+	return r
+}
+
+// The conformance suite against output captured from live Flux 0.88 on the
+// virtual cluster (node2 powered off; the allocation noticed at +24.6 s).
+func TestConformanceLive(t *testing.T) {
+	alloc, err := os.ReadFile(td("live/getattr-jobid.nested-healthy.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := map[string]string{"FLUX_URI": "local:///tmp/flux-x/local-0", "FLUX_ENCLOSING_ID": strings.TrimSpace(string(alloc))}
+	proxied := map[string]string{"FLUX_URI": "local:///tmp/flux-x/local-0"}
+	system := map[string]string{"FLUX_URI": "local:///tmp/vc/flux/run/node1/local"}
+	all := []string{"node1", "node2", "node3"}
+	id := jobid.Flux(string(alloc)) // the attribute prints ƒ, the canonical id f
+	if !strings.HasPrefix(id, "f") || strings.HasPrefix(id, "ƒ") {
+		t.Fatalf("canonical id %q", id)
+	}
+	rmtest.Run(t, []rmtest.Case{
+		{Name: "live-nested-healthy", New: newFlux(batch, liveReplies(t, "nested", "healthy")), JobID: id, Nodes: all, End: -1,
+			CacheEnvs: []map[string]string{batch}},
+		{Name: "live-nested-proxied", New: newFlux(proxied, liveReplies(t, "nested", "healthy")), JobID: id, Nodes: all, End: -1},
+		{Name: "live-nested-after-poweroff", New: newFlux(batch, liveReplies(t, "nested", "after-poweroff")), JobID: id, Nodes: all, End: -1},
+		{Name: "live-nested-after-poweroff-detected", New: newFlux(batch, liveReplies(t, "nested", "after-poweroff-detected")),
+			JobID: id, Nodes: all, Down: []string{"node2"}, End: -1},
+		{Name: "live-system-healthy", New: newFlux(system, liveReplies(t, "system", "healthy")), JobID: "", Nodes: all, End: -1},
+		{Name: "live-system-after-poweroff-detected", New: newFlux(system, liveReplies(t, "system", "after-poweroff-detected")),
+			JobID: "", Nodes: all, Down: []string{"node2"}, End: -1},
+	})
 }
