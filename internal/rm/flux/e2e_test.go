@@ -21,16 +21,19 @@ import (
 )
 
 // TestE2ELiveFlux runs against a live Flux system instance (vcluster --rm
-// flux, fast timeouts: tcp_user_timeout 2 s, also in the allocation) with a
-// 4-node allocation `flux batch -N4 -o exit-timeout=none
-// --conf=tbon.topo=kary:0`, whose script runs test_api twice with plain
+// flux, fast timeouts: tcp_user_timeout 2 s; 10 s in the allocation, a
+// window to act in before Flux notices) with a 4-node allocation `flux
+// batch -N4 -o exit-timeout=none --conf=tbon.topo=kary:0`, whose script
+// runs test_api twice with plain
 // `flux run` (no scr_run): each run is a Flux job of its own, and the second
 // must restart from the first one's checkpoint in the node caches. Then:
 //   - the conformance suite from inside the allocation, with the real
 //     environments of the batch script and of a task of each run;
 //   - node4 powered off, Flux not yet aware: flux exec to every node of the
 //     allocation (the transport of node checks and scavenge) ends within
-//     its timeout, the live nodes answer, node4 times out;
+//     its timeout, the live nodes answer, node4 times out; scr_postrun
+//     scavenges the second run's last checkpoint from the live nodes'
+//     caches in bounded time;
 //   - once Flux marks node4 offline, DownNodes reports it and flux exec to
 //     it fails at once.
 func TestE2ELiveFlux(t *testing.T) {
@@ -56,7 +59,7 @@ touch %[2]s/runs.done
 exec sleep 600
 `, pfx, sh)
 	alloc, err := c.FluxBatch(ctx, script, "-N4", "-o", "exit-timeout=none", "--conf=tbon.topo=kary:0",
-		"--conf=tbon.tcp_user_timeout=2s", "--output="+filepath.Join(sh, "batch.out"))
+		"--conf=tbon.tcp_user_timeout=10s", "--output="+filepath.Join(sh, "batch.out"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +138,28 @@ exec sleep 600
 		t.Errorf("flux exec with a dead node in the allocation took %v: not bounded by its 5 s timeout", took)
 	}
 
-	// Flux notices (tcp_user_timeout 2 s in the allocation).
+	// scr_postrun from the batch node, as at the end of a job script: it
+	// checks the nodes (ping, then echo and storage through flux exec on
+	// the nodes that answer) and copies from each live node's cache.
+	start = time.Now()
+	pcmd := c.Command(ctx, "node1", []string{"scr_postrun", "--json"}, []string{"FLUX_URI=" + uri,
+		"FLUX_ENCLOSING_ID=" + batchEnv["FLUX_ENCLOSING_ID"], "SCR_PREFIX=" + pfx, "SCR_COPY_TYPE=XOR"})
+	var pout, perr bytes.Buffer
+	pcmd.Stdout, pcmd.Stderr = &pout, &perr
+	perrRun := pcmd.Run()
+	took = time.Since(start)
+	t.Logf("scr_postrun %.1f s after node4's power-off: %.2f s, %v\n%s%s", start.Sub(at).Seconds(), took.Seconds(), perrRun, pout.String(), perr.String())
+	if perrRun != nil || !strings.Contains(pout.String(), `"current":"ckpt.5"`) {
+		t.Errorf("scr_postrun with a dead node in the allocation did not scavenge ckpt.5: %v", perrRun)
+	}
+	if took > 60*time.Second {
+		t.Errorf("scr_postrun with a dead node in the allocation took %v", took)
+	}
+	if off, err := c.FluxOffline(ctx); err == nil && len(off) > 0 {
+		t.Logf("(the system instance already reports %v offline)", off)
+	}
+
+	// Flux notices (tcp_user_timeout 10 s in the allocation).
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		down, err := m.DownNodes(ctx)
