@@ -139,22 +139,39 @@ var jobSeq atomic.Int64
 // with `sbatch --parsable args...`, in the shared directory. It returns the
 // job id.
 func (c *Cluster) Sbatch(ctx context.Context, script string, args ...string) (string, error) {
+	out, err := c.submit(ctx, script, append([]string{"sbatch", "--parsable"}, args...))
+	id, _, _ := strings.Cut(out, ";")
+	return id, err
+}
+
+// submit writes script to the shared directory and runs argv with the
+// script's path appended on node1, in that directory; it returns stdout,
+// trimmed.
+func (c *Cluster) submit(ctx context.Context, script string, argv []string) (string, error) {
 	p, err := c.writeJobScript(script)
 	if err != nil {
 		return "", err
 	}
-	argv := append([]string{"sbatch", "--parsable"}, args...)
-	argv = append(argv, p)
-	cmd := c.CommandDir(ctx, c.Nodes()[0].Name, filepath.Dir(p), argv, nil)
+	cmd := c.CommandDir(ctx, c.Nodes()[0].Name, filepath.Dir(p), append(argv, p), nil)
 	if cmd.Err != nil {
 		return "", cmd.Err
 	}
-	out, err := cmd.CombinedOutput()
+	out, err := stdoutOf(cmd)
 	if err != nil {
-		return "", fmt.Errorf("vcluster: sbatch %s: %w: %s", p, err, strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("vcluster: %s %s: %w", argv[0], p, err)
 	}
-	id, _, _ := strings.Cut(strings.TrimSpace(string(out)), ";")
-	return id, nil
+	return strings.TrimSpace(out), nil
+}
+
+// stdoutOf runs cmd and returns its stdout; an error carries its stderr.
+func stdoutOf(cmd *exec.Cmd) (string, error) {
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("%w: %s", err, strings.TrimSpace(errb.String()))
+	}
+	return string(out), nil
 }
 
 // writeJobScript writes an executable job script below the shared

@@ -209,13 +209,11 @@ func (c *Cluster) FluxExec(ctx context.Context, node, uri string, args ...string
 	if cmd.Err != nil {
 		return "", cmd.Err
 	}
-	var errb strings.Builder
-	cmd.Stderr = &errb
-	out, err := cmd.Output()
+	out, err := stdoutOf(cmd)
 	if err != nil {
-		return string(out), &NodeError{Node: node, Op: "flux " + strings.Join(args, " "), Err: fmt.Errorf("%w: %s", err, strings.TrimSpace(errb.String()))}
+		return out, &NodeError{Node: node, Op: "flux " + strings.Join(args, " "), Err: err}
 	}
-	return string(out), nil
+	return out, nil
 }
 
 // FluxOffline returns the nodes the system instance reports offline
@@ -274,23 +272,7 @@ func (c *Cluster) waitFluxUp(ctx context.Context, names []string, timeout time.D
 // node1 to the system instance with `flux batch args... script`, in the
 // shared directory. It returns the job id as flux printed it.
 func (c *Cluster) FluxBatch(ctx context.Context, script string, args ...string) (string, error) {
-	p, err := c.writeJobScript(script)
-	if err != nil {
-		return "", err
-	}
-	argv := append([]string{"flux", "batch"}, args...)
-	argv = append(argv, p)
-	cmd := c.CommandDir(ctx, c.Nodes()[0].Name, filepath.Dir(p), argv, nil)
-	if cmd.Err != nil {
-		return "", cmd.Err
-	}
-	var errb strings.Builder
-	cmd.Stderr = &errb
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("vcluster: flux batch %s: %w: %s", p, err, strings.TrimSpace(errb.String()))
-	}
-	return strings.TrimSpace(string(out)), nil
+	return c.submit(ctx, script, append([]string{"flux", "batch"}, args...))
 }
 
 // FluxJobStatus returns the system instance's status of a job ("RUN",
