@@ -20,7 +20,8 @@ func TestParse(t *testing.T) {
 		{[]string{"--name", "ci", "up", "-n", "5", "--slurm-timeouts", "production", "--ssh", "--json"}, func(o cli.Options) bool {
 			return o.Name == "ci" && o.Nodes == 5 && o.Timeouts == "production" && o.SSH && o.JSON
 		}, nil},
-		{[]string{"up", "--state", "/tmp/x"}, func(o cli.Options) bool { return o.StateDir == "/tmp/x" }, nil},
+		{[]string{"up", "--state", "/tmp/x"}, func(o cli.Options) bool { return o.StateDir == "/tmp/x" && o.RM == "slurm" }, nil},
+		{[]string{"up", "--rm", "flux", "--timeouts", "production"}, func(o cli.Options) bool { return o.RM == "flux" && o.Timeouts == "production" }, nil},
 		{[]string{"exec", "node2", "--", "srun", "-N2", "hostname"}, func(o cli.Options) bool {
 			return o.Node == "node2" && strings.Join(o.Argv, " ") == "srun -N2 hostname"
 		}, nil},
@@ -60,6 +61,7 @@ func TestExitCode(t *testing.T) {
 		{&cli.ExitError{Code: 75}, 75},
 		{cli.ErrUsage, 2},
 		{&vcluster.MissingError{Programs: []string{"slurmd"}}, 3},
+		{&vcluster.MissingError{Programs: []string{"flux"}, Why: "flux-core is not installed"}, 3},
 		{vcluster.ErrNoCluster, 4},
 		{errors.New("boom"), 1},
 	}

@@ -34,6 +34,17 @@ func TestOptionsDefaultsAndValidation(t *testing.T) {
 				t.Errorf("timeouts %s", o.Timeouts)
 			}
 		}},
+		{name: "default resource manager", in: Options{}, check: func(t *testing.T, o Options) {
+			if o.RM != RMSlurm {
+				t.Errorf("rm %q", o.RM)
+			}
+		}},
+		{name: "flux", in: Options{RM: RMFlux}, check: func(t *testing.T, o Options) {
+			if o.RM != RMFlux {
+				t.Errorf("rm %q", o.RM)
+			}
+		}},
+		{name: "bad resource manager", in: Options{RM: "pbs"}, wantErr: "resource manager"},
 		{name: "state under dev shm", in: Options{StateDir: "/dev/shm/vc"}, wantErr: "under /dev/shm"},
 		{name: "dev shm itself", in: Options{StateDir: "/dev/shm"}, wantErr: "under /dev/shm"},
 		{name: "too many nodes", in: Options{Nodes: MaxNodes + 1}, wantErr: "nodes"},
@@ -58,6 +69,15 @@ func TestOptionsDefaultsAndValidation(t *testing.T) {
 			}
 			tt.check(t, o)
 		})
+	}
+}
+
+// FluxProgram says where it looked and how to build Flux when it finds none.
+func TestFluxProgramNotInstalled(t *testing.T) {
+	t.Setenv("SCR_FLUX_PREFIX", t.TempDir())
+	_, err := FluxProgram()
+	if err == nil || !strings.Contains(err.Error(), "make deps-flux") || !strings.Contains(err.Error(), "SCR_FLUX_PREFIX") {
+		t.Fatalf("err = %v", err)
 	}
 }
 
