@@ -39,7 +39,7 @@ exit 0`
 	log := &syncWriter{w: new(bytes.Buffer)}
 	o := Options{
 		Prefix: dir, JobID: "1", Nodes: []string{"n1", "n2", "n3"}, Adapter: shLauncher{},
-		Args: []string{script}, Log: log, Down: &downScript{after: map[string]int{"n2": 3}},
+		Args: []string{script}, Log: log, Down: downOnceFile{path: pidFile, node: "n2"},
 		Runs: 2, WatchInterval: 20 * time.Millisecond, Poll: 5 * time.Millisecond, LaunchTimeout: 10 * time.Second,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -63,6 +63,22 @@ exit 0`
 	if running(pid) {
 		t.Fatalf("rank %d of the killed step still runs", pid)
 	}
+}
+
+// downOnceFile reports node down once path exists: the node fails after
+// run 1 forked its rank, however slowly a loaded machine starts it (a
+// count of checks raced the shell).
+type downOnceFile struct{ path, node string }
+
+func (d downOnceFile) DownNodes(_ context.Context, _ []string, sticky map[string]string) (map[string]string, error) {
+	out := map[string]string{}
+	for k, v := range sticky {
+		out[k] = v
+	}
+	if _, err := os.Stat(d.path); err == nil {
+		out[d.node] = "Failed to ping"
+	}
+	return out, nil
 }
 
 // running reports whether pid is a live process (a zombie waiting to be
