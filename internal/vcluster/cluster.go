@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -502,8 +503,13 @@ func (c *Cluster) bootNode(ctx context.Context, node string) error {
 // holderScript runs as PID 1 of a node: it sets the hostname, mounts the
 // node's private /dev/shm and the cluster's hosts file, drops its copy of
 // /run/netns (so it pins no other namespace), mounts the cluster's
-// ssh_config if any, reports ready on fd 3, and
-// then reaps zombies forever (wait(2) in a loop).
+// ssh_config if any, hides the user's ~/.bashrc, reports ready on fd 3,
+// and then reaps zombies forever (wait(2) in a loop).
+//
+// Debian's bash sources ~/.bashrc for every command run over ssh and for
+// Flux's rc scripts (run on a socket stdin); the holder gets the real
+// user's HOME even on a Flux cluster, whose commands have a HOME of their
+// own (fluxHome).
 const holderScript = `set -e
 hostname "$1"
 if [ "$2" = shm ]; then mount -t tmpfs -o "mode=1777${3:+,size=$3}" vcshm /dev/shm; fi
@@ -544,7 +550,7 @@ func (c *Cluster) startHolder(ctx context.Context, node string, shm bool) error 
 		unshare, "--uts", "--mount", "--fork", "--propagation", "private", "--pid", "--ipc", "--mount-proc", "--",
 		"sh", "-c", holderScript, "holder", node, shmArg, c.st.ShmSize, c.dir("etc", "hosts"), c.SSHConfig())
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = c.baseEnv()
+	cmd.Env = append(c.baseEnv(), "HOME="+userHome())
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
@@ -575,6 +581,15 @@ func (c *Cluster) startHolder(ctx context.Context, node string, shm bool) error 
 		return &NodeError{Node: node, Op: "starting holder", Err: ctx.Err()}
 	}
 	return nil
+}
+
+// userHome is the home directory of the user running the cluster (whose
+// shell sshd starts on the nodes), "" if unknown.
+func userHome() string {
+	if u, err := user.Current(); err == nil {
+		return u.HomeDir
+	}
+	return ""
 }
 
 // holderPID finds the node's holder: the process in the node's network
