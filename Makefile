@@ -105,9 +105,11 @@ install: build lib
 # Slurm; real Flux when flux-core is installed: make deps-flux). Whether the
 # Flux tests run, and why not, is printed before and after the run.
 FLUX_PROGRAM = $(firstword $(wildcard $(FLUX_PREFIX)/bin/flux) $(shell command -v flux 2>/dev/null))
-FLUX_ENV     = $(if $(wildcard $(FLUX_PREFIX)/bin/flux),SCR_FLUX_PREFIX=$(FLUX_PREFIX))
+# The tests look in SCR_FLUX_PREFIX when it is set, else on PATH, else in /opt/flux: point them
+# at FLUX_PREFIX unless the flux found is the one on PATH, so they run exactly when this says so.
+FLUX_ENV     = $(if $(and $(FLUX_PROGRAM),$(if $(wildcard $(FLUX_PREFIX)/bin/flux),,x)),,SCR_FLUX_PREFIX=$(FLUX_PREFIX))
 FLUX_NOTICE  = if [ -n "$(FLUX_PROGRAM)" ]; then \
-	  echo "=== Flux end-to-end tests: RUN, with $(FLUX_PROGRAM) ($$($(FLUX_PROGRAM) version 2>/dev/null | sed -n 's/^commands: *//p'))"; \
+	  echo "=== Flux end-to-end tests: RUN, with $(FLUX_PROGRAM) ($$($(FLUX_PROGRAM) version 2>/dev/null | sed -n 's/^commands:[[:space:]]*//p'))"; \
 	else \
 	  echo "=================================================================================="; \
 	  echo "=== Flux end-to-end tests: SKIPPED. Reason: flux-core is not installed"; \
