@@ -616,7 +616,17 @@ func (s *run) measure(at time.Time) error {
 			*v = since(e)
 		}
 	}
+	// The relaunched run is the first one after the power-off that
+	// started: a launch scr_run had to kill unconfirmed and retry (a
+	// launcher that hung at start-up) is part of the relaunch's time, not
+	// the run that restarts.
 	relaunchRun := 0
+	for _, e := range evs {
+		if e.Event == "started" && e.Source != "scr_run" && !e.Time.Before(at) {
+			relaunchRun = e.Run
+			break
+		}
+	}
 	for _, e := range evs {
 		after := !e.Time.Before(at)
 		if e.Event == "checkpoint" {
@@ -639,9 +649,8 @@ func (s *run) measure(at time.Time) error {
 				reason, _ := e.Fields["reason"].(string)
 				r.DetectedReason = "peer lost: " + reason
 			}
-		case e.Event == "launch" && after && relaunchRun == 0:
+		case e.Event == "launch" && after:
 			first(&r.Relaunch, e)
-			relaunchRun = e.Run
 		case e.Event == "started" && relaunchRun > 0 && e.Run == relaunchRun:
 			first(&r.Started, e)
 		case e.Event == "rebuilt" && relaunchRun > 0 && e.Run == relaunchRun:
