@@ -43,6 +43,9 @@ var (
 	// why; this rank's part went well. A program printing errors can print
 	// these on one rank only.
 	ErrOtherRanks = errors.New("scr: failed on other ranks")
+	// ErrName: a dataset name is unusable (empty after the default, too
+	// long, not UTF-8, or with a control character such as a newline).
+	ErrName = errors.New("scr: bad dataset name")
 )
 
 // HaltError says which halt condition stopped the job under SCR_HALT_EXIT.
@@ -57,14 +60,27 @@ func (e *HaltError) Error() string {
 
 func (e *HaltError) Unwrap() error { return ErrHalted }
 
-// RanksError says that a collective call failed on other ranks.
+// RanksError says that a collective call failed on other ranks. It carries
+// the first failing rank's message: with a launcher that kills the job on
+// the first exit (srun -K, scr_launch), the rank that knew the cause may
+// never print it.
 type RanksError struct {
 	What  string // the step that failed
 	Ranks int64  // how many ranks failed
+	First int    // the lowest failing rank
+	Host  string // its node
+	Cause string // its error message ("" if unknown)
 }
 
 func (e *RanksError) Error() string {
-	return fmt.Sprintf("scr: %s failed on %d rank(s); see their errors", e.What, e.Ranks)
+	if e.Cause == "" {
+		return fmt.Sprintf("scr: %s failed on %d rank(s); see their errors", e.What, e.Ranks)
+	}
+	who := fmt.Sprintf("rank %d", e.First)
+	if e.Host != "" {
+		who += " on " + e.Host
+	}
+	return fmt.Sprintf("scr: %s failed on %d rank(s); %s: %s", e.What, e.Ranks, who, e.Cause)
 }
 
 func (e *RanksError) Unwrap() error { return ErrOtherRanks }

@@ -44,7 +44,7 @@ func (h *Handle) flushSync(ctx context.Context, ds cache.Dataset) error {
 	var files []prefix.File
 	if err == nil {
 		fm, buf := h.copyPlan(fm)
-		files, err = flush.CopyRank(ctx, h.prefix, dir, fm, ds.Bypass, buf)
+		files, err = flush.CopyRank(ctx, h.prefix, dir, fm, ds.Bypass, buf, h.cfg.CRCOnFlush)
 	}
 	err = h.commit(ctx, ds, files, err)
 	h.logFlush(ds, "FLUSH", "FLUSH_SYNC", dir, start, err)
@@ -154,7 +154,7 @@ func (h *Handle) startAsync(ctx context.Context, ds cache.Dataset) error {
 			a.err = ferr
 			return
 		}
-		a.files, a.err = flush.CopyRank(actx, h.prefix, dir, fm, false, buf)
+		a.files, a.err = flush.CopyRank(actx, h.prefix, dir, fm, false, buf, h.cfg.CRCOnFlush)
 	}()
 	return nil
 }
@@ -215,6 +215,7 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 		Below:      h.tried,
 		BufSize:    h.cfg.copyBuf(1 << 62),
 		CRC:        h.cfg.CRCOnCopy,
+		CheckCRC:   h.cfg.CRCOnFlush,
 		NoMetadata: !h.cfg.CopyMetadata,
 		// Read in place with SCR_FETCH_BYPASS, or when the checkpoint's
 		// descriptor bypasses the cache (as SCR: its shared files have one
@@ -224,6 +225,9 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 				return true
 			}
 			return h.protection(&d) == nil && d.Bypass
+		},
+		Bad: func(ds prefix.Dataset, reason string) {
+			h.reportBad(ds.Name, int(ds.ID), "prefix", reason)
 		},
 	})
 	if h.rank == 0 {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/scr-go/scr/internal/prefix"
@@ -190,22 +189,7 @@ func deleteFromPrefix(ctx context.Context, dir, name string) (bool, error) {
 	id := e.Dataset.ID
 	var errs []error
 	if s, err := prefix.ReadSummary(dir, id); err == nil {
-		for r := 0; r < s.Ranks; r += s.RanksPerPart {
-			p, err := prefix.ReadRank2FilePart(dir, s, s.PartOf(r))
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			for _, files := range p.Ranks {
-				for _, f := range files {
-					path := filepath.Join(dir, filepath.FromSlash(f.Path))
-					if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-						errs = append(errs, err)
-					}
-					removeEmptyParents(filepath.Dir(path), dir)
-				}
-			}
-		}
+		errs = append(errs, removeDatasetFiles(dir, s)...)
 	}
 	if err := os.RemoveAll(prefix.DatasetDir(dir, id)); err != nil {
 		errs = append(errs, err)
@@ -226,15 +210,39 @@ func deleteFromPrefix(ctx context.Context, dir, name string) (bool, error) {
 	return true, errors.Join(errs...)
 }
 
-// removeEmptyParents removes dir and its parents while they are empty,
-// stopping at top.
-func removeEmptyParents(dir, top string) {
-	for dir != top && len(dir) > len(top) {
-		if os.Remove(dir) != nil {
-			return
-		}
-		dir = filepath.Dir(dir)
+// removeDatasetFiles removes the files rank2file lists for a dataset, and
+// the directories they leave empty. The paths are metadata: each must be
+// a local path outside .scr (prefix.FilePath) and is removed through an
+// os.Root of the prefix, so neither ".." nor a symbolic link makes a
+// deletion reach outside the prefix, and emptied directories are removed
+// up to the prefix, never above it.
+func removeDatasetFiles(dir string, s *prefix.Summary) []error {
+	root, err := prefix.OpenRoot(dir)
+	if err != nil {
+		return []error{err}
 	}
+	defer root.Close()
+	var errs []error
+	for r := 0; r < s.Ranks; r += s.RanksPerPart {
+		p, err := prefix.ReadRank2FilePart(dir, s, s.PartOf(r))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, files := range p.Ranks {
+			for _, f := range files {
+				rel, err := prefix.FilePath(f.Path)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("dataset %d: not deleted: %w", s.Dataset.ID, err))
+					continue
+				}
+				if err := prefix.RemoveFile(root, rel); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errs
 }
 
 // purgePrefix deletes every dataset listed in the prefix index

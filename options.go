@@ -33,8 +33,10 @@ type Options struct {
 	// Rank 0 saves them to <prefix>/.scr/app.conf for the job scripts.
 	Config []string
 	// Stderr receives the library's messages (default os.Stderr; never
-	// stdout): rank 0's configuration warnings at Init, and debug
-	// messages by SCR_DEBUG level. See messages.go.
+	// stdout): rank 0's configuration warnings at Init, its warnings that a
+	// checkpoint cannot be used and the restart falls back (also a
+	// bad_dataset timeline event), and debug messages by SCR_DEBUG level.
+	// See messages.go.
 	Stderr io.Writer
 }
 
@@ -110,8 +112,7 @@ func (p params) layout() cache.Layout {
 
 // storeLayout is the layout of the store with base directory base.
 func (p params) storeLayout(base string) cache.Layout {
-	sub := filepath.Join(p.UserName, "scr."+p.JobID)
-	return cache.Layout{CntlDir: filepath.Join(p.CntlBase, sub), CacheDir: filepath.Join(base, sub)}
+	return cache.LayoutOf(p.CntlBase, base, p.UserName, p.JobID)
 }
 
 // storeBases are the base directories of the stores datasets may use: the

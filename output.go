@@ -57,7 +57,11 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	// checks that it asked for the same name and flags.
 	rec := startRecord{DS: ds}
 	if h.rank == 0 {
-		if flags&^(Checkpoint|Output) != 0 {
+		if err := prefix.CheckName(name); err != nil {
+			// Listings and metadata carry the name: refuse it before it
+			// goes anywhere (and do not send a huge one to every rank).
+			rec.BadName, rec.Err, rec.DS.Name = true, err.Error(), ""
+		} else if flags&^(Checkpoint|Output) != 0 {
 			rec.Err = fmt.Sprintf("flags %d: want 0 (SCR_FLAG_NONE), Checkpoint, Output or both", flags)
 		} else if err := h.protection(&rec.DS); err != nil {
 			rec.Err = err.Error()
@@ -66,6 +70,9 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	mine := fmt.Sprintf("%d:%s", flags, name)
 	if err := h.bcastJSON(ctx, h.world, &rec); err != nil {
 		return h.commErr("StartOutput: share dataset record", err)
+	}
+	if rec.BadName {
+		return fmt.Errorf("scr: StartOutput: %s: %w", rec.Err, ErrName)
 	}
 	if rec.Err != "" {
 		return fmt.Errorf("scr: StartOutput(%s): %s: %w", name, rec.Err, ErrConfig)
@@ -133,8 +140,9 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 
 // startRecord is rank 0's decision at StartOutput.
 type startRecord struct {
-	DS  cache.Dataset `json:"ds"`
-	Err string        `json:"err,omitempty"`
+	DS      cache.Dataset `json:"ds"`
+	Err     string        `json:"err,omitempty"`
+	BadName bool          `json:"bad_name,omitempty"`
 }
 
 // sameArgs checks that every rank passed rank 0's arguments.
@@ -234,9 +242,11 @@ func (h *Handle) discard(ctx context.Context, id int) error {
 		return ferr
 	}
 	// Remove the data first: it frees the space the index write may need.
+	// The index's path was checked (Layout.ReadIndex): a directory of
+	// dataset id below this job's own cache directories, nothing else.
 	dir := h.layout.DatasetDir(id)
-	if ix, err := cache.ReadIndex(h.layout.IndexPath()); err == nil && ix.Datasets[id] != nil && ix.Datasets[id].Path != "" {
-		dir = ix.Datasets[id].Path
+	if ix, err := h.layout.ReadIndex(); err == nil {
+		dir = h.layout.DatasetPath(ix, id)
 	}
 	if h.cfg.CRCOnDelete {
 		h.checkBeforeDelete(dir, id)
@@ -278,15 +288,40 @@ func (h *Handle) Route(name string) (string, error) {
 	if _, ok := o.files[rel]; !ok {
 		o.files[rel] = &fileReg{orig: orig, rel: rel}
 	}
-	path := filepath.Join(o.dir, rel)
-	mode := os.FileMode(cache.DirMode)
 	if o.ds.Bypass {
-		path, mode = orig, 0o755
+		// The application writes into the prefix itself: its directory is
+		// made through an os.Root, so a symbolic link in the prefix cannot
+		// send the data elsewhere.
+		if err := mkdirInPrefix(h.prefix, filepath.Dir(rel)); err != nil {
+			return "", &PathError{Rank: h.rank, Path: name, Prefix: h.prefix, Reason: "cannot create its directory: " + err.Error()}
+		}
+		return orig, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(path), mode); err != nil {
+	path := filepath.Join(o.dir, rel)
+	if err := os.MkdirAll(filepath.Dir(path), cache.DirMode); err != nil {
 		return "", &PathError{Rank: h.rank, Path: name, Prefix: h.prefix, Reason: "cannot create its directory: " + err.Error()}
 	}
 	return path, nil
+}
+
+// mkdirInPrefix creates the directory rel (and its parents) inside the
+// prefix, refusing a path that leaves it through a symbolic link.
+func mkdirInPrefix(prefixDir, rel string) error {
+	if rel == "." {
+		return nil
+	}
+	root, err := prefix.OpenRoot(prefixDir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if err := root.MkdirAll(rel, 0o755); err != nil {
+		if prefix.Escaped(err) {
+			return fmt.Errorf("%s leads outside the prefix through a symbolic link", rel)
+		}
+		return err
+	}
+	return nil
 }
 
 // underPrefix resolves name to an absolute path and its path relative to

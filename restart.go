@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/scr-go/scr/comm"
@@ -42,7 +43,7 @@ func (h *Handle) recover(ctx context.Context) error {
 	// store's path here, which the configuration of this run may not
 	// name any more).
 	h.localPath = map[int]string{}
-	if ix, err := cache.ReadIndex(h.layout.IndexPath()); err == nil {
+	if ix, err := h.layout.ReadIndex(); err == nil {
 		for id, e := range ix.Datasets {
 			if e.Path != "" {
 				h.localPath[id] = e.Path
@@ -124,6 +125,9 @@ func (h *Handle) recover(ctx context.Context) error {
 		outcomes = append(outcomes, outcome{ds: ds, ok: err == nil, flushed: flushed[id]})
 		if err == nil {
 			h.sources[id] = src
+		} else {
+			// Every rank has the same error (agreed); rank 0 says it.
+			h.reportBad(ds.Name, ds.ID, "cache", err.Error())
 		}
 	}
 
@@ -195,10 +199,11 @@ func chooseRestart(outcomes []outcome) (cands, kept []cache.Dataset, drop []int)
 // scanNode reads the node's cache index (leader only) and lists its
 // datasets and the rank directories present.
 func (h *Handle) scanNode() ([]cache.Dataset, map[int][]int, error) {
-	ix, err := cache.ReadIndex(h.layout.IndexPath())
+	ix, err := h.layout.ReadIndex()
 	if err != nil {
 		// A damaged index loses this node's cache, not the job: its data
-		// comes back from redundancy on the other nodes.
+		// comes back from redundancy on the other nodes. (Its paths are
+		// not trusted: only our own, checked cache directory goes.)
 		ix = &cache.Index{Datasets: map[int]*cache.Entry{}}
 		os.RemoveAll(h.layout.CacheDir)
 		if err := h.layout.Create(); err != nil {
@@ -221,14 +226,7 @@ func (h *Handle) scanNode() ([]cache.Dataset, map[int][]int, error) {
 	held := map[int][]int{}
 	for _, id := range ix.IDs() {
 		e := ix.Datasets[id]
-		dir := e.Path
-		if dir == "" {
-			dir = h.layout.DatasetDir(id)
-		}
-		if e.Dataset.ID != id {
-			os.RemoveAll(dir)
-			continue
-		}
+		dir := h.layout.DatasetPath(ix, id) // checked by ReadIndex
 		// Incomplete entries are reported too: a leader marks a dataset
 		// complete only after every rank encoded it, so if any node has
 		// it complete, the data on nodes that died before marking it is
@@ -643,11 +641,16 @@ func (h *Handle) StartRestart(ctx context.Context) (string, error) {
 
 func (h *Handle) routeRestart(name, orig, rel string) (string, error) {
 	d := h.loaded
-	p := filepath.Join(h.rankDir(*d, h.rank), rel)
+	dir, p := h.rankDir(*d, h.rank), filepath.Join(h.rankDir(*d, h.rank), rel)
 	if d.Bypass {
-		p = orig
+		dir, p = h.prefix, orig
 	}
-	if _, err := os.Stat(p); err != nil {
+	root, err := os.OpenRoot(dir)
+	if err == nil {
+		_, err = root.Stat(rel)
+		root.Close()
+	}
+	if err != nil {
 		return "", &PathError{Rank: h.rank, Path: name, Prefix: h.prefix, Reason: fmt.Sprintf("not in checkpoint %s of this rank (%v)", d.Name, err)}
 	}
 	return p, nil
@@ -677,6 +680,7 @@ func (h *Handle) CompleteRestart(ctx context.Context, valid bool) error {
 	}
 	d := *h.loaded
 	h.loaded = nil
+	h.reportBad(d.Name, d.ID, h.loadSrc, "the application could not read it (CompleteRestart reported invalid on at least one rank); marked failed")
 	var lerr error
 	if h.rank == 0 {
 		lerr = prefix.UpdateIndex(ctx, h.prefix, func(ix *prefix.Index) error {
@@ -702,4 +706,17 @@ func (h *Handle) CompleteRestart(ctx context.Context, valid bool) error {
 		return errors.Join(ierr, err)
 	}
 	return ierr
+}
+
+// reportBad says, on rank 0, that a checkpoint cannot be used for a restart
+// and that the restart falls back to an older one: one line on
+// Options.Log (stderr) and a bad_dataset timeline event, so a fall-back is
+// never silent. from is where the checkpoint was: "cache" or "prefix".
+func (h *Handle) reportBad(name string, id int, from, reason string) {
+	if h.rank != 0 {
+		return
+	}
+	reason = strings.Join(strings.Fields(reason), " ")
+	h.warnf("checkpoint %q (dataset %d) in the %s cannot be used: %s; falling back to an older checkpoint", name, id, from, reason)
+	h.timeline("bad_dataset", map[string]any{"name": name, "dataset": id, "from": from, "reason": reason})
 }

@@ -15,8 +15,10 @@ import (
 
 	"github.com/scr-go/scr/comm"
 	"github.com/scr-go/scr/internal/cache"
+	"github.com/scr-go/scr/internal/collective"
 	"github.com/scr-go/scr/internal/config"
 	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/safefs"
 )
 
 // Version is the library version.
@@ -62,6 +64,7 @@ type Handle struct {
 	cfg      params
 	prefix   string
 	layout   cache.Layout
+	owner    *prefix.OwnerLock // rank 0's claim on the prefix
 
 	state   state
 	dsID    int // newest dataset id used or seen
@@ -117,7 +120,7 @@ type fileReg struct {
 //
 // With SCR_ENABLE=0 Init returns a handle whose calls return ErrDisabled
 // (Route returns names unchanged), so an application runs without SCR.
-func Init(ctx context.Context, opts Options) (*Handle, error) {
+func Init(ctx context.Context, opts Options) (_ *Handle, initErr error) {
 	if opts.Comm == nil {
 		return nil, fmt.Errorf("scr: Init: Options.Comm is nil: %w", ErrConfig)
 	}
@@ -130,13 +133,18 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	// configuration and whether SCR is on everywhere, so no rank goes on
 	// alone into collectives the others never enter.
 	v, cerr := opts.Comm.Allreduce(ctx, comm.OpSum, []int64{b2i(err != nil), b2i(err == nil && !cfg.Enable)})
+	var cause *collective.Failure
+	if cerr == nil && v[0] > 0 {
+		// Every rank carries the first misconfigured rank's message.
+		cause, cerr = collective.Cause(ctx, opts.Comm, int(v[0]), err)
+	}
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("scr: Init on rank %d: %w", opts.Comm.Rank(), err)
 	case cerr != nil:
 		return nil, fmt.Errorf("scr: Init on rank %d: %w", opts.Comm.Rank(), cerr)
 	case v[0] > 0:
-		return nil, fmt.Errorf("scr: Init on rank %d: %w: %w", opts.Comm.Rank(), &RanksError{What: "reading the configuration", Ranks: v[0]}, ErrConfig)
+		return nil, fmt.Errorf("scr: Init on rank %d: %w: %w", opts.Comm.Rank(), &RanksError{What: "reading the configuration", Ranks: v[0], First: cause.First, Cause: cause.Cause}, ErrConfig)
 	case v[1] > 0 && int(v[1]) < opts.Comm.Size():
 		return nil, fmt.Errorf("scr: Init on rank %d: SCR_ENABLE is 0 on %d of %d ranks; it must be the same everywhere: %w", opts.Comm.Rank(), v[1], opts.Comm.Size(), ErrConfig)
 	}
@@ -157,6 +165,22 @@ func Init(ctx context.Context, opts Options) (*Handle, error) {
 	}
 	h.nodeName, h.prefix = node, pfx
 	h.layout = cfg.layout()
+
+	// The prefix belongs to one job at a time: two jobs flushing to one
+	// prefix would interleave their datasets (and each would believe its
+	// own ckpt.N is there). Rank 0 claims it for the handle's lifetime.
+	var oerr error
+	if h.rank == 0 {
+		h.owner, oerr = prefix.Claim(h.prefix, prefix.Owner{JobID: cfg.JobID, User: cfg.UserName, Host: node, PID: os.Getpid()})
+	}
+	defer func() {
+		if initErr != nil {
+			h.owner.Release()
+		}
+	}()
+	if err := h.agree(ctx, "Init: claim the prefix", oerr); err != nil {
+		return nil, err
+	}
 
 	// Every rank is up. Rank 0 reports the run started,
 	// with the nodes it runs on (scr_run watches those).
@@ -274,6 +298,14 @@ func identity(opts Options, cfg params) (node, pfx string, err error) {
 	if pfx, err = filepath.Abs(pfx); err != nil {
 		return "", "", fmt.Errorf("prefix %q: %w", cfg.Prefix, err)
 	}
+	// The user name and the job id name directories in the shared cache
+	// base (<base>/<user>/scr.<jobid>): one component each.
+	if err := safefs.Component(cfg.UserName); err != nil {
+		return "", "", &ConfigError{Key: "SCR_USER_NAME", Value: cfg.UserName, Want: "a user name usable as a directory name (" + err.Error() + ")"}
+	}
+	if err := safefs.Component("scr." + cfg.JobID); err != nil || cfg.JobID == "" {
+		return "", "", &ConfigError{Key: "SCR_JOB_ID", Value: cfg.JobID, Want: "a job id usable in a directory name"}
+	}
 	return node, filepath.Clean(pfx), nil
 }
 
@@ -310,6 +342,7 @@ func (h *Handle) Finalize(ctx context.Context) error {
 	if err := h.world.Barrier(ctx); err != nil && ferr == nil {
 		ferr = h.commErr("Finalize", err)
 	}
+	h.owner.Release()
 	h.state = stateFinal
 	return ferr
 }
@@ -368,18 +401,31 @@ func (h *Handle) need(call string, want state, hint string) error {
 // agree turns a per-rank error into one outcome on all ranks: nil only if
 // every rank succeeded; otherwise this rank's error, or an error naming
 // how many other ranks failed.
+//
+// The failing rank's message reaches every rank (the lowest failing rank's,
+// with its node), so the cause is printed whichever rank reports first: a
+// launcher that kills the job on the first exit (srun -K, scr_launch) may
+// not let the failing rank print at all.
 func (h *Handle) agree(ctx context.Context, what string, local error) error {
-	v, err := h.world.Allreduce(ctx, comm.OpSum, []int64{b2i(local != nil)})
+	f, err := collective.Agree(ctx, h.world, local)
 	if err != nil {
 		return h.commErr(what, err)
 	}
 	if local != nil {
 		return fmt.Errorf("scr: rank %d on %s: %s: %w", h.rank, h.nodeName, what, local)
 	}
-	if v[0] > 0 {
-		return &RanksError{What: what, Ranks: v[0]}
+	if f != nil {
+		return &RanksError{What: what, Ranks: int64(f.Failed), First: f.First, Host: h.hostOf(f.First), Cause: f.Cause}
 	}
 	return nil
+}
+
+// hostOf is the node of rank r, once Init knows it.
+func (h *Handle) hostOf(r int) string {
+	if r >= 0 && r < len(h.hosts) {
+		return h.hosts[r]
+	}
+	return "?"
 }
 
 func (h *Handle) commErr(what string, err error) error {
@@ -461,7 +507,7 @@ func (h *Handle) updateIndex(fn func(ix *cache.Index)) error {
 	if h.node.Rank() != 0 {
 		return nil
 	}
-	ix, err := cache.ReadIndex(h.layout.IndexPath())
+	ix, err := h.layout.ReadIndex()
 	if err != nil {
 		return err
 	}

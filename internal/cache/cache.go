@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/scr-go/scr/internal/jobid"
+	"github.com/scr-go/scr/internal/safefs"
 )
 
 // Lookup reads one environment-style parameter (os.LookupEnv's shape).
@@ -75,11 +76,13 @@ func NewLayout(get Lookup) Layout {
 		}
 		return "/dev/shm"
 	}
-	sub := filepath.Join(UserName(get), "scr."+JobID(get))
-	return Layout{
-		CntlDir:  filepath.Join(base("SCR_CNTL_BASE"), sub),
-		CacheDir: filepath.Join(base("SCR_CACHE_BASE"), sub),
-	}
+	return LayoutOf(base("SCR_CNTL_BASE"), base("SCR_CACHE_BASE"), UserName(get), JobID(get))
+}
+
+// LayoutOf is the layout below the given control and cache bases.
+func LayoutOf(cntlBase, cacheBase, user, job string) Layout {
+	sub := filepath.Join(user, "scr."+job)
+	return Layout{CntlDir: filepath.Join(cntlBase, sub), CacheDir: filepath.Join(cacheBase, sub)}
 }
 
 // DatasetDir is the cache directory of dataset id.
@@ -106,14 +109,102 @@ const FilemapName = ".scr/filemap.json"
 // IndexPath is the node's cache index.
 func (l Layout) IndexPath() string { return filepath.Join(l.CntlDir, "cindex.json") }
 
-// Create makes the control and cache directories (mode 0700).
+// Create makes the control and cache directories (mode 0700), or checks
+// the ones already there: the base (/dev/shm) is shared with every user of
+// the node, so <base>/<user> and <base>/<user>/scr.<jobid> must be ours,
+// real directories, not writable by others (internal/safefs); a directory
+// another user prepared is refused, never used.
 func (l Layout) Create() error {
 	for _, d := range []string{l.CntlDir, l.CacheDir} {
-		if err := os.MkdirAll(d, DirMode); err != nil {
+		job, user := filepath.Dir(d), filepath.Dir(filepath.Dir(d))
+		if _, err := safefs.Ensure(filepath.Dir(user), DirMode, filepath.Base(user), filepath.Base(job), filepath.Base(d)); err != nil {
 			return fmt.Errorf("cache: create %s: %w", d, err)
 		}
 	}
 	return nil
+}
+
+// Check verifies, without creating anything, that the control and cache
+// directories that exist are ours (see Create). Commands that only read a
+// node's cache (scr_postrun's scavenge) use it.
+func (l Layout) Check() error {
+	for _, d := range []string{l.CntlDir, l.CacheDir} {
+		for _, p := range []string{filepath.Dir(d), d} {
+			if err := safefs.Private(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("cache: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// CheckDatasetPath says whether path may be the directory of dataset id of
+// this layout's job, as a cache index records it: an absolute, clean
+// <store>/<user>/scr.<jobid>/scr.dataset.<id> whose two job directories,
+// when they exist, are ours. The store may differ from this layout's (a
+// CKPT descriptor's STORE), the user and job may not. A cache index is
+// metadata: a path in it is checked before anything below it is read,
+// written or removed.
+func (l Layout) CheckDatasetPath(path string, id int) error {
+	bad := func(why string) error {
+		return &safefs.UnsafeError{Path: path, Problem: fmt.Sprintf("is not the directory of dataset %d of this job: %s", id, why)}
+	}
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path {
+		return bad("not an absolute, clean path")
+	}
+	jobDir := filepath.Dir(path)
+	userDir := filepath.Dir(jobDir)
+	switch {
+	case filepath.Base(path) != "scr.dataset."+strconv.Itoa(id):
+		return bad("its name is not scr.dataset." + strconv.Itoa(id))
+	case filepath.Base(jobDir) != filepath.Base(l.CacheDir):
+		return bad("not below " + filepath.Base(l.CacheDir))
+	case filepath.Base(userDir) != filepath.Base(filepath.Dir(l.CacheDir)):
+		return bad("not below the user's directory " + filepath.Base(filepath.Dir(l.CacheDir)))
+	}
+	for _, d := range []string{userDir, jobDir} {
+		if err := safefs.Private(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if st, err := os.Lstat(path); err == nil && !st.IsDir() {
+		return bad("not a directory")
+	}
+	return nil
+}
+
+// ReadIndex reads the node's cache index and checks every entry: its key
+// is its dataset's id and its path passes CheckDatasetPath. A bad entry
+// makes the whole index damaged (an error): the caller treats the node's
+// cache as lost rather than trusting any path in it.
+func (l Layout) ReadIndex() (*Index, error) {
+	ix, err := ReadIndex(l.IndexPath())
+	if err != nil {
+		return nil, err
+	}
+	for id, e := range ix.Datasets {
+		if e == nil || e.Dataset.ID != id {
+			return nil, fmt.Errorf("cache: %s is damaged: entry %d does not describe dataset %d; delete it to drop this node's cached state", l.IndexPath(), id, id)
+		}
+		if e.Path == "" {
+			continue
+		}
+		if err := l.CheckDatasetPath(e.Path, id); err != nil {
+			return nil, fmt.Errorf("cache: %s is damaged or planted: entry %d: %w; delete it to drop this node's cached state", l.IndexPath(), id, err)
+		}
+	}
+	return ix, nil
+}
+
+// DatasetPath is where the index says dataset id lives, else the layout's
+// own directory for it.
+func (l Layout) DatasetPath(ix *Index, id int) string {
+	if ix != nil {
+		if e := ix.Datasets[id]; e != nil && e.Path != "" {
+			return e.Path
+		}
+	}
+	return l.DatasetDir(id)
 }
 
 // Flags say what a dataset is.
@@ -346,6 +437,10 @@ func FileCRC(path string) (uint32, error) {
 		return 0, err
 	}
 	defer f.Close()
+	return readCRC(f, path)
+}
+
+func readCRC(f *os.File, path string) (uint32, error) {
 	h := crc32.New(castagnoli)
 	if _, err := io.CopyBuffer(h, f, make([]byte, 1<<20)); err != nil {
 		return 0, fmt.Errorf("cache: read %s: %w", path, err)
@@ -368,24 +463,43 @@ var ErrCorrupt = errors.New("cached file does not match its metadata")
 
 func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 
-// Verify checks every file of a filemap inside rankDir: present, complete,
-// the recorded size and, when recorded, the CRC32C. The first mismatch is
-// returned as a *CorruptError (or the stat error).
-func Verify(rankDir string, fm Filemap) error {
+// Verify checks every file of a filemap inside dir (a rank directory, or
+// the prefix for a bypass dataset): a path that stays inside dir (".." and
+// symbolic links leading out are refused: dir is opened as an os.Root),
+// present, complete, the recorded size and, when recorded, the CRC32C.
+// The first mismatch is returned as a *CorruptError.
+func Verify(dir string, fm Filemap) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return &CorruptError{Path: dir, Reason: err.Error()}
+	}
+	defer root.Close()
 	for _, f := range fm.Files {
-		p := filepath.Join(rankDir, f.Rel)
+		rel, err := safefs.Rel(filepath.ToSlash(f.Rel))
+		if err != nil {
+			return &CorruptError{Path: filepath.Join(dir, FilemapName), Reason: "file " + err.Error()}
+		}
+		p := filepath.Join(dir, rel)
 		if !f.Complete {
 			return &CorruptError{Path: p, Reason: "marked incomplete"}
 		}
-		st, err := os.Stat(p)
+		st, err := root.Stat(rel)
 		if err != nil {
 			return &CorruptError{Path: p, Reason: err.Error()}
+		}
+		if !st.Mode().IsRegular() {
+			return &CorruptError{Path: p, Reason: "not a regular file"}
 		}
 		if st.Size() != f.Size {
 			return &CorruptError{Path: p, Reason: fmt.Sprintf("size %d, want %d", st.Size(), f.Size)}
 		}
 		if f.CRC != nil {
-			c, err := FileCRC(p)
+			fh, err := root.Open(rel)
+			if err != nil {
+				return &CorruptError{Path: p, Reason: err.Error()}
+			}
+			c, err := readCRC(fh, p)
+			fh.Close()
 			if err != nil {
 				return &CorruptError{Path: p, Reason: err.Error()}
 			}

@@ -28,6 +28,14 @@ type FetchOptions struct {
 	// copied, the filemap points at them in the prefix, where the restart
 	// reads them (SCR_FETCH_BYPASS, or a bypass descriptor). nil = never.
 	Bypass func(cache.Dataset) bool
+	// CheckCRC checks each file against the CRC32C rank2file records
+	// (SCR_CRC_ON_FLUSH); a mismatch makes the checkpoint unusable.
+	CheckCRC bool
+	// Bad, if set, is called on rank 0 for every checkpoint the fetch
+	// gives up on (marked failed in the index) before it tries an older
+	// one, with the reason: the caller says so on stderr and in the
+	// timeline, so a fall-back is never silent.
+	Bad func(ds prefix.Dataset, reason string)
 }
 
 type fetchPick struct {
@@ -39,15 +47,18 @@ type fetchPick struct {
 // Fetch copies the newest checkpoint of the prefix that can be restarted
 // from (CURRENT, else the newest complete one never marked failed) into
 // this rank's cache directory and writes its filemap (collective). A
-// checkpoint that cannot be fetched on some rank is marked failed in the
-// index and the next older one is tried. It returns nil when there is
-// nothing to fetch, and the number of the dataset ids tried.
+// checkpoint that cannot be fetched because of its own state (summary or
+// rank2file damaged or missing, a path leaving the prefix, a file
+// missing, resized or with another CRC32C) is marked failed in the index,
+// reported through Bad, and the next older one is tried. A failure of the
+// cache side (full, unwritable) marks nothing and is returned. It returns
+// nil when there is nothing to fetch.
 func Fetch(ctx context.Context, c comm.Comm, o FetchOptions) (*cache.Dataset, error) {
 	below := o.Below
 	for {
 		var pick fetchPick
 		if c.Rank() == 0 {
-			pick = choose(ctx, o.Prefix, below)
+			pick = choose(ctx, o, below)
 		}
 		b, _ := json.Marshal(pick)
 		b, err := c.Bcast(ctx, 0, b)
@@ -92,9 +103,7 @@ func Fetch(ctx context.Context, c comm.Comm, o FetchOptions) (*cache.Dataset, er
 		}
 		var merr error
 		if c.Rank() == 0 {
-			merr = prefix.UpdateIndex(ctx, o.Prefix, func(ix *prefix.Index) error {
-				return ix.MarkFailed(pick.ID, time.Now())
-			})
+			merr = giveUp(ctx, o, s.Dataset, err.Error())
 		}
 		if aerr := agree(ctx, c, "fetch: mark failed dataset", merr); aerr != nil {
 			return nil, fmt.Errorf("%v; then: %w", err, aerr)
@@ -103,9 +112,20 @@ func Fetch(ctx context.Context, c comm.Comm, o FetchOptions) (*cache.Dataset, er
 	}
 }
 
+// giveUp marks a checkpoint failed in the index and reports it (rank 0).
+func giveUp(ctx context.Context, o FetchOptions, ds prefix.Dataset, reason string) error {
+	err := prefix.UpdateIndex(ctx, o.Prefix, func(ix *prefix.Index) error {
+		return ix.MarkFailed(ds.ID, time.Now())
+	})
+	if o.Bad != nil {
+		o.Bad(ds, reason)
+	}
+	return err
+}
+
 // choose is rank 0's pick of the dataset to fetch.
-func choose(ctx context.Context, prefixDir string, below int64) fetchPick {
-	ix, err := prefix.ReadIndex(prefixDir)
+func choose(ctx context.Context, o FetchOptions, below int64) fetchPick {
+	ix, err := prefix.ReadIndex(o.Prefix)
 	if err != nil {
 		return fetchPick{Err: err.Error()}
 	}
@@ -114,19 +134,20 @@ func choose(ctx context.Context, prefixDir string, below int64) fetchPick {
 		if e == nil {
 			return fetchPick{}
 		}
-		s, err := prefix.ReadSummary(prefixDir, e.Dataset.ID)
+		s, err := prefix.ReadSummary(o.Prefix, e.Dataset.ID)
 		if err == nil && !s.Complete {
-			err = fmt.Errorf("summary says incomplete")
+			err = fmt.Errorf("its summary says incomplete")
 		}
 		if err != nil {
 			// Unusable: mark it so no later search picks it again.
-			prefix.UpdateIndex(ctx, prefixDir, func(ix *prefix.Index) error {
-				return ix.MarkFailed(e.Dataset.ID, time.Now())
-			})
+			if merr := giveUp(ctx, o, e.Dataset, err.Error()); merr != nil {
+				return fetchPick{Err: fmt.Sprintf("dataset %d: %v; marking it failed: %v", e.Dataset.ID, err, merr)}
+			}
+			ix.MarkFailed(e.Dataset.ID, time.Now()) // in this copy too, so FetchCandidate moves on
 			below = e.Dataset.ID
 			continue
 		}
-		prefix.UpdateIndex(ctx, prefixDir, func(ix *prefix.Index) error {
+		prefix.UpdateIndex(ctx, o.Prefix, func(ix *prefix.Index) error {
 			return ix.MarkFetched(e.Dataset.ID, time.Now())
 		})
 		return fetchPick{ID: e.Dataset.ID, Summary: s}
@@ -134,15 +155,37 @@ func choose(ctx context.Context, prefixDir string, below int64) fetchPick {
 }
 
 // fetchRank copies one rank's files of a dataset into its cache directory.
+// Errors of the cache side are *cacheError; everything else (metadata,
+// paths, missing or damaged files) is the dataset's fault.
 func fetchRank(ctx context.Context, o FetchOptions, s *prefix.Summary, rank int, dir string, ds cache.Dataset) error {
 	files, err := prefix.RankFiles(o.Prefix, s, rank)
 	if err != nil {
 		return err
 	}
+	// Check every path before anything is copied: rank2file is metadata.
+	rels := make([]string, len(files))
+	for i, pf := range files {
+		if rels[i], err = prefix.FilePath(pf.Path); err != nil {
+			return fmt.Errorf("rank2file of rank %d: %w", rank, err)
+		}
+		if _, _, err := pf.CRC(); err != nil {
+			return fmt.Errorf("rank2file of rank %d: %w", rank, err)
+		}
+	}
+	src, err := prefix.OpenRoot(o.Prefix)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(cache.MetaDir(dir), cache.DirMode); err != nil {
 		return &cacheError{err}
 	}
+	dst, err := os.OpenRoot(dir)
+	if err != nil {
+		return &cacheError{err}
+	}
+	defer dst.Close()
 	bs := o.BufSize
 	if bs <= 0 {
 		bs = 1 << 20
@@ -151,32 +194,42 @@ func fetchRank(ctx context.Context, o FetchOptions, s *prefix.Summary, rank int,
 	for _, pf := range files {
 		largest = max(largest, pf.Size)
 	}
-	var buf []byte
-	if !ds.Bypass {
-		buf = make([]byte, max(min(int64(bs), largest), 4096))
-	}
+	buf := make([]byte, max(min(int64(bs), largest), 4096))
 	fm := cache.Filemap{Rank: rank, Dataset: ds}
-	for _, pf := range files {
+	for i, pf := range files {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rel := filepath.FromSlash(pf.Path)
-		src := filepath.Join(o.Prefix, rel)
-		st, err := os.Stat(src)
+		rel := rels[i]
+		st, err := src.Stat(rel)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", filepath.Join(o.Prefix, rel), err)
 		}
 		if st.Size() != pf.Size {
-			return fmt.Errorf("%s has %d bytes, rank2file says %d", src, st.Size(), pf.Size)
+			return fmt.Errorf("%s has %d bytes, rank2file says %d", filepath.Join(o.Prefix, rel), st.Size(), pf.Size)
 		}
 		meta := cache.File{Size: pf.Size, Mode: uint32(st.Mode().Perm()), ModTime: st.ModTime()}
+		want, hasCRC, _ := pf.CRC()
+		if hasCRC && o.CheckCRC {
+			meta.CRC = &want
+		}
+		got := cache.File{Orig: filepath.Join(o.Prefix, rel), Rel: rel, Size: pf.Size, Complete: true}
+		if !o.NoMetadata {
+			got.Mode, got.ModTime = meta.Mode, meta.ModTime
+		}
 		if ds.Bypass {
-			// Read in place: the filemap records the prefix file.
-			got, err := cache.Stat(src, o.CRC)
-			if err != nil {
-				return err
+			// Read in place: the filemap records the prefix file, whose
+			// CRC32C is checked (and recorded) when wanted.
+			if o.CRC || meta.CRC != nil {
+				sum, err := prefix.RootCRC(ctx, src, rel, buf)
+				if err != nil {
+					return fmt.Errorf("%s: %w", filepath.Join(o.Prefix, rel), err)
+				}
+				if meta.CRC != nil && sum != *meta.CRC {
+					return fmt.Errorf("%s: crc32c %08x, rank2file says %08x (damaged)", filepath.Join(o.Prefix, rel), sum, *meta.CRC)
+				}
+				got.CRC = &sum
 			}
-			got.Orig, got.Rel, got.Complete = src, rel, true
 			fm.Files = append(fm.Files, got)
 			continue
 		}
@@ -184,24 +237,16 @@ func fetchRank(ctx context.Context, o FetchOptions, s *prefix.Summary, rank int,
 		if o.NoMetadata {
 			copyMeta.Mode, copyMeta.ModTime = 0, time.Time{}
 		}
-		dst := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(dst), cache.DirMode); err != nil {
-			return &cacheError{err}
+		sum, err := copyFile(src, rel, dst, rel, copyMeta, buf, o.CRC, cache.DirMode)
+		var se *sourceError
+		if errors.As(err, &se) {
+			return fmt.Errorf("%s: %w", filepath.Join(o.Prefix, rel), err)
 		}
-		if err := copyFile(src, dst, copyMeta, buf); err != nil {
-			var pe *os.PathError
-			if errors.As(err, &pe) && pe.Path == src {
-				return err // the source could not be read
-			}
-			return &cacheError{err}
-		}
-		got, err := cache.Stat(dst, o.CRC)
 		if err != nil {
 			return &cacheError{err}
 		}
-		got.Orig, got.Rel, got.Complete = src, rel, true
-		if !o.NoMetadata {
-			got.ModTime, got.Mode = meta.ModTime, meta.Mode
+		if o.CRC || meta.CRC != nil {
+			got.CRC = &sum
 		}
 		fm.Files = append(fm.Files, got)
 	}

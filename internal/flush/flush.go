@@ -15,15 +15,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/scr-go/scr/comm"
 	"github.com/scr-go/scr/internal/cache"
+	"github.com/scr-go/scr/internal/collective"
 	"github.com/scr-go/scr/internal/prefix"
 )
 
@@ -32,7 +31,7 @@ func ToPrefix(d cache.Dataset) prefix.Dataset {
 	return prefix.Dataset{
 		ID: int64(d.ID), Name: d.Name, Checkpoint: d.IsCheckpoint(), Output: d.IsOutput(),
 		CkptID: int64(d.CkptID), Created: d.Created, User: d.User, JobID: d.JobID,
-		JobName: d.JobName, Cluster: d.Cluster, Files: d.Files, Size: d.Bytes, Complete: d.Complete,
+		Files: d.Files, Size: d.Bytes, Complete: d.Complete,
 	}
 }
 
@@ -47,97 +46,110 @@ func FromPrefix(d prefix.Dataset, ranks int) cache.Dataset {
 	}
 	return cache.Dataset{
 		ID: int(d.ID), Name: d.Name, Flags: f, CkptID: int(d.CkptID), Created: d.Created,
-		User: d.User, JobID: d.JobID, JobName: d.JobName, Cluster: d.Cluster, Ranks: ranks, Files: d.Files, Bytes: d.Size, Complete: d.Complete,
+		User: d.User, JobID: d.JobID, Ranks: ranks, Files: d.Files, Bytes: d.Size, Complete: d.Complete,
 	}
 }
 
 // CopyRank copies the files of one rank's filemap from its cache directory
-// to their original paths under the prefix (write to a temporary name,
-// fsync, rename), restoring mode and modification time. With bypass the
-// files are already in place and are only checked. It returns the files as
-// rank2file records. CopyRank does no communication.
-func CopyRank(ctx context.Context, prefixDir, rankDir string, fm cache.Filemap, bypass bool, bufSize int) ([]prefix.File, error) {
+// to their original paths under the prefix (a new temporary file, fsync,
+// rename), restoring mode and modification time. With bypass the files
+// are already in place and are only checked. With crc (SCR_CRC_ON_FLUSH)
+// the CRC32C of every file is computed during the copy and recorded in the
+// returned rank2file records; a CRC32C in the filemap (SCR_CRC_ON_COPY) is
+// checked during the copy and recorded too.
+//
+// Every path comes from the filemap, which is metadata: it must be a local
+// path outside .scr (prefix.FilePath), and the prefix is written through an
+// os.Root, so no ".." and no symbolic link in the prefix leads a flush
+// outside it. On failure the files this call already put in place are
+// removed again (with the directories left empty), so a full prefix keeps
+// no partial dataset. CopyRank does no communication.
+func CopyRank(ctx context.Context, prefixDir, rankDir string, fm cache.Filemap, bypass bool, bufSize int, crc bool) ([]prefix.File, error) {
 	if bufSize <= 0 {
 		bufSize = 1 << 20
 	}
-	buf := make([]byte, bufSize)
-	out := make([]prefix.File, 0, len(fm.Files))
-	for _, f := range fm.Files {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		dst := filepath.Join(prefixDir, f.Rel)
-		if bypass {
-			st, err := os.Stat(dst)
-			if err != nil {
-				return nil, fmt.Errorf("flush: rank %d: %w", fm.Rank, err)
-			}
-			if st.Size() != f.Size {
-				return nil, fmt.Errorf("flush: rank %d: %s has %d bytes, %d were written", fm.Rank, dst, st.Size(), f.Size)
-			}
-		} else if err := copyFile(filepath.Join(rankDir, f.Rel), dst, f, buf); err != nil {
+	if err := prefix.EnsureMetaDir(prefixDir); err != nil { // the prefix, created if missing
+		return nil, fmt.Errorf("flush: rank %d: %w", fm.Rank, err)
+	}
+	root, err := prefix.OpenRoot(prefixDir)
+	if err != nil {
+		return nil, fmt.Errorf("flush: rank %d: %w", fm.Rank, err)
+	}
+	defer root.Close()
+	var src *os.Root
+	if !bypass {
+		if src, err = os.OpenRoot(rankDir); err != nil {
 			return nil, fmt.Errorf("flush: rank %d: %w", fm.Rank, err)
 		}
-		out = append(out, prefix.File{Path: filepath.ToSlash(f.Rel), Size: f.Size})
+		defer src.Close()
+	}
+	buf := make([]byte, bufSize)
+	out := make([]prefix.File, 0, len(fm.Files))
+	fail := func(err error) ([]prefix.File, error) {
+		if !bypass {
+			removeFiles(root, out)
+		}
+		return nil, fmt.Errorf("flush: rank %d: %w", fm.Rank, err)
+	}
+	for _, f := range fm.Files {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
+		slash := filepath.ToSlash(f.Rel)
+		rel, err := prefix.FilePath(slash)
+		if err != nil {
+			return fail(fmt.Errorf("filemap %s: %w", filepath.Join(rankDir, cache.FilemapName), err))
+		}
+		if bypass {
+			st, err := root.Stat(rel)
+			if err != nil {
+				return fail(err)
+			}
+			if st.Size() != f.Size {
+				return fail(fmt.Errorf("%s has %d bytes, %d were written", filepath.Join(prefixDir, rel), st.Size(), f.Size))
+			}
+			var sum uint32
+			if f.CRC != nil {
+				sum = *f.CRC
+			}
+			out = append(out, prefixFile(slash, f.Size, sum, f.CRC != nil))
+			continue
+		}
+		sum, err := copyFile(src, rel, root, rel, f, buf, crc, 0o755)
+		if err != nil {
+			return fail(err)
+		}
+		out = append(out, prefixFile(slash, f.Size, sum, crc || f.CRC != nil))
 	}
 	return out, nil
 }
 
-func copyFile(src, dst string, meta cache.File, buf []byte) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
+// removeFiles removes flushed files (and the directories they leave
+// empty) from the prefix: the undo of a flush that did not complete.
+func removeFiles(root *os.Root, files []prefix.File) {
+	for _, f := range files {
+		if rel, err := prefix.FilePath(f.Path); err == nil {
+			prefix.RemoveFile(root, rel)
+		}
 	}
-	defer in.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
+}
+
+// undoFlush removes what a failed flush of ds put in the prefix: this
+// rank's files (not for bypass datasets: the application wrote those) and,
+// on rank 0, the dataset's metadata directory unless a complete summary
+// says an earlier flush of it succeeded.
+func undoFlush(prefixDir string, ds cache.Dataset, files []prefix.File, rank int) {
+	if !ds.Bypass && len(files) > 0 {
+		if root, err := prefix.OpenRoot(prefixDir); err == nil {
+			removeFiles(root, files)
+			root.Close()
+		}
 	}
-	tmp := dst + ".scr-partial"
-	// Private while it is written when a mode is to be copied; a new file's
-	// mode (0666 less the umask) without it (SCR_COPY_METADATA=0).
-	perm := os.FileMode(0o600)
-	if meta.Mode == 0 {
-		perm = 0o666
+	if rank == 0 {
+		if s, err := prefix.ReadSummary(prefixDir, int64(ds.ID)); err != nil || !s.Complete {
+			os.RemoveAll(prefix.DatasetDir(prefixDir, int64(ds.ID)))
+		}
 	}
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	var w io.Writer = out
-	var h hash.Hash32
-	if meta.CRC != nil {
-		// Check the recorded CRC32C while copying: a file damaged in
-		// cache is never published on the prefix.
-		h = crc32.New(castagnoli)
-		w = io.MultiWriter(out, h)
-	}
-	n, err := io.CopyBuffer(w, in, buf)
-	if err == nil && n != meta.Size {
-		err = fmt.Errorf("copy %s: %d bytes, the filemap says %d (the file changed after Complete)", src, n, meta.Size)
-	}
-	if err == nil && h != nil && h.Sum32() != *meta.CRC {
-		err = fmt.Errorf("copy %s: crc32c %#08x, the filemap says %#08x (damaged in cache)", src, h.Sum32(), *meta.CRC)
-	}
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && meta.Mode != 0 {
-		err = os.Chmod(tmp, os.FileMode(meta.Mode))
-	}
-	if err == nil && !meta.ModTime.IsZero() {
-		err = os.Chtimes(tmp, time.Now(), meta.ModTime)
-	}
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
-	}
-	return nil
 }
 
 // ranksPerPart is the rank2file block size: one writer per block.
@@ -150,6 +162,17 @@ var ranksPerPart = prefix.DefaultRanksPerPart
 // CURRENT if a checkpoint) and the flush state. The same error is returned
 // on every rank.
 func Commit(ctx context.Context, c comm.Comm, prefixDir string, ds cache.Dataset, files []prefix.File, local error) error {
+	err := commit(ctx, c, prefixDir, ds, files, local)
+	if err != nil && !errors.Is(err, comm.ErrPeerLost) {
+		// Every rank knows the flush failed: leave nothing half-written
+		// in the prefix (a full file system would otherwise keep the
+		// files of a dataset no index entry lists).
+		undoFlush(prefixDir, ds, files, c.Rank())
+	}
+	return err
+}
+
+func commit(ctx context.Context, c comm.Comm, prefixDir string, ds cache.Dataset, files []prefix.File, local error) error {
 	if err := agree(ctx, c, fmt.Sprintf("flush dataset %d (%s)", ds.ID, ds.Name), local); err != nil {
 		return err
 	}
@@ -235,16 +258,17 @@ func MarkCached(ctx context.Context, prefixDir string, ds cache.Dataset, flushin
 }
 
 // agree turns a per-rank error into one outcome on all ranks.
+// Every rank's error names the first failing rank's cause.
 func agree(ctx context.Context, c comm.Comm, what string, local error) error {
-	v, err := c.Allreduce(ctx, comm.OpSum, []int64{b2i(local != nil)})
+	f, err := collective.Agree(ctx, c, local)
 	if err != nil {
 		return fmt.Errorf("flush: rank %d: %s: %w", c.Rank(), what, err)
 	}
 	if local != nil {
 		return fmt.Errorf("flush: rank %d: %s: %w", c.Rank(), what, local)
 	}
-	if v[0] > 0 {
-		return fmt.Errorf("flush: %s failed on %d rank(s)", what, v[0])
+	if f != nil {
+		return fmt.Errorf("flush: %s %w", what, f)
 	}
 	return nil
 }

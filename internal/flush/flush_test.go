@@ -75,7 +75,7 @@ func TestFlushThenFetchRoundTrip(t *testing.T) {
 			fm := writeRank(t, dir, pfx, ds, c.Rank(), map[string]string{
 				fmt.Sprintf("ckpt.%d/r%d", id, c.Rank()): fmt.Sprintf("data of rank %d at %d", c.Rank(), id),
 			})
-			files, err := CopyRank(ctx, pfx, dir, fm, false, 7)
+			files, err := CopyRank(ctx, pfx, dir, fm, false, 7, true)
 			return Commit(ctx, c, pfx, ds, files, err)
 		})
 	}
@@ -165,7 +165,7 @@ func TestFetchIntoABrokenCacheDoesNotMarkTheCheckpointFailed(t *testing.T) {
 	ranks(t, 2, func(ctx context.Context, c comm.Comm) error {
 		dir := filepath.Join(base, "cache", fmt.Sprint(c.Rank()))
 		fm := writeRank(t, dir, pfx, ds, c.Rank(), map[string]string{fmt.Sprintf("ckpt.1/r%d", c.Rank()): "x"})
-		files, err := CopyRank(ctx, pfx, dir, fm, false, 0)
+		files, err := CopyRank(ctx, pfx, dir, fm, false, 0, true)
 		return Commit(ctx, c, pfx, ds, files, err)
 	})
 	blocker := filepath.Join(base, "not-a-dir")
@@ -195,7 +195,7 @@ func TestFlushRefusesAFileDamagedInCache(t *testing.T) {
 	dir := filepath.Join(base, "cache")
 	fm := writeRank(t, dir, pfx, ds, 0, map[string]string{"ckpt.1/a": "good data"})
 	os.WriteFile(filepath.Join(dir, "ckpt.1", "a"), []byte("bad! data"), 0o640) // same size
-	if _, err := CopyRank(context.Background(), pfx, dir, fm, false, 0); err == nil || !strings.Contains(err.Error(), "crc32c") {
+	if _, err := CopyRank(context.Background(), pfx, dir, fm, false, 0, true); err == nil || !strings.Contains(err.Error(), "crc32c") {
 		t.Fatalf("copy of a damaged file: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(pfx, "ckpt.1", "a")); !os.IsNotExist(err) {

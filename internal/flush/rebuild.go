@@ -44,6 +44,13 @@ const viewWorkers = 16
 // (its *UnrecoverableError names the sets and ranks) and nothing in the
 // prefix changed.
 func RebuildScavenged(ctx context.Context, prefixDir string, id int64, bufSize int) ([]int, map[int][]prefix.File, error) {
+	return rebuildScavenged(ctx, prefixDir, id, bufSize, nil)
+}
+
+// rebuildScavenged is RebuildScavenged; the files named in damaged
+// (prefix paths, e.g. a CRC32C mismatch found by scr_index --build) are
+// left out of the view, so their ranks count as lost and are rebuilt.
+func rebuildScavenged(ctx context.Context, prefixDir string, id int64, bufSize int, damaged map[string]bool) ([]int, map[int][]prefix.File, error) {
 	s, err := prefix.ReadSummary(prefixDir, id)
 	if err != nil {
 		return nil, nil, err
@@ -79,7 +86,12 @@ func RebuildScavenged(ctx context.Context, prefixDir string, id int64, bufSize i
 	}
 	defer os.RemoveAll(view)
 	vdir := func(r int) string { return filepath.Join(view, "rank."+strconv.Itoa(r)) }
-	if err := eachRank(ctx, n, func(r int) error { return linkRank(prefixDir, id, r, vdir(r), known[r]) }); err != nil {
+	root, err := prefix.OpenRoot(prefixDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer root.Close()
+	if err := eachRank(ctx, n, func(r int) error { return linkRank(root, prefixDir, id, r, vdir(r), known[r], damaged) }); err != nil {
 		return nil, nil, fmt.Errorf("dataset %d: set up the rebuild view in %s: %w", id, view, err)
 	}
 	dirs := make([]redundancy.Dirs, n)
@@ -104,7 +116,7 @@ func RebuildScavenged(ctx context.Context, prefixDir string, id int64, bufSize i
 	var mu sync.Mutex
 	err = eachRank(ctx, len(rebuilt), func(i int) error {
 		r := rebuilt[i]
-		fs, err := placeRank(prefixDir, id, r, vdir(r))
+		fs, err := placeRank(root, prefixDir, id, r, vdir(r))
 		if err != nil {
 			return fmt.Errorf("rank %d: %w", r, err)
 		}
@@ -183,8 +195,11 @@ func (e *LossError) Error() string {
 func (e *LossError) Unwrap() error { return e.Err }
 
 // linkRank makes rank r's view: links to its scavenged filemap and to those
-// of its files that are in the prefix. A lost rank gets an empty view.
-func linkRank(prefixDir string, id int64, r int, dir string, files []prefix.File) error {
+// of its files that are in the prefix (and not damaged). A lost rank gets
+// an empty view. Paths come from rank2file: each is checked
+// (prefix.FilePath) and must lead to a regular file inside the prefix
+// without leaving it through a symbolic link.
+func linkRank(root *os.Root, prefixDir string, id int64, r int, dir string, files []prefix.File, damaged map[string]bool) error {
 	if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(filepath.FromSlash(cache.FilemapName))), 0o700); err != nil {
 		return err
 	}
@@ -195,12 +210,13 @@ func linkRank(prefixDir string, id int64, r int, dir string, files []prefix.File
 		}
 	}
 	for _, f := range files {
-		target, err := prefix.PrefixFilePath(prefixDir, f.Path)
+		rel, err := prefix.FilePath(f.Path)
 		if err != nil {
 			return fmt.Errorf("rank %d: %w", r, err)
 		}
-		if st, err := os.Stat(target); err != nil || !st.Mode().IsRegular() {
-			continue // missing: the rebuild will write it into the view
+		target := filepath.Join(prefixDir, rel)
+		if st, err := root.Lstat(rel); err != nil || !st.Mode().IsRegular() || damaged[f.Path] {
+			continue // missing, damaged or not a plain file: the rebuild will write it into the view
 		}
 		l := filepath.Join(dir, filepath.FromSlash(f.Path))
 		if err := os.MkdirAll(filepath.Dir(l), 0o700); err != nil {
@@ -216,25 +232,31 @@ func linkRank(prefixDir string, id int64, r int, dir string, files []prefix.File
 // placeRank moves rank r's rebuilt filemap and files from its view to the
 // prefix and returns its file list (from the rebuilt filemap). Files the
 // rebuild wrote through a link are in place already.
-func placeRank(prefixDir string, id int64, r int, dir string) ([]prefix.File, error) {
+func placeRank(root *os.Root, prefixDir string, id int64, r int, dir string) ([]prefix.File, error) {
 	fm, err := cache.ReadFilemap(dir)
 	if err != nil {
 		return nil, fmt.Errorf("read the rebuilt filemap: %w", err)
 	}
-	if err := moveRegular(filepath.Join(dir, filepath.FromSlash(cache.FilemapName)), ScavengedFilemap(prefixDir, id, r)); err != nil {
+	view := prefixRel(prefixDir, dir)
+	if err := moveRegular(root, filepath.Join(view, filepath.FromSlash(cache.FilemapName)), prefixRel(prefixDir, ScavengedFilemap(prefixDir, id, r))); err != nil {
 		return nil, err
 	}
 	out := make([]prefix.File, 0, len(fm.Files))
+	buf := make([]byte, 1<<20)
 	for _, f := range fm.Files {
-		rel := filepath.ToSlash(f.Rel)
-		dst, err := prefix.PrefixFilePath(prefixDir, rel)
+		slash := filepath.ToSlash(f.Rel)
+		rel, err := prefix.FilePath(slash) // the rebuilt filemap is metadata too
 		if err != nil {
 			return nil, err
 		}
-		if err := moveRegular(filepath.Join(dir, filepath.FromSlash(rel)), dst); err != nil {
+		if err := moveRegular(root, filepath.Join(view, rel), rel); err != nil {
 			return nil, err
 		}
-		out = append(out, prefix.File{Path: rel, Size: f.Size})
+		sum, err := prefix.RootCRC(context.Background(), root, rel, buf)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, prefixFile(slash, f.Size, sum, true))
 	}
 	// Every file must now be in the prefix with its size (a bypass
 	// dataset's files were there all along: only its filemap was rebuilt).
@@ -244,20 +266,23 @@ func placeRank(prefixDir string, id int64, r int, dir string) ([]prefix.File, er
 	return out, nil
 }
 
-// moveRegular renames src to dst when src is a regular file (rebuilt in the
-// view); a link (rebuilt through it, in place) or nothing is left alone.
-func moveRegular(src, dst string) error {
-	st, err := os.Lstat(src)
+// moveRegular renames src to dst (both relative to the prefix root) when
+// src is a regular file (rebuilt in the view); a link (rebuilt through it,
+// in place) or nothing is left alone.
+func moveRegular(root *os.Root, src, dst string) error {
+	st, err := root.Lstat(src)
 	if errors.Is(err, os.ErrNotExist) || (err == nil && !st.Mode().IsRegular()) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
+	if d := filepath.Dir(dst); d != "." {
+		if err := root.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
 	}
-	return os.Rename(src, dst)
+	return root.Rename(src, dst)
 }
 
 // eachRank runs fn(0..n-1) on up to viewWorkers goroutines and returns the
@@ -307,7 +332,15 @@ type ScavengeRebuilder struct {
 var _ prefix.Rebuilder = ScavengeRebuilder{}
 
 // RebuildDataset implements prefix.Rebuilder.
+// Files reported damaged (present, but not as rank2file records them) are
+// rebuilt too.
 func (b ScavengeRebuilder) RebuildDataset(ctx context.Context, prefixDir string, id int64, missing []prefix.Missing) error {
-	_, _, err := RebuildScavenged(ctx, prefixDir, id, b.BufSize)
+	damaged := map[string]bool{}
+	for _, m := range missing {
+		if m.Path != "" {
+			damaged[m.Path] = true
+		}
+	}
+	_, _, err := rebuildScavenged(ctx, prefixDir, id, b.BufSize, damaged)
 	return err
 }

@@ -46,7 +46,10 @@ type ScavengeResult struct {
 // caller passes the per-rank files to CommitScavenged.
 func Scavenge(ctx context.Context, l cache.Layout, id int, prefixDir string) (ScavengeResult, error) {
 	var res ScavengeResult
-	ix, err := cache.ReadIndex(l.IndexPath())
+	if err := l.Check(); err != nil {
+		return res, fmt.Errorf("scavenge: %w", err)
+	}
+	ix, err := l.ReadIndex()
 	if err != nil {
 		return res, err
 	}
@@ -58,14 +61,19 @@ func Scavenge(ctx context.Context, l cache.Layout, id int, prefixDir string) (Sc
 		return res, fmt.Errorf("scavenge: dataset %d (%s) never completed on this node", id, e.Dataset.Name)
 	}
 	res.Dataset = e.Dataset
-	dsDir := e.Path // the dataset's store (a CKPT descriptor may name another than SCR_CACHE_BASE)
-	if dsDir == "" {
-		dsDir = l.DatasetDir(id)
-	}
+	dsDir := l.DatasetPath(ix, id) // the dataset's store (a CKPT descriptor may name another than SCR_CACHE_BASE), checked by ReadIndex
 	ents, err := os.ReadDir(dsDir)
 	if err != nil {
 		return res, fmt.Errorf("scavenge: %w", err)
 	}
+	if err := prefix.EnsureMetaDir(prefixDir); err != nil {
+		return res, fmt.Errorf("scavenge: %w", err)
+	}
+	root, err := prefix.OpenRoot(prefixDir)
+	if err != nil {
+		return res, fmt.Errorf("scavenge: %w", err)
+	}
+	defer root.Close()
 	buf := make([]byte, 1<<20)
 	for _, de := range ents {
 		r, err := strconv.Atoi(strings.TrimPrefix(de.Name(), "rank."))
@@ -77,42 +85,75 @@ func Scavenge(ctx context.Context, l cache.Layout, id int, prefixDir string) (Sc
 		}
 		rr := RankResult{Rank: r}
 		dir := cache.RankDir(dsDir, r)
-		fm, err := cache.ReadFilemap(dir)
-		if err == nil {
-			// Presence, completeness and sizes first; the CRC32C (when
-			// recorded) is checked during the copy, reading each file once.
-			where := dir
-			if e.Dataset.Bypass {
-				where = prefixDir // the files were written there directly
-			}
-			err = cache.Verify(where, withoutCRC(fm))
-		}
-		if err == nil && !e.Dataset.Bypass {
-			for _, f := range fm.Files {
-				if err = copyFile(filepath.Join(dir, f.Rel), filepath.Join(prefixDir, f.Rel), f, buf); err != nil {
-					break
-				}
-			}
-		}
-		if err == nil {
-			// The filemap's own bytes: the redundancy data protects the
-			// filemap file, so an offline rebuild needs it unchanged.
-			err = copyRaw(filepath.Join(dir, cache.FilemapName), ScavengedFilemap(prefixDir, int64(id), r), buf)
-		}
-		if err == nil {
-			rr.Redundancy, err = copyRedundancy(dir, redundancy.PrefixRedDir(prefixDir, int64(id), r), buf)
-		}
+		rr.Files, rr.Redundancy, err = scavengeRank(root, prefixDir, e.Dataset, id, r, dir, buf)
 		if err != nil {
-			rr.Err = err.Error()
-		} else {
-			for _, f := range fm.Files {
-				rr.Files = append(rr.Files, prefix.File{Path: filepath.ToSlash(f.Rel), Size: f.Size})
-			}
+			rr.Err, rr.Files, rr.Redundancy = err.Error(), nil, false
 		}
 		res.Ranks = append(res.Ranks, rr)
 	}
 	sort.Slice(res.Ranks, func(i, j int) bool { return res.Ranks[i].Rank < res.Ranks[j].Rank })
 	return res, nil
+}
+
+// scavengeRank copies one rank directory's files, filemap and redundancy
+// files to the prefix (through root: paths from the filemap stay inside
+// it) and returns the rank's rank2file records, each with its CRC32C.
+func scavengeRank(root *os.Root, prefixDir string, ds cache.Dataset, id, r int, dir string, buf []byte) ([]prefix.File, bool, error) {
+	src, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, false, err
+	}
+	defer src.Close()
+	fm, err := cache.ReadFilemap(dir)
+	if err != nil {
+		return nil, false, err
+	}
+	// Presence, completeness and sizes first; the CRC32C (when recorded)
+	// is checked during the copy, reading each file once.
+	where := dir
+	if ds.Bypass {
+		where = prefixDir // the files were written there directly
+	}
+	if err := cache.Verify(where, withoutCRC(fm)); err != nil {
+		return nil, false, err
+	}
+	var files []prefix.File
+	for _, f := range fm.Files {
+		slash := filepath.ToSlash(f.Rel)
+		rel, err := prefix.FilePath(slash)
+		if err != nil {
+			return nil, false, fmt.Errorf("filemap of rank %d: %w", r, err)
+		}
+		if ds.Bypass {
+			files = append(files, prefix.File{Path: slash, Size: f.Size})
+			continue
+		}
+		sum, err := copyFile(src, rel, root, rel, f, buf, true, 0o755)
+		if err != nil {
+			return nil, false, err
+		}
+		files = append(files, prefixFile(slash, f.Size, sum, true))
+	}
+	// The filemap's own bytes: the redundancy data protects the filemap
+	// file, so an offline rebuild needs it unchanged.
+	if err := copyRaw(src, filepath.FromSlash(cache.FilemapName), root, prefixRel(prefixDir, ScavengedFilemap(prefixDir, int64(id), r)), buf); err != nil {
+		return nil, false, err
+	}
+	red, err := copyRedundancy(src, root, prefixRel(prefixDir, redundancy.PrefixRedDir(prefixDir, int64(id), r)), buf)
+	if err != nil {
+		return nil, false, err
+	}
+	return files, red, nil
+}
+
+// prefixRel is p (a path under prefixDir that we computed, not metadata)
+// relative to the prefix.
+func prefixRel(prefixDir, p string) string {
+	rel, err := filepath.Rel(prefixDir, p)
+	if err != nil {
+		return p
+	}
+	return rel
 }
 
 // ErrIncomplete is returned by CommitScavenged when some rank's files are
@@ -181,27 +222,28 @@ func ScavengedFilemap(prefixDir string, id int64, rank int) string {
 	return filepath.Join(prefix.DatasetDir(prefixDir, id), "scavenge", "filemap."+strconv.Itoa(rank)+".json")
 }
 
-// copyRaw copies src to dst atomically, whatever its content.
-func copyRaw(src, dst string, buf []byte) error {
-	st, err := os.Stat(src)
+// copyRaw copies srcRel of src to dstRel of dst atomically, whatever its
+// content.
+func copyRaw(src *os.Root, srcRel string, dst *os.Root, dstRel string, buf []byte) error {
+	st, err := src.Stat(srcRel)
 	if err != nil {
 		return err
 	}
-	return copyFile(src, dst, cache.File{Size: st.Size(), Mode: uint32(st.Mode().Perm())}, buf)
+	_, err = copyFile(src, srcRel, dst, dstRel, cache.File{Size: st.Size(), Mode: uint32(st.Mode().Perm())}, buf, false, 0o700)
+	return err
 }
 
-// copyRedundancy copies a cached rank directory's red.data and red.state to
-// dst. A rank without red.data (a dataset encoded by no scheme) copies
-// nothing and reports false. The files' own checks (header and payload
-// CRCs, the "encoded" state) are made by the rebuild that reads them.
-func copyRedundancy(rankDir, dst string, buf []byte) (bool, error) {
-	data := filepath.Join(rankDir, filepath.FromSlash(redundancy.DataFile))
-	if _, err := os.Stat(data); errors.Is(err, os.ErrNotExist) {
+// copyRedundancy copies a cached rank directory's red.data and red.state
+// to dstDir (relative to dst). A rank without red.data (a dataset encoded
+// by no scheme) copies nothing and reports false. The files' own checks
+// (header and payload CRCs, the "encoded" state) are made by the rebuild
+// that reads them.
+func copyRedundancy(src, dst *os.Root, dstDir string, buf []byte) (bool, error) {
+	if _, err := src.Stat(filepath.FromSlash(redundancy.DataFile)); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
 	for _, n := range []string{redundancy.DataFile, redundancy.StateFile} {
-		src := filepath.Join(rankDir, filepath.FromSlash(n))
-		if err := copyRaw(src, filepath.Join(dst, filepath.Base(n)), buf); err != nil {
+		if err := copyRaw(src, filepath.FromSlash(n), dst, filepath.Join(dstDir, filepath.Base(n)), buf); err != nil {
 			return false, fmt.Errorf("copy redundancy data: %w", err)
 		}
 	}

@@ -174,7 +174,10 @@ func ScavengeNode(ctx context.Context, env func(string) (string, bool), id int64
 // cache index (found through env, as for ScavengeNode).
 func ListNode(env func(string) (string, bool)) ([]cache.Dataset, error) {
 	l := cache.NewLayout(cache.Lookup(env))
-	ix, err := cache.ReadIndex(l.IndexPath())
+	if err := l.Check(); err != nil {
+		return nil, err
+	}
+	ix, err := l.ReadIndex()
 	if err != nil {
 		return nil, err
 	}

@@ -45,6 +45,9 @@ func (e *CorruptError) Unwrap() []error {
 // rename over path, fsync the directory. The directory is created if needed.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
+	if err := ensureMetaFor(path); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create directory %s: %w", dir, err)
 	}
@@ -144,6 +147,9 @@ const lockPoll = 10 * time.Millisecond
 // replaced by rename, which would leave a lock on the old inode. It waits
 // for the lock until ctx ends.
 func withLock(ctx context.Context, lockPath string, fn func() error) error {
+	if err := ensureMetaFor(lockPath); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(lockPath), 0o700); err != nil {
 		return fmt.Errorf("create directory for lock %s: %w", lockPath, err)
 	}

@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"os"
-	"path"
-	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 )
 
@@ -34,15 +33,23 @@ func (c *DatasetCheck) Complete() bool { return len(c.Missing) == 0 }
 const checkWorkers = 16
 
 // CheckDataset checks that every file rank2file lists for dataset id is in
-// the prefix with its recorded size. It needs the summary and every
-// rank2file part; a missing or damaged part is an error (the dataset cannot
-// be judged), a missing data file is a Missing entry. Files are checked by
-// a bounded pool of workers; ctx stops the check.
+// the prefix with its recorded size and, when one was recorded, its
+// CRC32C (the content is read). It needs the summary and every rank2file
+// part; a missing or damaged part is an error (the dataset cannot be
+// judged), a missing, damaged or misplaced data file is a Missing entry: a
+// path that would leave the prefix (".." or a symbolic link pointing
+// outside) is never followed. Files are checked by a bounded pool of
+// workers; ctx stops the check.
 func CheckDataset(ctx context.Context, prefixDir string, id int64) (*DatasetCheck, error) {
 	s, err := ReadSummary(prefixDir, id)
 	if err != nil {
 		return nil, err
 	}
+	root, err := OpenRoot(prefixDir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
 	res := &DatasetCheck{Summary: s}
 	type job struct {
 		rank int
@@ -55,8 +62,9 @@ func CheckDataset(ctx context.Context, prefixDir string, id int64) (*DatasetChec
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			buf := make([]byte, 1<<20)
 			for j := range jobs {
-				reason := checkFile(prefixDir, j.f)
+				reason := checkFile(ctx, root, j.f, buf)
 				if reason != "" {
 					mu.Lock()
 					res.Missing = append(res.Missing, Missing{Rank: j.rank, Path: j.f.Path, Reason: reason})
@@ -100,35 +108,65 @@ parts:
 	return res, nil
 }
 
-func checkFile(prefixDir string, f File) string {
-	p, err := PrefixFilePath(prefixDir, f.Path)
+// checkFile says what is wrong with one listed file, or "".
+func checkFile(ctx context.Context, root *os.Root, f File, buf []byte) string {
+	rel, err := FilePath(f.Path)
 	if err != nil {
 		return err.Error()
 	}
-	st, err := os.Stat(p)
-	if errors.Is(err, os.ErrNotExist) {
+	want, hasCRC, err := f.CRC()
+	if err != nil {
+		return err.Error()
+	}
+	st, err := root.Stat(rel)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		return "missing"
+	case Escaped(err):
+		return "its path leads outside the prefix through a symbolic link"
+	case err != nil:
+		return err.Error()
+	case !st.Mode().IsRegular():
+		return "not a regular file"
+	case st.Size() != f.Size:
+		return fmt.Sprintf("size %d, want %d", st.Size(), f.Size)
+	case !hasCRC:
+		return ""
 	}
+	got, err := RootCRC(ctx, root, rel, buf)
 	if err != nil {
 		return err.Error()
 	}
-	if !st.Mode().IsRegular() {
-		return "not a regular file"
-	}
-	if st.Size() != f.Size {
-		return fmt.Sprintf("size %d, want %d", st.Size(), f.Size)
+	if got != want {
+		return fmt.Sprintf("damaged: crc32c %08x, rank2file says %08x", got, want)
 	}
 	return ""
 }
 
-// PrefixFilePath turns a rank2file path (relative, slash-separated) into a
-// path under prefixDir, refusing paths that leave the prefix.
-func PrefixFilePath(prefixDir, rel string) (string, error) {
-	clean := path.Clean("/" + rel)
-	if rel == "" || path.IsAbs(rel) || strings.HasPrefix(path.Clean(rel), "..") || clean == "/" {
-		return "", fmt.Errorf("path %q is not inside the prefix", rel)
+// castagnoli is the CRC32C table (rank2file's checksum).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// RootCRC is the CRC32C of the file rel inside root (read with buf).
+func RootCRC(ctx context.Context, root *os.Root, rel string, buf []byte) (uint32, error) {
+	fh, err := root.Open(rel)
+	if err != nil {
+		return 0, err
 	}
-	return filepath.Join(prefixDir, filepath.FromSlash(clean[1:])), nil
+	defer fh.Close()
+	h := crc32.New(castagnoli)
+	for {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		n, err := fh.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			return h.Sum32(), nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
 }
 
 func sortMissing(m []Missing) {

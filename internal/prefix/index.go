@@ -128,6 +128,9 @@ func (x *Index) ByName(name string) *IndexEntry {
 // Put adds or replaces the entry of ds.ID, keeping flush, fetch and failure
 // marks of an existing entry. A name already used by another id is an error.
 func (x *Index) Put(ds Dataset) (*IndexEntry, error) {
+	if err := CheckName(ds.Name); err != nil {
+		return nil, fmt.Errorf("index: dataset %d: %w", ds.ID, err)
+	}
 	if other := x.ByName(ds.Name); other != nil && other.Dataset.ID != ds.ID {
 		return nil, fmt.Errorf("index: name %q is already used by dataset %d", ds.Name, other.Dataset.ID)
 	}

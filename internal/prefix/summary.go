@@ -83,9 +83,28 @@ func ReadSummary(prefixDir string, id int64) (*Summary, error) {
 
 // File is one file a rank wrote, as recorded in rank2file.
 type File struct {
-	Path  string `json:"path"`            // relative to the prefix, slash-separated
-	Size  int64  `json:"size"`            // bytes
-	CRC32 string `json:"crc32,omitempty"` // hex IEEE CRC32 if computed
+	Path string `json:"path"` // relative to the prefix, slash-separated
+	Size int64  `json:"size"` // bytes
+	// CRC32C is the CRC32C (Castagnoli) of the content as 8 hex digits,
+	// computed while the file was flushed (SCR_CRC_ON_FLUSH=1, the
+	// default); "" = not computed. Fetch and scr_index --build check it.
+	CRC32C string `json:"crc32c,omitempty"`
+}
+
+// FormatCRC is a CRC32C as rank2file records it.
+func FormatCRC(c uint32) string { return fmt.Sprintf("%08x", c) }
+
+// CRC returns the recorded CRC32C; ok is false when none was recorded. A
+// value that is not 8 hex digits is an error (damaged metadata).
+func (f File) CRC() (c uint32, ok bool, err error) {
+	if f.CRC32C == "" {
+		return 0, false, nil
+	}
+	v, perr := strconv.ParseUint(f.CRC32C, 16, 32)
+	if perr != nil || len(f.CRC32C) != 8 {
+		return 0, false, fmt.Errorf("file %q: crc32c %q is not 8 hex digits", f.Path, f.CRC32C)
+	}
+	return uint32(v), true, nil
 }
 
 // Rank2FilePart is one block of the rank-to-file map: the files of ranks

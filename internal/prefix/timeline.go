@@ -102,8 +102,8 @@ func AppendTimeline(prefixDir string, ev Event) error {
 // writers do not interleave within a line.
 func appendLine(prefixDir, name, what string, line []byte) error {
 	dir := MetaDir(prefixDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("%s: create %s: %w", what, dir, err)
+	if err := EnsureMetaDir(prefixDir); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	path := filepath.Join(dir, name)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
