@@ -2,6 +2,7 @@ package comm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/scr-go/scr/internal/pmi"
 	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/safefs"
+	"github.com/scr-go/scr/internal/safefs/safefstest"
 )
 
 func mapEnv(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -303,4 +306,54 @@ func TestRendezvousStaleSecret(t *testing.T) {
 	}
 	defer closeAll(comms)
 	checkWorld(t, comms)
+}
+
+// The secret never goes through a file another user prepared: the old
+// predictable temporary name (secret.tmp<pid>) is planted with mode 0666
+// (readable by its planter), and the secret must end up in a new 0600 file
+// (another inode), the planted file untouched.
+func TestRendezvousSecretNotInAPlantedFile(t *testing.T) {
+	dir := t.TempDir()
+	trap := fmt.Sprintf("%s/secret.tmp%d", dir, os.Getpid())
+	if err := os.WriteFile(trap, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(trap, 0o666)
+	trapSt, _ := os.Stat(trap)
+	comms := fromEnvWorld(t, 2, func(r int) map[string]string {
+		return map[string]string{
+			"OMPI_COMM_WORLD_RANK": strconv.Itoa(r), "OMPI_COMM_WORLD_SIZE": "2",
+			"SCR_RENDEZVOUS_DIR": dir, "SCR_COMM_ADDR": "127.0.0.1", "SCR_NODE_NAME": "n" + strconv.Itoa(r),
+		}
+	})
+	defer closeAll(comms)
+	st, err := os.Stat(dir + "/secret")
+	if err != nil || st.Mode().Perm() != 0o600 || os.SameFile(st, trapSt) {
+		t.Fatalf("secret file %v (%v): mode or inode of the planted file", st, err)
+	}
+	if b, err := os.ReadFile(trap); err == nil && len(b) > 0 {
+		t.Fatalf("the secret was written into the planted file: %q", b)
+	}
+}
+
+// Another user pre-creates the rendezvous directory (mode 0777, so that
+// she can read and replace what we write there): FromEnv refuses it, names
+// it, and writes no secret into it.
+func TestRendezvousRefusesAnotherUsersDirectory(t *testing.T) {
+	safefstest.RequireRoot(t)
+	shared := safefstest.SharedDir(t)
+	dir := shared + "/rdv"
+	safefstest.As(t, safefstest.Mallory, "mkdir -m 0777 "+dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := FromEnv(ctx, Options{Getenv: mapEnv(map[string]string{
+		"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2",
+		"SCR_RENDEZVOUS_DIR": dir, "SCR_COMM_ADDR": "127.0.0.1", "SCR_NODE_NAME": "n0",
+	}), OnPeerLost: func(*PeerLostError) {}})
+	if !errors.Is(err, safefs.ErrUnsafe) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("another user's rendezvous directory was used: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("something was written into it: %v", ents)
+	}
 }

@@ -13,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/safefs"
 )
 
 // launcher is what a launcher without PMI tells a task about itself.
@@ -119,12 +122,47 @@ func (b *dirBoot) entryMAC(r int, node, addr string) string {
 	return hex.EncodeToString(mac(b.secret, []byte(strconv.Itoa(r)), []byte(node), []byte(addr)))[:32]
 }
 
+// writeAtomic writes data to a new temporary file next to path (random
+// name, O_EXCL: never a file another user prepared to read the secret
+// from; created with its final mode perm) and renames it over path.
 func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp := fmt.Sprintf("%s.tmp%d", path, os.Getpid())
-	if err := os.WriteFile(tmp, data, perm); err != nil {
+	f, err := safefs.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*", perm)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// ensureRendezvousDir creates the rendezvous directory, or checks the one
+// there: it holds the job's secret, so it must be ours, a real directory,
+// not writable by others (internal/safefs). Below <prefix>/.scr the
+// metadata directory is checked instead (everything under it is ours).
+func ensureRendezvousDir(dir string) error {
+	dir = filepath.Clean(dir)
+	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
+		if filepath.Base(d) == ".scr" {
+			if err := prefix.EnsureMetaDir(filepath.Dir(d)); err != nil {
+				return err
+			}
+			return os.MkdirAll(dir, 0o700)
+		}
+	}
+	if _, err := os.Stat(filepath.Dir(dir)); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			return err
+		}
+	}
+	return safefs.EnsureDir(dir, 0o700)
 }
 
 // poll calls f until it returns true or an error, or ctx ends.
@@ -145,7 +183,7 @@ func poll(ctx context.Context, what string, f func() (bool, error)) error {
 }
 
 func (b *dirBoot) exchange(ctx context.Context, node, addr string) ([]byte, error) {
-	if err := os.MkdirAll(b.dir, 0o700); err != nil {
+	if err := ensureRendezvousDir(b.dir); err != nil {
 		return nil, fmt.Errorf("rendezvous directory: %w", err)
 	}
 	secretPath := filepath.Join(b.dir, "secret")
