@@ -4,22 +4,43 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 )
 
 // FuzzReadIndex: any file content gives an index or an error, never a
-// panic, and an index read back writes and reads again unchanged in ids.
+// panic; every path an accepted index hands out is the directory of its
+// own dataset inside this job's cache directories (Layout.ReadIndex checks
+// them: a cache index is metadata, and its paths are read, written and
+// removed); an index read back writes and reads again unchanged in ids.
 func FuzzReadIndex(f *testing.F) {
 	f.Add([]byte(`{"version":1,"datasets":{"1":{"dataset":{"id":1,"complete":true},"path":"/x"}}}`))
+	f.Add([]byte(`{"version":1,"datasets":{"2":{"dataset":{"id":2},"path":"/home/victim"}}}`))
+	f.Add([]byte(`{"version":1,"datasets":{"3":{"dataset":{"id":3},"path":"/b/u/scr.9/scr.dataset.3/../../../../etc"}}}`))
+	f.Add([]byte(`{"version":1,"datasets":{"4":{"dataset":{"id":4},"path":"/b/u/scr.9/scr.dataset.5"}}}`))
+	f.Add([]byte(`{"version":1,"datasets":{"5":{"dataset":{"id":6},"path":""}}}`))
+	f.Add([]byte(`{"version":1,"datasets":{"6":{"dataset":{"id":6},"path":"/other/u/scr.9/scr.dataset.6"}}}`))
 	f.Add([]byte(`{"version":2}`))
 	f.Add([]byte(`{"datasets":null}`))
 	f.Add([]byte(`garbage`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p := filepath.Join(t.TempDir(), "cindex.json")
+		l := LayoutOf(t.TempDir(), "/b", "u", "9")
+		os.MkdirAll(l.CntlDir, 0o700)
+		p := l.IndexPath()
 		os.WriteFile(p, b, 0o600)
-		ix, err := ReadIndex(p)
+		ix, err := l.ReadIndex()
 		if err != nil {
 			return
+		}
+		for id, e := range ix.Datasets {
+			if e.Dataset.ID != id {
+				t.Fatalf("entry %d describes dataset %d", id, e.Dataset.ID)
+			}
+			dir := l.DatasetPath(ix, id)
+			if filepath.Clean(dir) != dir || filepath.Base(dir) != "scr.dataset."+strconv.Itoa(id) ||
+				filepath.Base(filepath.Dir(dir)) != "scr.9" || filepath.Base(filepath.Dir(filepath.Dir(dir))) != "u" || !filepath.IsAbs(dir) {
+				t.Fatalf("entry %d hands out %q: not dataset %d's directory of this job", id, dir, id)
+			}
 		}
 		ids := ix.IDs()
 		if err := ix.Write(p); err != nil {

@@ -135,6 +135,9 @@ func WriteRank2FilePart(prefixDir string, id int64, part int, p *Rank2FilePart) 
 			return fmt.Errorf("dataset %d rank2file part %d: lost rank %d is outside ranks %d..%d", id, part, r, p.First, p.First+len(p.Ranks)-1)
 		}
 	}
+	if r, err := p.check(); err != nil {
+		return fmt.Errorf("dataset %d rank2file part %d: rank %d: %w", id, part, r, err)
+	}
 	out := *p
 	out.Format, out.Version, out.Dataset = rank2fileFmt, Rank2FileVersion, id
 	// Write a rank without files as [] rather than null.
@@ -172,7 +175,30 @@ func ReadRank2FilePart(prefixDir string, s *Summary, part int) (*Rank2FilePart, 
 			return nil, &CorruptError{Path: path, Reason: fmt.Sprintf("lost rank %d is outside its ranks %d..%d", r, p.First, p.First+len(p.Ranks)-1)}
 		}
 	}
+	if r, err := p.check(); err != nil {
+		return nil, &CorruptError{Path: path, Reason: fmt.Sprintf("rank %d", r), Err: err}
+	}
 	return p, nil
+}
+
+// check says which rank lists a file whose path would leave the prefix
+// (or enter .scr) or whose CRC32C is malformed: rank2file is metadata,
+// and a path in it is used to read, write and delete files.
+func (p *Rank2FilePart) check() (int, error) {
+	for i, files := range p.Ranks {
+		for _, f := range files {
+			if _, err := FilePath(f.Path); err != nil {
+				return p.First + i, err
+			}
+			if _, _, err := f.CRC(); err != nil {
+				return p.First + i, err
+			}
+			if f.Size < 0 {
+				return p.First + i, fmt.Errorf("file %q: negative size %d", f.Path, f.Size)
+			}
+		}
+	}
+	return 0, nil
 }
 
 // RankFiles returns the files rank r wrote in the dataset described by s.
