@@ -66,6 +66,8 @@ func TestExitCodes(t *testing.T) {
 		{"stray argument", nil, []string{"-p", dir, "extra"}, 2, ""},
 		{"unknown name", nil, []string{"-p", dir, "--current", "nope"}, 1, ""},
 		{"incomplete build", nil, []string{"-p", dir, "--build", "3"}, 3, "missing"},
+		// A prefix that does not exist is not an empty one (a typo).
+		{"missing prefix", nil, []string{"--prefix", dir + "/nonexistent", "--list"}, 1, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

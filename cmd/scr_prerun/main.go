@@ -15,7 +15,8 @@ const usage = `Usage: scr_prerun [-p PREFIX] [-v]
 
 Prepare the prefix for a new allocation: create PREFIX/.scr and remove the
 previous allocation's flush state, node count and hostfile (their caches are
-gone). The halt file is kept. Nothing runs on the compute nodes, so a dead
+gone). PREFIX must exist; PREFIX/.scr, if there, must be yours and writable
+by you only. The halt file is kept. Nothing runs on the compute nodes, so a dead
 node cannot make scr_prerun hang. With SCR_ENABLE=0 it does nothing.
 
   -p, --prefix DIR   prefix directory (default: SCR_PREFIX, else the working directory)

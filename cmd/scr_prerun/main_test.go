@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/safefs/safefstest"
 )
 
 func TestPrerunClearsRunStateKeepsHalt(t *testing.T) {
@@ -43,5 +44,26 @@ func TestPrerunClearsRunStateKeepsHalt(t *testing.T) {
 	}
 	if code := run([]string{"--help"}, &out, &out); code != 0 || !bytes.Contains(out.Bytes(), []byte("EXIT STATUS")) {
 		t.Fatal("help")
+	}
+}
+
+// A prefix that does not exist is an error (a typo in -p or SCR_PREFIX),
+// not a directory silently created; another user's .scr is refused.
+func TestPrerunRefusesMissingPrefixAndForeignMetadata(t *testing.T) {
+	t.Setenv("SCR_ENABLE", "1")
+	missing := t.TempDir() + "/nonexistent"
+	var out bytes.Buffer
+	if code := run([]string{"-p", missing}, &out, &out); code != 1 || !bytes.Contains(out.Bytes(), []byte(missing)) {
+		t.Fatalf("missing prefix: exit %d: %s", code, out.String())
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Fatal("scr_prerun created the missing prefix")
+	}
+	safefstest.RequireRoot(t)
+	shared := safefstest.SharedDir(t)
+	safefstest.As(t, safefstest.Mallory, "mkdir -m 0777 "+shared+"/.scr")
+	out.Reset()
+	if code := run([]string{"-p", shared}, &out, &out); code != 1 || !bytes.Contains(out.Bytes(), []byte("uid 4242")) {
+		t.Fatalf("another user's .scr: exit %d: %s", code, out.String())
 	}
 }

@@ -10,6 +10,7 @@ type HaltState struct {
 	Halt      bool   // the job must stop
 	Reason    string // why (TIME_LIMIT, JOB_HALTED, SCR_FINALIZE_CALLED, ...)
 	Immediate bool   // kill the running step now (scr_halt --immediate)
+	Err       error  // the halt file could not be read (Halt is then true)
 }
 
 // Input is everything the loop knows before deciding whether to launch.

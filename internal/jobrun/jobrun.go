@@ -225,6 +225,19 @@ type Result struct {
 // or the halt file stopped the loop (the application asked for it).
 func (r Result) Success() bool { return r.LastExit == 0 || r.Halted }
 
+// HaltFileError says that the loop stopped because the halt file could
+// not be read: scr_run launches nothing more (SCR's rule) and exits
+// non-zero, since nobody asked the job to stop.
+type HaltFileError struct {
+	Prefix string
+	Err    error
+}
+
+func (e *HaltFileError) Error() string {
+	return fmt.Sprintf("stopped: the halt file of %s cannot be read: %v (fix or remove it with scr_halt --remove, then rerun)", e.Prefix, e.Err)
+}
+func (e *HaltFileError) Unwrap() error { return e.Err }
+
 // PostrunError wraps a failure of the postrun phase (scavenge).
 type PostrunError struct{ Err error }
 
@@ -301,7 +314,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			}
 		}
 		if d.Stop {
-			res.Reason, res.Halted = d.Reason, halt.Halt
+			res.Reason, res.Halted = d.Reason, halt.Halt && halt.Err == nil
+			if halt.Err != nil && d.Reason != "" && halt.Halt {
+				// Stopped because the halt file cannot be read: that is
+				// not a job that finished (exit non-zero, say why).
+				loopErr = &HaltFileError{Prefix: o.Prefix, Err: halt.Err}
+			}
 			break
 		}
 		res.Attempts++
@@ -566,7 +584,7 @@ func (r *runner) checkHalt(ctx context.Context) HaltState {
 	h, err := r.o.Halt.Check(ctx)
 	if err != nil {
 		// SCR's rule: an unreadable halt file stops the job, loudly.
-		return HaltState{Halt: true, Reason: "halt file unreadable: " + err.Error() + " (fix or remove it with scr_halt --remove)"}
+		return HaltState{Halt: true, Reason: "halt file unreadable: " + err.Error() + " (fix or remove it with scr_halt --remove)", Err: err}
 	}
 	return h
 }

@@ -18,9 +18,17 @@ func Prerun(prefixDir string) error {
 	if prefixDir == "" {
 		return errors.New("prerun: no prefix directory (set SCR_PREFIX or pass -p)")
 	}
+	// A prefix that does not exist is a typo in SCR_PREFIX or -p far more
+	// often than a wish: say so rather than create a directory somewhere.
+	if st, err := os.Stat(prefixDir); err != nil || !st.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		return fmt.Errorf("prerun: prefix %s: %w (create it first, or fix SCR_PREFIX / -p)", prefixDir, err)
+	}
 	dir := prefix.MetaDir(prefixDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("prerun: create %s: %w (is the prefix on a writable file system?)", dir, err)
+	if err := prefix.EnsureMetaDir(prefixDir); err != nil {
+		return fmt.Errorf("prerun: %w (is the prefix on a writable file system?)", err)
 	}
 	for _, p := range []string{prefix.FlushPath(prefixDir), prefix.NodesPath(prefixDir), filepath.Join(dir, "hostfile")} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -23,7 +23,7 @@ const (
 	ExitDone        = 0   // the last run exited 0, or a halt condition stopped the loop
 	ExitNotDone     = 1   // runs used up, too few nodes, or launches never started
 	ExitUsage       = 2   // bad command line or launcher arguments
-	ExitCannotRun   = 3   // not in an allocation, launcher missing, bad configuration, prerun failed
+	ExitCannotRun   = 3   // not in an allocation, launcher missing, bad configuration, prerun failed, halt file unreadable
 	ExitPostrun     = 4   // the scavenge after the loop failed: the newest checkpoint may be in cache only
 	ExitInterrupted = 130 // SIGINT/SIGTERM: the step was killed and postrun ran
 )
@@ -76,7 +76,8 @@ EXIT STATUS
   1    not done: runs used up, too few healthy nodes, or launches never started
   2    usage: bad command line or launcher arguments
   3    cannot run: not in an allocation, launcher not found, bad configuration,
-       prerun failed
+       prerun failed, or the halt file cannot be read (nothing more is
+       launched; fix or remove it with scr_halt --remove)
   4    postrun failed: the newest checkpoint may still be only in node caches
   130  interrupted by SIGINT/SIGTERM (the step was killed, postrun ran)
   With SCR_ENABLE=0: the launcher's own exit code.

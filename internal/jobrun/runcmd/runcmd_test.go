@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/scr-go/scr/internal/jobrun"
 	"github.com/scr-go/scr/internal/launch"
+	"github.com/scr-go/scr/internal/prefix"
 )
 
 func TestExitCode(t *testing.T) {
@@ -99,5 +102,42 @@ func TestSplitCommands(t *testing.T) {
 		if err != nil || strings.Join(args, " ") != tc.args || run != strings.ReplaceAll(tc.run, "_", " ") || restart != strings.ReplaceAll(tc.restart, "_", " ") {
 			t.Errorf("%q: %q %q %q %v", tc.in, args, run, restart, err)
 		}
+	}
+}
+
+// A corrupt halt file stops scr_run before it launches anything (SCR's
+// rule), and scr_run says so and exits non-zero: nobody asked the job to
+// stop, so the job script must not take it for a finished job (it exited 0).
+func TestCorruptHaltFileIsNotSuccess(t *testing.T) {
+	pfx, root := t.TempDir(), t.TempDir()
+	for _, n := range []string{"n1", "n2"} {
+		os.MkdirAll(filepath.Join(root, n, "shm"), 0o700)
+	}
+	t.Setenv("SCR_PREFIX", pfx)
+	t.Setenv("SCR_NODELIST", "n[1-2]")
+	t.Setenv("SCR_LOCAL_ROOT", root)
+	t.Setenv("SCR_RESOURCE_MANAGER", "local")
+	t.Setenv("SCR_NODE_TESTS", "ping")
+	t.Setenv("SCR_ENABLE", "1")
+	// The nodes' caches are empty: a per-node listing that says so lets
+	// postrun succeed, so only the halt file decides the exit code.
+	bin := t.TempDir()
+	os.WriteFile(filepath.Join(bin, "scr_postrun"), []byte("#!/bin/sh\necho '[]'\n"), 0o755)
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	os.MkdirAll(filepath.Join(pfx, ".scr"), 0o700)
+	if err := os.WriteFile(prefix.HaltPath(pfx), []byte(`{"format":"scr-halt","version":1,"exit_reason":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(pfx, "launched")
+	var out, errb bytes.Buffer
+	code := Main("scr_run", "", []string{"scr_launch", "-n", "2", "touch", marker}, &out, &errb)
+	if code == ExitDone {
+		t.Fatalf("scr_run exited 0 on a corrupt halt file:\n%s", errb.String())
+	}
+	if code != ExitCannotRun || !strings.Contains(errb.String(), "halt file") || !strings.Contains(errb.String(), prefix.HaltPath(pfx)) {
+		t.Fatalf("exit %d, want %d with the halt file named:\n%s", code, ExitCannotRun, errb.String())
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the step was launched despite the halt file")
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -62,6 +64,14 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 			return err
 		}
 		o.Prefix = c.PrefixDir()
+	}
+	// A prefix that does not exist has no datasets to list or edit: most
+	// likely a typo, which an empty listing would hide.
+	if st, err := os.Stat(o.Prefix); err != nil || !st.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		return fmt.Errorf("prefix %s: %w", o.Prefix, err)
 	}
 	switch o.Action {
 	case "", List:
@@ -231,9 +241,23 @@ func list(o Options, out io.Writer) error {
 			cur = "*"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, kind, yesNo(e.Valid), yesNo(e.Failed != nil),
-			stampPtr(e.Flushed), len(e.Fetched), last, cur, e.Name)
+			stampPtr(e.Flushed), len(e.Fetched), last, cur, printable(e.Name))
 	}
 	return tw.Flush()
+}
+
+// printable is a dataset name as one line of a listing: a name with a
+// control character (a damaged or hand-edited index; the library refuses
+// such names) is quoted, so it cannot forge lines or columns.
+func printable(name string) string {
+	if prefix.CheckName(name) != nil || strings.ContainsAny(name, "\t") {
+		q := strconv.Quote(name)
+		if len(q) > 2*prefix.MaxNameLen {
+			q = q[:2*prefix.MaxNameLen] + "..."
+		}
+		return q
+	}
+	return name
 }
 
 func yesNo(b bool) string {

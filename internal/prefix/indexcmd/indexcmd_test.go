@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,5 +137,60 @@ func TestCorruptIndexIsAnError(t *testing.T) {
 	_, err := run(t, Options{Prefix: dir})
 	if !errors.Is(err, prefix.ErrCorrupt) || !strings.Contains(err.Error(), prefix.IndexPath(dir)) {
 		t.Fatalf("%v", err)
+	}
+}
+
+// A name with a newline (a hand-edited or damaged index: the library
+// refuses such names) cannot forge lines in the listing.
+func TestListQuotesForgedNames(t *testing.T) {
+	dir := t.TempDir()
+	x := prefix.NewIndex()
+	forged := "ckpt.1\n9  CKPT  YES  NO  -  0  -  *  forged"
+	x.Datasets["1"] = &prefix.IndexEntry{Dataset: prefix.Dataset{ID: 1, Name: forged, Checkpoint: true}, Complete: true}
+	if err := prefix.WriteIndex(dir, x); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, Options{Prefix: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[1], `"ckpt.1\n9`) {
+		t.Fatalf("a name forged lines in the listing:\n%s", out)
+	}
+	if _, err := x.Put(prefix.Dataset{ID: 2, Name: "a\nb"}); err == nil {
+		t.Fatal("the index took a name with a newline")
+	}
+}
+
+// scr_index --build reads every file whose CRC32C rank2file records
+// (SCR_CRC_ON_FLUSH): a flipped byte makes the dataset incomplete, with the
+// file named, although its size is right. A file named "..data/f" is a
+// file inside the prefix like any other.
+func TestBuildChecksCRC32C(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string][]byte{"ckpt.5/rank_0": []byte("rank zero data"), "..data/f": []byte("dot-dot name")}
+	var list []prefix.File
+	for rel, b := range files {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, rel)), 0o700)
+		os.WriteFile(filepath.Join(dir, rel), b, 0o600)
+		list = append(list, prefix.File{Path: rel, Size: int64(len(b)), CRC32C: prefix.FormatCRC(crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))})
+	}
+	if err := prefix.WriteRank2FilePart(dir, 5, 0, &prefix.Rank2FilePart{Ranks: [][]prefix.File{list}}); err != nil {
+		t.Fatal(err)
+	}
+	prefix.WriteSummary(dir, &prefix.Summary{Dataset: prefix.Dataset{ID: 5, Name: "ckpt.5", Checkpoint: true}, Complete: true, Ranks: 1, RanksPerPart: 1})
+	if _, err := run(t, Options{Prefix: dir, Action: Build, ID: 5}); err != nil {
+		t.Fatalf("intact dataset: %v", err)
+	}
+	b := files["ckpt.5/rank_0"]
+	b[3] ^= 0x40
+	os.WriteFile(filepath.Join(dir, "ckpt.5/rank_0"), b, 0o600)
+	_, err := run(t, Options{Prefix: dir, Action: Build, ID: 5})
+	if !errors.Is(err, prefix.ErrIncomplete) || !strings.Contains(err.Error(), "ckpt.5/rank_0") || !strings.Contains(err.Error(), "crc32c") {
+		t.Fatalf("a damaged file passed --build: %v", err)
+	}
+	x, _ := prefix.ReadIndex(dir)
+	if e := x.Get(5); e == nil || e.Valid() {
+		t.Fatalf("the damaged dataset is valid in the index: %+v", e)
 	}
 }
