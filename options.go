@@ -3,6 +3,7 @@ package scr
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -153,6 +154,9 @@ func ParseSize(s string) (int64, error) {
 	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
 	if err != nil || n < 0 {
 		return 0, &ConfigError{Key: "size", Value: s, Want: "a byte count such as 512k, 64MB or 1g"}
+	}
+	if n > math.MaxInt64/mult {
+		return 0, &ConfigError{Key: "size", Value: s, Want: "a byte count below 8 EiB"}
 	}
 	return n * mult, nil
 }

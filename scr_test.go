@@ -474,7 +474,9 @@ func TestNeedCheckpointPolicy(t *testing.T) {
 }
 
 func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"512": 512, "512k": 512 << 10, "64MB": 64 << 20, "1g": 1 << 30, "2KiB": -1, "x": -1} {
+	for in, want := range map[string]int64{"512": 512, "512k": 512 << 10, "64MB": 64 << 20, "1g": 1 << 30, "2KiB": -1, "x": -1,
+		// 16EB was 0 (the multiplication wrapped): an overflow is an error.
+		"7EB": 7 << 60, "8e": -1, "16EB": -1, "9223372036854775807k": -1} {
 		got, err := ParseSize(in)
 		if want < 0 {
 			if err == nil {

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -111,6 +112,18 @@ func exitCode(err error) int {
 	}
 }
 
+// maxSeconds is the longest --seconds a time.Duration holds.
+const maxSeconds = int64(math.MaxInt64 / int64(time.Second))
+
+// memoryBytes is the machine's memory (0 when unknown).
+func memoryBytes() int64 {
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) != nil {
+		return 0
+	}
+	return int64(si.Totalram) * int64(si.Unit)
+}
+
 type sizeFlag struct{ p *int64 }
 
 func (f sizeFlag) String() string { return "" }
@@ -173,6 +186,14 @@ func parse(args []string) (Options, error) {
 	}
 	if o.Kernel < 0 || o.Kernel > 3 {
 		return o, fmt.Errorf("--kernel %d: want 0 (CPU), 1 (memcpy), 2 (allreduce) or 3 (allreduce times): %w", o.Kernel, ErrUsage)
+	}
+	if int64(secs) > maxSeconds {
+		return o, fmt.Errorf("--seconds %d: at most %d (a Go duration): %w", secs, maxSeconds, ErrUsage)
+	}
+	if m := memoryBytes(); m > 0 && o.Size > m {
+		// Each rank holds its checkpoint in memory: 1EB made the
+		// allocation panic.
+		return o, fmt.Errorf("--size %d: more than this machine's memory (%d bytes); each rank holds its checkpoint in memory: %w", o.Size, m, ErrUsage)
 	}
 	o.Seconds = time.Duration(secs) * time.Second
 	o.NoConfFile = !confFile

@@ -153,6 +153,15 @@ func TestParse(t *testing.T) {
 	if code := run(context.Background(), []string{"--bogus"}, &out, &errb); code != 2 {
 		t.Fatalf("bad flag exit %d", code)
 	}
+	// Sizes and times that do not fit: usage errors (exit 2 with a
+	// message), not a panic of the allocation (1EB) or a duration that
+	// wrapped (--seconds 99999999999).
+	for _, args := range [][]string{{"--size", "1EB"}, {"--size", "16EB"}, {"--seconds", "99999999999"}} {
+		errb.Reset()
+		if code := run(context.Background(), args, &out, &errb); code != 2 || !strings.Contains(errb.String(), strings.TrimLeft(args[0], "-")) {
+			t.Errorf("%v: exit %d: %s", args, code, errb.String())
+		}
+	}
 }
 
 func TestHaltStopsTheRun(t *testing.T) {

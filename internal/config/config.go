@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -346,10 +347,11 @@ func ParseBool(s string) (bool, error) {
 	return false, fmt.Errorf("not a boolean (use 1 or 0)")
 }
 
-// ParseFloat accepts a decimal number.
+// ParseFloat accepts a decimal number; NaN and infinities are not numbers
+// a parameter can hold (NaN passes every range check).
 func ParseFloat(s string) (float64, error) {
 	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil {
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, fmt.Errorf("not a number")
 	}
 	return f, nil
@@ -375,7 +377,7 @@ num:
 		return 0, fmt.Errorf("not a byte count (like 1MiB or 4096)")
 	}
 	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 {
+	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, fmt.Errorf("not a byte count (like 1MiB or 4096)")
 	}
 	v := f * float64(mult)
@@ -390,6 +392,9 @@ num:
 func ParseDuration(s string) (time.Duration, error) {
 	t := strings.TrimSpace(s)
 	if f, err := strconv.ParseFloat(t, 64); err == nil {
+		if math.IsNaN(f) {
+			return 0, fmt.Errorf("not a duration (seconds, or like 1m30s)")
+		}
 		if f > float64(1<<62)/1e9 || f < -float64(1<<62)/1e9 {
 			return 0, fmt.Errorf("duration too large")
 		}

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/scr-go/scr/internal/pmi"
+	"github.com/scr-go/scr/internal/safefs"
 )
 
 // Options describe one launch.
@@ -86,6 +87,9 @@ func Placement(opts *Options) ([]string, error) {
 	if opts.N < 0 || opts.PerNode < 0 {
 		return nil, &UsageError{"-n and --ranks-per-node must not be negative"}
 	}
+	if err := fitsLimits(opts.N); err != nil {
+		return nil, err
+	}
 	if len(opts.Nodes) == 0 {
 		if opts.PerNode == 0 {
 			opts.PerNode = 1
@@ -111,6 +115,9 @@ func Placement(opts *Options) ([]string, error) {
 	if opts.N == 0 {
 		opts.N = len(opts.Nodes) * max(opts.PerNode, 1)
 	}
+	if err := fitsLimits(opts.N); err != nil {
+		return nil, err
+	}
 	if opts.PerNode == 0 {
 		opts.PerNode = (opts.N + len(opts.Nodes) - 1) / len(opts.Nodes)
 	}
@@ -123,6 +130,33 @@ func Placement(opts *Options) ([]string, error) {
 	}
 	return place, nil
 }
+
+// fdsPerRank is what one rank costs the launcher in file descriptors: its
+// PMI connection, its process handle and, while it starts, a pipe.
+const fdsPerRank = 3
+
+// fitsLimits refuses a rank count this process cannot launch (open files,
+// processes of the user) before anything is allocated or forked: a huge -n
+// would otherwise fork until the descriptors run out, then kill what it
+// started.
+func fitsLimits(n int) error {
+	var nofile, nproc syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile) == nil && nofile.Cur != rlimInfinity {
+		if maxRanks := (int64(nofile.Cur) - 64) / fdsPerRank; int64(n) > maxRanks {
+			return &UsageError{fmt.Sprintf("-n %d: %d ranks need about %d open files here, the limit is %d (ulimit -n): at most %d ranks", n, n, int64(n)*fdsPerRank+64, nofile.Cur, max(maxRanks, 0))}
+		}
+	}
+	if syscall.Getrlimit(rlimitNproc, &nproc) == nil && nproc.Cur != rlimInfinity && uint64(n) > nproc.Cur {
+		return &UsageError{fmt.Sprintf("-n %d: more ranks than the processes this user may run (%d, ulimit -u)", n, nproc.Cur)}
+	}
+	return nil
+}
+
+// rlimitNproc is RLIMIT_NPROC and rlimInfinity RLIM_INFINITY on Linux (not
+// in package syscall).
+const rlimInfinity = ^uint64(0)
+
+const rlimitNproc = 0x6
 
 // DefaultCacheRoot is SCR_LOCAL_ROOT, else /dev/shm/scr_launch.<uid> when
 // /dev/shm exists, else $TMPDIR/scr_launch.<uid>.
@@ -166,6 +200,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
+	}
+	// The default root is a predictable name in /dev/shm: it must be ours
+	// (internal/safefs), or another user could read or plant the caches.
+	if _, err := os.Stat(filepath.Dir(opts.CacheRoot)); errors.Is(err, os.ErrNotExist) {
+		os.MkdirAll(filepath.Dir(opts.CacheRoot), 0o700)
+	}
+	if err := safefs.EnsureDir(opts.CacheRoot, 0o700); err != nil {
+		return nil, fmt.Errorf("scr_launch: node storage root: %w", err)
 	}
 	for _, n := range opts.Nodes {
 		if err := os.MkdirAll(filepath.Join(opts.CacheRoot, n, "shm"), 0o700); err != nil {

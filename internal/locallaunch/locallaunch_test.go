@@ -30,6 +30,9 @@ func TestPlacement(t *testing.T) {
 		{"twice", Options{N: 2, Nodes: []string{"a", "a"}}, nil, "twice"},
 		{"path in name", Options{N: 1, Nodes: []string{"../x"}}, nil, "bad node name"},
 		{"negative", Options{N: -1}, nil, "negative"},
+		// scr_launch -n 100000000 forked until the descriptors ran out.
+		{"more ranks than open files", Options{N: 100000000}, nil, "ulimit"},
+		{"more ranks per node than open files", Options{Nodes: []string{"a"}, PerNode: 100000000}, nil, "ulimit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := tc.opts
@@ -188,5 +191,31 @@ func TestProgramMissing(t *testing.T) {
 	_, err := Run(context.Background(), Options{N: 2, CacheRoot: t.TempDir(), Argv: []string{"/nonexistent/prog"}})
 	if err == nil || !strings.Contains(err.Error(), "start rank 0") {
 		t.Fatalf("got %v, want a start error naming rank 0", err)
+	}
+}
+
+// The rank count is checked against the open-file limit before anything
+// is forked: with a soft limit of 1024, 1000 ranks (3 descriptors each)
+// are refused at once, naming the limit; 100 fit.
+func TestRankCountWithinOpenFileLimit(t *testing.T) {
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Skip(err)
+	}
+	low := old
+	low.Cur = min(1024, old.Max)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skip(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+	start := time.Now()
+	_, err := Run(context.Background(), Options{N: 1000, Argv: []string{"true"}, CacheRoot: t.TempDir()})
+	var ue *UsageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "ulimit -n") {
+		t.Fatalf("1000 ranks with 1024 open files: %v", err)
+	}
+	t.Logf("refused in %v: %v", time.Since(start), err)
+	if _, err := Placement(&Options{N: 100, Argv: []string{"true"}}); err != nil {
+		t.Fatal(err)
 	}
 }
