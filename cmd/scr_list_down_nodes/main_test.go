@@ -186,3 +186,17 @@ func TestNoPrefixNeeded(t *testing.T) {
 		t.Fatalf("--log without a prefix: exit %d, out %q, stderr %q", code, out, errs)
 	}
 }
+
+// Outside any resource manager, SCR_NODELIST names real hosts: made-up
+// ones were reported healthy (the local cluster's node checks, with no
+// SCR_LOCAL_ROOT, vouched for every name and ran the echo on this
+// machine). They must be reported down.
+func TestMadeUpHostsOutsideAResourceManagerAreDown(t *testing.T) {
+	cluster(t, 1)
+	os.Unsetenv("SCR_LOCAL_ROOT")
+	t.Setenv("SCR_NODELIST", "scr-nohost-a.invalid,scr-nohost-b.invalid")
+	code, out, errs := runCmd("--reason", "--fail-if-down")
+	if code != exitSomeDown || !strings.Contains(out, "scr-nohost-a.invalid: ") || !strings.Contains(out, "scr-nohost-b.invalid: ") {
+		t.Fatalf("made-up hosts: exit %d\n%s%s", code, out, errs)
+	}
+}

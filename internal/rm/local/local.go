@@ -15,6 +15,8 @@
 //     means the node vanished silently: the resource manager does not know,
 //     Ping fails after one second (like ping -W1) and remote commands hang
 //     until their timeout, as with a real powered-off node.
+//   - without SCR_LOCAL_ROOT there is no simulated cluster: the nodes of
+//     SCR_NODELIST are real hosts, pinged for real and reached by ssh.
 //   - end time: SCR_END_TIME (Unix seconds) if set, else -1 (no limit).
 package local
 
@@ -24,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -150,15 +153,29 @@ func (m *Manager) EndTime(ctx context.Context) (int64, error) {
 	return v, nil
 }
 
+// pingHost pings a real host once (ping -c1 -W1).
+var pingHost = func(ctx context.Context, node string) error {
+	ctx, cancel := context.WithTimeout(ctx, PingWait+time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ping", "-c1", "-W1", "--", node).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("local: %s does not answer ping (SCR_LOCAL_ROOT is not set, so SCR_NODELIST names real hosts): %v: %s", node, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // PingWait is how long Ping waits for a powered-off node before failing,
 // like `ping -c1 -W1`.
 const PingWait = time.Second
 
 // Ping implements rm.Pinger: a powered-off node never answers, and Ping
-// gives up after PingWait or when ctx ends.
+// gives up after PingWait or when ctx ends. Without SCR_LOCAL_ROOT there is
+// no simulated cluster: SCR_NODELIST then names real hosts, and they are
+// pinged for real (ping -c1 -W1), so a host that does not exist or is off
+// is never reported healthy.
 func (m *Manager) Ping(ctx context.Context, node string) error {
 	if m.root == "" {
-		return nil
+		return pingHost(ctx, node)
 	}
 	if exists(m.marker(node, PowerOffFile)) {
 		t := time.NewTimer(PingWait)
@@ -187,7 +204,11 @@ type transport struct{ m *Manager }
 func (t transport) Name() string { return "local" }
 
 func (t transport) Command(node string, argv []string) (remote.Cmd, error) {
-	if t.m.root != "" && exists(t.m.marker(node, PowerOffFile)) {
+	if t.m.root == "" {
+		// Real hosts (see Ping): reach them as without a resource manager.
+		return remote.SSH{}.Command(node, argv)
+	}
+	if exists(t.m.marker(node, PowerOffFile)) {
 		return remote.Cmd{Path: "sleep", Args: []string{"86400"}}, nil
 	}
 	env := []string{"SCR_NODE_NAME=" + node}
