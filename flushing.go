@@ -202,7 +202,7 @@ func (h *Handle) fetch(ctx context.Context) (*cache.Dataset, error) {
 	if err := h.waitAsync(ctx); err != nil {
 		return nil, err
 	}
-	if err := h.evict(ctx, "fetch", ""); err != nil {
+	if err := h.evict(ctx, "fetch", "", false); err != nil {
 		return nil, err
 	}
 	start := time.Now()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -98,7 +99,8 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	if h.loaded != nil && h.state == stateIdle {
 		h.loaded = nil
 	}
-	if err := h.evict(ctx, ds.Name, ds.Store); err != nil {
+	h.deferred = 0
+	if err := h.evict(ctx, ds.Name, ds.Store, true); err != nil {
 		return err
 	}
 	dir := h.rankDir(ds, h.rank)
@@ -110,6 +112,7 @@ func (h *Handle) StartOutput(ctx context.Context, name string, flags Flags) erro
 	}
 	if err := h.agree(ctx, fmt.Sprintf("StartOutput(%s): create %s", ds.Name, dir), lerr); err != nil {
 		h.discard(ctx, ds.ID)
+		h.deferred = 0 // the previous checkpoint stays: nothing replaces it
 		return err
 	}
 	h.dsID = id
@@ -191,7 +194,14 @@ func (h *Handle) protection(ds *cache.Dataset) error {
 
 // evict deletes the oldest cached datasets until one more fits, waiting
 // for an async flush when only busy datasets could make room.
-func (h *Handle) evict(ctx context.Context, forName, store string) error {
+//
+// With keepPrevious (StartOutput), the newest dataset it would delete, if
+// a checkpoint, is kept until the new dataset is complete (Complete
+// deletes it then: h.deferred) whenever every node's store has room for
+// both; so with SCR_CACHE_SIZE=1 a failure while the new checkpoint is
+// written (a node losing power) leaves the previous one to restart from.
+// Without the room it is deleted first, as in SCR.
+func (h *Handle) evict(ctx context.Context, forName, store string, keepPrevious bool) error {
 	base := h.storeBase(store)
 	ids := make([]int, 0, len(h.cached))
 	for id, d := range h.cached {
@@ -206,6 +216,16 @@ func (h *Handle) evict(ctx context.Context, forName, store string) error {
 			return err
 		}
 		plan, _ = cache.EvictionPlan(ids, count, h.flushing)
+	}
+	if n := len(plan); keepPrevious && n > 0 && h.cached[plan[n-1]].IsCheckpoint() {
+		room, err := h.roomForBoth(ctx, h.cached[plan[n-1]])
+		if err != nil {
+			return err
+		}
+		if room {
+			h.deferred = plan[n-1]
+			plan = plan[:n-1]
+		}
 	}
 	for _, id := range plan {
 		if d := h.cached[id]; d.IsOutput() && !h.flushed[id] {
@@ -223,6 +243,62 @@ func (h *Handle) evict(ctx context.Context, forName, store string) error {
 		}
 	}
 	return h.agree(ctx, "StartOutput: evict old datasets", lerr)
+}
+
+// roomForBoth says, on every rank, whether every node's store has room for
+// a new dataset while ds stays: free space of at least ds's size on the
+// node plus an eighth (the new checkpoint is assumed about as large as the
+// previous one). Collective: each node leader measures, all agree (MIN).
+func (h *Handle) roomForBoth(ctx context.Context, ds cache.Dataset) (bool, error) {
+	ok := int64(1)
+	if h.node.Rank() == 0 {
+		used, err := dirBytes(h.dsDir(ds))
+		free, ferr := freeSpace(filepath.Dir(h.dsDir(ds)))
+		if err != nil || ferr != nil || free < used+used/8 {
+			ok = 0
+		}
+	}
+	v, err := h.world.Allreduce(ctx, comm.OpMin, []int64{ok})
+	if err != nil {
+		return false, h.commErr("StartOutput: check room for the previous checkpoint", err)
+	}
+	return v[0] == 1, nil
+}
+
+// freeSpace is freeBytes; tests replace it to play a full cache.
+var freeSpace = freeBytes
+
+// dirBytes is the size of the regular files below dir.
+func dirBytes(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += info.Size()
+		}
+		return nil
+	})
+	return n, err
+}
+
+// dropDeferred deletes the previous checkpoint StartOutput kept while the
+// new dataset was written (collective: every rank calls it at Complete).
+func (h *Handle) dropDeferred(ctx context.Context) error {
+	id := h.deferred
+	h.deferred = 0
+	if id == 0 {
+		return nil
+	}
+	if _, ok := h.cached[id]; !ok {
+		return nil
+	}
+	return h.agree(ctx, "Complete: evict the previous checkpoint", h.discard(ctx, id))
 }
 
 // discard removes a dataset from this node's cache and from the handle's
@@ -451,6 +527,7 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		return h.commErr("Complete: share verdict", err)
 	}
 	if !v.OK {
+		h.deferred = 0 // the previous checkpoint stays: nothing replaces it
 		lerr := h.discard(ctx, ds.ID)
 		if err := h.agree(ctx, "Complete: discard invalid dataset", lerr); err != nil {
 			return errors.Join(&InvalidError{Dataset: ds.Name, Ranks: v.Ranks, Reasons: v.Reasons, Dup: v.Dup}, err)
@@ -492,6 +569,7 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 	}
 	encStart := time.Now()
 	if err := h.encode(ctx, ds, o.dir, protect); err != nil {
+		h.deferred = 0
 		h.discard(ctx, ds.ID)
 		h.agree(ctx, "Complete: discard", nil)
 		return err
@@ -506,10 +584,16 @@ func (h *Handle) Complete(ctx context.Context, valid bool) error {
 		lerr = h.noteCached(ctx, ds, false)
 	}
 	if err := h.agree(ctx, "Complete: mark dataset complete in the cache index", lerr); err != nil {
+		h.deferred = 0
 		h.discard(ctx, ds.ID)
 		return err
 	}
 	h.cached[ds.ID] = ds
+	// The new dataset is complete everywhere: the previous checkpoint
+	// kept while it was written can go now.
+	if err := h.dropDeferred(ctx); err != nil {
+		return err
+	}
 	now := time.Now()
 	took := now.Sub(h.outStart)
 	if h.rank == 0 {

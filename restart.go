@@ -25,6 +25,7 @@ type nodeReport struct {
 	Leader  bool            `json:"leader,omitempty"`
 	Entries []cache.Dataset `json:"entries,omitempty"` // complete datasets in the node's cache index
 	Held    map[int][]int   `json:"held,omitempty"`    // dataset id -> ranks whose directory the node holds
+	Dropped string          `json:"dropped,omitempty"` // why the node's cache index was not trusted (its cache was dropped)
 }
 
 // prefixFacts is what rank 0 learns from the prefix index at Init.
@@ -53,7 +54,7 @@ func (h *Handle) recover(ctx context.Context) error {
 	rep := nodeReport{Node: h.nodeName, Leader: h.node.Rank() == 0}
 	var lerr error
 	if rep.Leader {
-		rep.Entries, rep.Held, lerr = h.scanNode()
+		rep.Entries, rep.Held, rep.Dropped, lerr = h.scanNode()
 	}
 	if err := h.agree(ctx, "Init: read the cache index", lerr); err != nil {
 		return err
@@ -198,16 +199,18 @@ func chooseRestart(outcomes []outcome) (cands, kept []cache.Dataset, drop []int)
 
 // scanNode reads the node's cache index (leader only) and lists its
 // datasets and the rank directories present.
-func (h *Handle) scanNode() ([]cache.Dataset, map[int][]int, error) {
+func (h *Handle) scanNode() ([]cache.Dataset, map[int][]int, string, error) {
 	ix, err := h.layout.ReadIndex()
+	dropped := ""
 	if err != nil {
 		// A damaged index loses this node's cache, not the job: its data
 		// comes back from redundancy on the other nodes. (Its paths are
 		// not trusted: only our own, checked cache directory goes.)
+		dropped = err.Error()
 		ix = &cache.Index{Datasets: map[int]*cache.Entry{}}
 		os.RemoveAll(h.layout.CacheDir)
 		if err := h.layout.Create(); err != nil {
-			return nil, nil, err
+			return nil, nil, dropped, err
 		}
 	}
 	// Dataset directories the index does not know (its entry is always
@@ -240,7 +243,7 @@ func (h *Handle) scanNode() ([]cache.Dataset, map[int][]int, error) {
 			}
 		}
 	}
-	return out, held, nil
+	return out, held, dropped, nil
 }
 
 // writeIndex makes the node's cache index list exactly the kept datasets
@@ -381,6 +384,9 @@ func (h *Handle) makePlan(all [][]byte) initPlan {
 	for l, rp := range reps {
 		if !rp.Leader {
 			continue
+		}
+		if rp.Dropped != "" {
+			h.reportDropped(rp.Node, rp.Dropped)
 		}
 		for _, d := range rp.Entries {
 			plan.Facts.MaxID = max(plan.Facts.MaxID, d.ID)
@@ -706,6 +712,15 @@ func (h *Handle) CompleteRestart(ctx context.Context, valid bool) error {
 		return errors.Join(ierr, err)
 	}
 	return ierr
+}
+
+// reportDropped says, on rank 0, that a node's cache index could not be
+// trusted and its cache was dropped (stderr line and cache_dropped event):
+// its ranks come back from redundancy if the other nodes allow it.
+func (h *Handle) reportDropped(node, reason string) {
+	reason = strings.Join(strings.Fields(reason), " ")
+	h.warnf("node %s: its cache index cannot be trusted: %s; its cache was dropped (its ranks are rebuilt from the other nodes where the redundancy allows)", node, reason)
+	h.timeline("cache_dropped", map[string]any{"node": node, "reason": reason})
 }
 
 // reportBad says, on rank 0, that a checkpoint cannot be used for a restart

@@ -116,8 +116,8 @@ func (l Layout) IndexPath() string { return filepath.Join(l.CntlDir, "cindex.jso
 // another user prepared is refused, never used.
 func (l Layout) Create() error {
 	for _, d := range []string{l.CntlDir, l.CacheDir} {
-		job, user := filepath.Dir(d), filepath.Dir(filepath.Dir(d))
-		if _, err := safefs.Ensure(filepath.Dir(user), DirMode, filepath.Base(user), filepath.Base(job), filepath.Base(d)); err != nil {
+		userDir := filepath.Dir(d)
+		if _, err := safefs.Ensure(filepath.Dir(userDir), DirMode, filepath.Base(userDir), filepath.Base(d)); err != nil {
 			return fmt.Errorf("cache: create %s: %w", d, err)
 		}
 	}

