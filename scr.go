@@ -79,7 +79,7 @@ type Handle struct {
 	tried   int64 // fetch: the last prefix dataset tried (fetch next below it)
 
 	async     *asyncFlush
-	deferred  int // the previous checkpoint kept while StartOutput's dataset is written (see evict)
+	deferred  int                  // the previous checkpoint kept while StartOutput's dataset is written (see evict)
 	localPath map[int]string       // dataset dirs recorded in this node's cache index at Init
 	groups    map[string]*setsInfo // redundancy sets by group and set size, formed once
 

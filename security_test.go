@@ -55,7 +55,7 @@ func TestCacheDirectoryPreparedByAnotherUserIsRefused(t *testing.T) {
 	safefstest.RequireRoot(t)
 	for plant, problem := range map[string]string{
 		"mkdir -m 0777 {shm}/tester {shm}/tester/scr.77 && echo planted > {shm}/tester/scr.77/cindex.json": "is owned by uid 4242",
-		"mkdir -m 0777 {shm}/mal && ln -s {shm}/mal {shm}/tester":                                           "is a symbolic link",
+		"mkdir -m 0777 {shm}/mal && ln -s {shm}/mal {shm}/tester":                                          "is a symbolic link",
 	} {
 		shm := safefstest.SharedDir(t)
 		safefstest.As(t, safefstest.Mallory, strings.ReplaceAll(plant, "{shm}", shm))
