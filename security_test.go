@@ -445,7 +445,7 @@ func TestFullPrefixLeavesNoPartialFiles(t *testing.T) {
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", j.prefix).CombinedOutput(); err != nil {
 		t.Skipf("mount tmpfs: %v %s", err, out)
 	}
-	t.Cleanup(func() { exec.Command("umount", j.prefix).Run() })
+	t.Cleanup(func() { exec.Command("umount", "-l", j.prefix).Run() }) // lazy: a handle left without Finalize holds the prefix lock
 	mustAll(t, j.run(four, nil, func(ctx context.Context, h *Handle) error {
 		if err := checkpoint(ctx, h, 1, 200_000, 0); !errors.Is(err, ErrFlush) {
 			return fmt.Errorf("flush of 800 kB to a 512 kB prefix: %v", err)

@@ -420,6 +420,9 @@ func scavengeOne(ctx context.Context, o ScavengeOptions, e *prefix.FlushEntry, n
 	if len(o.Nodes) == 0 {
 		return nil, errors.New("no healthy node to read a cache from")
 	}
+	if err := prefix.EnsureMetaDir(o.Prefix); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(prefix.DatasetDir(o.Prefix, e.ID), 0o700); err != nil {
 		return nil, err
 	}
