@@ -148,6 +148,7 @@ func (h *Handle) haltExit(ctx context.Context, when string) error {
 		}
 	}
 	ferr := h.agree(ctx, "halt: finish flushes", errors.Join(errs...))
+	h.owner.Release() // the job ends: the prefix is free for the next one
 	h.state = stateFinal
 	return errors.Join(&HaltError{Reason: reason, When: when}, ferr)
 }
