@@ -30,7 +30,8 @@ func TestSlurmStepKillAndRelaunch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	pfx := filepath.Join(c.SharedDir(), "prefix")
-	if err := os.MkdirAll(filepath.Join(pfx, ".scr"), 0o777); err != nil {
+	// .scr must be ours and not writable by others (it is checked).
+	if err := os.MkdirAll(filepath.Join(pfx, ".scr"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	app := filepath.Join(c.SharedDir(), "app.sh")
