@@ -139,11 +139,10 @@ func choose(ctx context.Context, o FetchOptions, below int64) fetchPick {
 			err = fmt.Errorf("its summary says incomplete")
 		}
 		if err != nil {
-			// Unusable: mark it so no later search picks it again.
-			if merr := giveUp(ctx, o, e.Dataset, err.Error()); merr != nil {
-				return fetchPick{Err: fmt.Sprintf("dataset %d: %v; marking it failed: %v", e.Dataset.ID, err, merr)}
-			}
-			ix.MarkFailed(e.Dataset.ID, time.Now()) // in this copy too, so FetchCandidate moves on
+			// Unusable: mark it so no later search picks it again (if
+			// the index cannot be written now, this search still moves
+			// on to an older one).
+			giveUp(ctx, o, e.Dataset, err.Error())
 			below = e.Dataset.ID
 			continue
 		}
