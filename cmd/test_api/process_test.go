@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/scr-go/scr/internal/locallaunch"
 )
 
 // TestProcessesOverTCP runs test_api as four real processes on four
@@ -71,5 +74,39 @@ func TestProcessesOverTCP(t *testing.T) {
 	outs = launch(2, "--size", "300k", "--times", "1")
 	if !strings.Contains(outs[0], "Restarting from checkpoint named ckpt.3") || !strings.Contains(outs[0], "Completed checkpoint 5:") {
 		t.Fatalf("run 2 rank 0:\n%s", outs[0])
+	}
+}
+
+// TestInitCauseSurvivesKillOnFirstFailure: under a launcher that kills
+// every rank when the first one exits (scr_launch, srun -K), the rank that
+// knew why Init failed (rank 0 reading a corrupt flush.json) was often
+// killed before it printed, and the others printed only "failed on 1
+// rank(s)". Whichever rank exits first must name the cause: three
+// launches of three processes, each must print the file's name.
+func TestInitCauseSurvivesKillOnFirstFailure(t *testing.T) {
+	if os.Getenv("SCR_E2E") != "1" {
+		t.Skip("builds test_api and launches it 3 times as 3 processes: runs with SCR_E2E=1")
+	}
+	base := t.TempDir()
+	bin := filepath.Join(base, "test_api")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	pfx := filepath.Join(base, "prefix")
+	os.MkdirAll(filepath.Join(pfx, ".scr"), 0o700)
+	os.WriteFile(filepath.Join(pfx, ".scr", "flush.json"), []byte(`{"format":"scr-flush","version":1,"datasets":{"1":`), 0o600)
+	for i := range 3 {
+		var out bytes.Buffer
+		res, err := locallaunch.Run(context.Background(), locallaunch.Options{
+			N: 3, Argv: []string{bin, "--size", "1k", "--times", "0"}, CacheRoot: filepath.Join(base, fmt.Sprint("root", i)),
+			Env:    append(os.Environ(), "SCR_PREFIX="+pfx, "SCR_JOB_ID=kill", "SCR_USER_NAME=u", "SCR_COPY_TYPE=SINGLE"),
+			Stdout: &out, Stderr: &out,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode() == 0 || !strings.Contains(out.String(), "flush.json is corrupt") {
+			t.Fatalf("launch %d: exit %d, the cause is not printed:\n%s", i, res.ExitCode(), out.String())
+		}
 	}
 }
