@@ -315,7 +315,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		if d.Stop {
 			res.Reason, res.Halted = d.Reason, halt.Halt && halt.Err == nil
-			if halt.Err != nil && d.Reason != "" && halt.Halt {
+			if halt.Err != nil {
 				// Stopped because the halt file cannot be read: that is
 				// not a job that finished (exit non-zero, say why).
 				loopErr = &HaltFileError{Prefix: o.Prefix, Err: halt.Err}
