@@ -29,9 +29,12 @@ func (shLauncher) Cancel(context.Context, launch.Runner, string, launch.Command,
 func TestRealProcessesNodeLossRelaunch(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "rank.pid")
-	// Run 1: report in, fork a rank that hangs. Run 2: report in, exit 0.
-	script := `printf '{"time":"2026-01-01T00:00:00Z","source":"library","event":"started","run":%s,"ranks":2,"nodes":["n1","n2"]}\n' "$SCR_RUN_ID" >> "$SCR_PREFIX/.scr/timeline"
-if [ "$SCR_RUN_ID" = 1 ]; then sleep 300 & echo $! > ` + pidFile + `; wait; fi
+	// Run 1: fork a rank that hangs, then report in. Run 2: report in,
+	// exit 0. The rank's pid is written before the step reports in, so
+	// the kill that follows the confirmation cannot come before it.
+	script := `if [ "$SCR_RUN_ID" = 1 ]; then sleep 300 & echo $! > ` + pidFile + `; fi
+printf '{"time":"2026-01-01T00:00:00Z","source":"library","event":"started","run":%s,"ranks":2,"nodes":["n1","n2"]}\n' "$SCR_RUN_ID" >> "$SCR_PREFIX/.scr/timeline"
+if [ "$SCR_RUN_ID" = 1 ]; then wait; fi
 exit 0`
 	if err := os.MkdirAll(filepath.Join(dir, ".scr"), 0o700); err != nil {
 		t.Fatal(err)
