@@ -96,11 +96,11 @@ func TestInitCauseSurvivesKillOnFirstFailure(t *testing.T) {
 	os.MkdirAll(filepath.Join(pfx, ".scr"), 0o700)
 	os.WriteFile(filepath.Join(pfx, ".scr", "flush.json"), []byte(`{"format":"scr-flush","version":1,"datasets":{"1":`), 0o600)
 	for i := range 3 {
-		var out bytes.Buffer
+		out := &lockedBuffer{} // the ranks' output arrives from several goroutines
 		res, err := locallaunch.Run(context.Background(), locallaunch.Options{
 			N: 3, Argv: []string{bin, "--size", "1k", "--times", "0"}, CacheRoot: filepath.Join(base, fmt.Sprint("root", i)),
 			Env:    append(os.Environ(), "SCR_PREFIX="+pfx, "SCR_JOB_ID=kill", "SCR_USER_NAME=u", "SCR_COPY_TYPE=SINGLE"),
-			Stdout: &out, Stderr: &out,
+			Stdout: out, Stderr: out,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -109,4 +109,22 @@ func TestInitCauseSurvivesKillOnFirstFailure(t *testing.T) {
 			t.Fatalf("launch %d: exit %d, the cause is not printed:\n%s", i, res.ExitCode(), out.String())
 		}
 	}
+}
+
+// lockedBuffer is a bytes.Buffer several goroutines may write.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
