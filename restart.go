@@ -725,7 +725,7 @@ func (h *Handle) reportDropped(node, reason string) {
 
 // reportBad says, on rank 0, that a checkpoint cannot be used for a restart
 // and that the restart falls back to an older one: one line on
-// Options.Log (stderr) and a bad_dataset timeline event, so a fall-back is
+// Options.Stderr (a warning) and a bad_dataset timeline event, so a fall-back is
 // never silent. from is where the checkpoint was: "cache" or "prefix".
 func (h *Handle) reportBad(name string, id int, from, reason string) {
 	if h.rank != 0 {

@@ -232,7 +232,7 @@ func flushTwo(t *testing.T, j *job, size int) {
 }
 
 // restartFromPrefix checks that a restart falls back from the damaged
-// ckpt.2 to ckpt.1, loudly: a line on Options.Log and a bad_dataset event
+// ckpt.2 to ckpt.1, loudly: a warning on Options.Stderr and a bad_dataset event
 // naming ckpt.2 with why, and ckpt.2 failed in the index, so the next
 // run goes straight to ckpt.1 (it never blocks the job).
 func restartFromPrefix(t *testing.T, j *job, size int, why string) {

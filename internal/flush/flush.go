@@ -31,7 +31,7 @@ func ToPrefix(d cache.Dataset) prefix.Dataset {
 	return prefix.Dataset{
 		ID: int64(d.ID), Name: d.Name, Checkpoint: d.IsCheckpoint(), Output: d.IsOutput(),
 		CkptID: int64(d.CkptID), Created: d.Created, User: d.User, JobID: d.JobID,
-		Files: d.Files, Size: d.Bytes, Complete: d.Complete,
+		JobName: d.JobName, Cluster: d.Cluster, Files: d.Files, Size: d.Bytes, Complete: d.Complete,
 	}
 }
 
@@ -46,7 +46,7 @@ func FromPrefix(d prefix.Dataset, ranks int) cache.Dataset {
 	}
 	return cache.Dataset{
 		ID: int(d.ID), Name: d.Name, Flags: f, CkptID: int(d.CkptID), Created: d.Created,
-		User: d.User, JobID: d.JobID, Ranks: ranks, Files: d.Files, Bytes: d.Size, Complete: d.Complete,
+		User: d.User, JobID: d.JobID, JobName: d.JobName, Cluster: d.Cluster, Ranks: ranks, Files: d.Files, Bytes: d.Size, Complete: d.Complete,
 	}
 }
 
