@@ -343,6 +343,12 @@ func (h *Handle) Finalize(ctx context.Context) error {
 	if err := h.world.Barrier(ctx); err != nil && ferr == nil {
 		ferr = h.commErr("Finalize", err)
 	}
+	if ferr == nil && h.rank == 0 {
+		// Every rank is through: scr_run may end a step that still runs
+		// long after this (SCR_FINALIZE_TIMEOUT), e.g. one hung in
+		// MPI_Finalize (doc/capi.md).
+		h.timeline("finalized", nil)
+	}
 	h.owner.Release()
 	h.state = stateFinal
 	return ferr

@@ -84,6 +84,11 @@ func TestCheckpointThenRestartFromCache(t *testing.T) {
 	if hf, _, err := prefix.ReadHalt(j.prefix); err != nil || hf.ExitReason != prefix.ReasonFinalizeCalled {
 		t.Fatalf("halt file after Finalize: %+v %v", hf, err)
 	}
+	// One `finalized` event (rank 0, once every rank is through): scr_run
+	// ends a step that lingers after it (SCR_FINALIZE_TIMEOUT).
+	if evs := j.events("finalized"); len(evs) != 1 {
+		t.Fatalf("finalized events after one Finalize of 4 ranks: %+v", evs)
+	}
 	// The library ignores its own finalize mark: a relaunch restarts and
 	// ShouldExit says no.
 	sameName(t, restartAll(t, j, four, nil, size), "ckpt.3")

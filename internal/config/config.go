@@ -638,4 +638,5 @@ func isOff(v string) bool {
 // application runs, so an API value reaches them late (SCR warns too).
 var scriptParams = map[string]bool{"CACHEDIR": true, "CNTLDIR": true, "SCR_CACHE_BASE": true, "SCR_CACHE_SIZE": true,
 	"SCR_CNTL_BASE": true, "SCR_EXCLUDE_NODES": true, "SCR_JOB_NAME": true, "SCR_WATCHDOG_TIMEOUT": true,
-	"SCR_WATCHDOG_TIMEOUT_PFS": true, "SCR_RUNS": true, "SCR_MIN_NODES": true, "SCR_LAUNCH_TIMEOUT": true, "SCR_WATCH_INTERVAL": true}
+	"SCR_WATCHDOG_TIMEOUT_PFS": true, "SCR_RUNS": true, "SCR_MIN_NODES": true, "SCR_LAUNCH_TIMEOUT": true, "SCR_WATCH_INTERVAL": true,
+	"SCR_FINALIZE_TIMEOUT": true}

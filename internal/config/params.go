@@ -68,6 +68,7 @@ var Params = []Param{
 	{"SCR_WATCHDOG_TIMEOUT_PFS", "0", "watchdog: seconds without progress (prefix)"},
 	{"SCR_LAUNCH_TIMEOUT", "60", "scr-go: seconds scr_run waits for a launched run to report in"},
 	{"SCR_WATCH_INTERVAL", "2", "scr-go: seconds between node checks while a step runs"},
+	{"SCR_FINALIZE_TIMEOUT", "60", "scr-go: seconds scr_run lets a step run on after every rank finished SCR_Finalize; 0 = no limit"},
 	{"SCR_COMM_TIMEOUT", "3", "scr-go: seconds of silence before a peer is declared lost"},
 	{"SCR_LOG_ENABLE", "0", "1 = write SCR's text event log (with SCR_LOG_TXT_ENABLE)"},
 	{"SCR_LOG_TXT_ENABLE", "1", "with SCR_LOG_ENABLE=1: the text log <prefix>/.scr/log"},

@@ -66,6 +66,7 @@ type Settings struct {
 	WatchdogTimeoutPFS time.Duration // SCR_WATCHDOG_TIMEOUT_PFS
 	LaunchTimeout      time.Duration // SCR_LAUNCH_TIMEOUT (60 s): wait for a launched run to report in; 0 = do not wait
 	WatchInterval      time.Duration // SCR_WATCH_INTERVAL (2 s): node checks while a step runs
+	FinalizeTimeout    time.Duration // SCR_FINALIZE_TIMEOUT (60 s): a step still running this long after SCR_Finalize is killed; 0 = no limit
 	CommTimeout        time.Duration // SCR_COMM_TIMEOUT (3 s): silence before a peer is lost
 	LogEnable          bool          // SCR_LOG_ENABLE (0): write SCR's text event log
 	LogTxtEnable       bool          // SCR_LOG_TXT_ENABLE (1): the text log is <prefix>/.scr/log (with SCR_LOG_ENABLE=1)
@@ -216,6 +217,7 @@ func (c *Config) Settings() (*Settings, error) {
 	du("SCR_WATCHDOG_TIMEOUT_PFS", &s.WatchdogTimeoutPFS)
 	du("SCR_LAUNCH_TIMEOUT", &s.LaunchTimeout)
 	du("SCR_WATCH_INTERVAL", &s.WatchInterval)
+	du("SCR_FINALIZE_TIMEOUT", &s.FinalizeTimeout)
 	du("SCR_COMM_TIMEOUT", &s.CommTimeout)
 	b("SCR_LOG_ENABLE", &s.LogEnable)
 	b("SCR_LOG_TXT_ENABLE", &s.LogTxtEnable)
@@ -353,6 +355,9 @@ func (s *Settings) Validate() error {
 	}
 	if s.LaunchTimeout < 0 {
 		bad("SCR_LAUNCH_TIMEOUT", s.LaunchTimeout, "must be 0 (do not wait for the ranks to report in) or positive")
+	}
+	if s.FinalizeTimeout < 0 {
+		bad("SCR_FINALIZE_TIMEOUT", s.FinalizeTimeout, "must be 0 (no limit) or positive")
 	}
 	if s.WatchInterval <= 0 {
 		bad("SCR_WATCH_INTERVAL", s.WatchInterval, "must be positive")

@@ -140,6 +140,10 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 	if launchTimeout == 0 {
 		launchTimeout = -1 // SCR_LAUNCH_TIMEOUT=0: no confirmation
 	}
+	finalizeTimeout := st.FinalizeTimeout
+	if finalizeTimeout == 0 {
+		finalizeTimeout = -1 // SCR_FINALIZE_TIMEOUT=0: no limit
+	}
 	down := o.Down
 	if down == nil {
 		var excl []string
@@ -188,7 +192,7 @@ func ScrRun(ctx context.Context, o CmdOptions) (CmdResult, error) {
 		RunCmd: o.RunCmd, RestartCmd: o.RestartCmd, HaveRestart: haveRestart, TextLog: tlog,
 		Env: env, Stdout: o.Stdout, Stderr: o.Stderr, Log: o.Stderr, Down: down, WatchDown: o.WatchDown,
 		Halt: PrefixHalter{Prefix: p, End: end, HaltSeconds: st.HaltSeconds},
-		Runs: runs, MinNodes: st.MinNodes, LaunchTimeout: launchTimeout,
+		Runs: runs, MinNodes: st.MinNodes, LaunchTimeout: launchTimeout, FinalizeTimeout: finalizeTimeout,
 		WatchInterval: st.WatchInterval, Watchdog: wd,
 		LastNodes: func() int {
 			n, err := prefix.ReadNodes(p)

@@ -133,6 +133,12 @@ type Options struct {
 	// (SCR_LAUNCH_TIMEOUT, default 60 s); < 0 disables confirmation, for
 	// programs that do not use scr-go.
 	LaunchTimeout time.Duration
+	// FinalizeTimeout is how long a step may go on after its ranks all
+	// finished SCR_Finalize (the library's `finalized` event) before it is
+	// killed and taken as a run that ended well: Debian 12's MPICH can hang
+	// in MPI_Finalize (doc/capi.md). SCR_FINALIZE_TIMEOUT, default 60 s;
+	// < 0: no limit.
+	FinalizeTimeout time.Duration
 	// MaxUnconfirmed stops the loop after this many launches in a row
 	// that never started (default 3).
 	MaxUnconfirmed int
@@ -192,6 +198,9 @@ func (o *Options) defaults() error {
 	}
 	if o.LaunchTimeout == 0 {
 		o.LaunchTimeout = 60 * time.Second
+	}
+	if o.FinalizeTimeout == 0 {
+		o.FinalizeTimeout = 60 * time.Second
 	}
 	if o.MaxUnconfirmed == 0 {
 		o.MaxUnconfirmed = 3

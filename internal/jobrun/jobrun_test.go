@@ -21,6 +21,7 @@ type scripted struct {
 	peerLost bool     // after starting, a rank reports a lost peer
 	ckpts    int      // checkpoint events after starting
 	hang     bool     // never ends on its own
+	final    bool     // the ranks report they finished SCR_Finalize
 	selfExit bool     // with peerLost: the ranks exit by themselves (75), no kill needed
 	exit     int      // exit code when it ends on its own
 	stdout   string   // printed before it ends
@@ -87,6 +88,9 @@ func (f *fakeLauncher) start(ctx context.Context, a launch.Adapter, c launch.Com
 		}
 		for k := 0; k < sc.ckpts; k++ {
 			app("checkpoint", map[string]any{"dataset": k + 1})
+		}
+		if sc.final {
+			app("finalized", nil)
 		}
 		if sc.peerLost {
 			app("peer_lost", map[string]any{"rank": 0, "host": "n1", "lost_rank": 1, "lost_host": "n2", "reason": "heartbeat timeout"})
@@ -292,6 +296,36 @@ func TestPeerLostWithoutSpareIsRecheckedBeforeGivingUp(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "node n2 passed the re-check") {
 		t.Fatalf("log:\n%s", log)
+	}
+}
+
+// A step whose ranks all finished SCR_Finalize but which does not end
+// (MPICH 4.0's MPI_Finalize hang) is killed after SCR_FINALIZE_TIMEOUT and
+// taken as a run that ended well: no relaunch. Without the limit the same
+// step runs until the loop's context ends.
+func TestStepHungAfterFinalizeIsEndedAsFinished(t *testing.T) {
+	f := newFake(t, scripted{started: true, ckpts: 1, final: true, hang: true})
+	o, log := baseOptions(t, f)
+	o.Runs = 3
+	o.FinalizeTimeout = 200 * time.Millisecond
+	res := run(t, o)
+	if res.Attempts != 1 || res.LastExit != 0 || !res.Success() {
+		t.Fatalf("result %+v\n%s", res, log)
+	}
+	for _, want := range []string{"every rank finished SCR_Finalize", "exit code 137 of the killed step taken as 0"} {
+		if !strings.Contains(log.String(), want) {
+			t.Fatalf("log has no %q:\n%s", want, log)
+		}
+	}
+
+	f = newFake(t, scripted{started: true, final: true, hang: true})
+	o, log = baseOptions(t, f)
+	o.FinalizeTimeout = -1
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	res, _ = Run(ctx, o)
+	if strings.Contains(log.String(), "every rank finished SCR_Finalize") || res.LastExit == 0 {
+		t.Fatalf("no limit, yet the step was ended as finished: %+v\n%s", res, log)
 	}
 }
 

@@ -23,7 +23,7 @@ type watch struct {
 }
 
 // progressEvents reset the watchdog.
-var progressEvents = map[string]bool{"started": true, "checkpoint": true, "flush": true, "restart": true, "rebuilt": true}
+var progressEvents = map[string]bool{"started": true, "checkpoint": true, "flush": true, "restart": true, "rebuilt": true, "finalized": true}
 
 func (w *watch) loop(ctx context.Context) attemptOutcome {
 	o := w.r.o
@@ -58,6 +58,8 @@ func (w *watch) loop(ctx context.Context) attemptOutcome {
 	lastHalt := time.Time{}
 	killed := false
 	unconfirmed := false
+	var finalizedAt time.Time // every rank finished SCR_Finalize
+	lingered := false         // killed for running on after that
 	var killWait <-chan time.Time
 
 	kill := func(reason string) {
@@ -106,6 +108,10 @@ func (w *watch) loop(ctx context.Context) attemptOutcome {
 					}
 					w.r.logf(w.run, "", nil, "run %d started%s", w.run, startedText(ev.Fields))
 				}
+			case "finalized":
+				if finalizedAt.IsZero() {
+					finalizedAt = o.Now()
+				}
 			case "peer_lost":
 				why := fmt.Sprintf("peer lost: rank %v on %v lost rank %v on %v: %v",
 					ev.Fields["rank"], ev.Fields["host"], ev.Fields["lost_rank"], ev.Fields["lost_host"], ev.Fields["reason"])
@@ -134,6 +140,11 @@ func (w *watch) loop(ctx context.Context) attemptOutcome {
 				readEvents() // the ranks may have reported in just before the end
 			}
 			code := w.step.ExitCode()
+			if lingered {
+				// The application had finished: the run ended well.
+				w.r.logf(w.run, "", nil, "run %d had finished SCR_Finalize on every rank; exit code %d of the killed step taken as 0", w.run, code)
+				code = 0
+			}
 			if !confirmed && !killed && code != 0 {
 				// Ended on its own before the ranks reported in: a
 				// failed launch, not a run (retried, bounded).
@@ -194,6 +205,12 @@ func (w *watch) loop(ctx context.Context) attemptOutcome {
 					kill("scr_halt --immediate: " + h.Reason)
 					continue
 				}
+			}
+			if !finalizedAt.IsZero() && o.FinalizeTimeout > 0 && now.Sub(finalizedAt) > o.FinalizeTimeout {
+				lingered = true
+				kill(fmt.Sprintf("every rank finished SCR_Finalize %s ago and the step has not ended (SCR_FINALIZE_TIMEOUT %s): hung in MPI_Finalize? (doc/capi.md)",
+					now.Sub(finalizedAt).Round(time.Second), o.FinalizeTimeout))
+				continue
 			}
 			if wd := o.Watchdog; wd != nil && wd.Timeout > 0 {
 				// The flush state is read only once the normal limit

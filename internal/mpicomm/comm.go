@@ -665,7 +665,9 @@ func (c *Comm) drain() {
 		kids := slices.Clone(x.children)
 		x.mu.Unlock()
 		for _, k := range kids {
-			walk(k)
+			if !k.closed.Load() { // a freed handle must not reach MPI
+				walk(k)
+			}
 		}
 	}
 	walk(c)
@@ -702,6 +704,12 @@ func (c *Comm) Close() error {
 			}
 		}
 		c.drain()
+	} else {
+		// Off the parent's list: the world's drain walks the list, and
+		// must not meet a freed handle (MPI aborts on it).
+		c.parent.mu.Lock()
+		c.parent.children = slices.DeleteFunc(c.parent.children, func(k *Comm) bool { return k == c })
+		c.parent.mu.Unlock()
 	}
 	c.mu.Lock()
 	kids := c.children

@@ -427,6 +427,24 @@ func TestSplit(t *testing.T) {
 	if err := byNode.Barrier(ctx); !errors.Is(err, comm.ErrClosed) {
 		t.Errorf("barrier on a closed communicator: %v", err)
 	}
+	// A closed child leaves its parent: the world's drain at Close walks
+	// the children, and MPI aborts on a freed handle (it did, after a
+	// flush's communicator was closed before SCR_Finalize).
+	wld.mu.Lock()
+	stale := slices.ContainsFunc(wld.children, func(k *Comm) bool { return comm.Comm(k) == byNode })
+	wld.mu.Unlock()
+	if stale {
+		t.Error("a closed communicator is still among the world's children")
+	}
+	if sub != nil {
+		if err := sub.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+	wld.drain() // would abort the job if it met a freed handle
+	if err := wld.Barrier(ctx); err != nil {
+		t.Error(err)
+	}
 }
 
 // A receive that gives up on its context withdraws: the message sent
