@@ -251,10 +251,13 @@ func (o *op) msgPtr() unsafe.Pointer {
 	return o.free[0].ptr()
 }
 
-// SendOwned is Send: the data is staged in C memory either way, so the
-// caller's buffer is free again when it returns.
+// SendOwned is Send for a caller that gives data up: once it is staged in
+// C memory the buffer goes back to comm's pool (comm.Release) for the next
+// message, instead of costing fresh pages.
 func (c *Comm) SendOwned(ctx context.Context, dst, tag int, data []byte) error {
-	return c.Send(ctx, dst, tag, data)
+	err := c.Send(ctx, dst, tag, data)
+	comm.Release(data)
+	return err
 }
 
 // Recv receives the next message from src with tag, of any size.
@@ -270,7 +273,7 @@ func (c *Comm) Recv(ctx context.Context, src, tag int) ([]byte, error) {
 	if err := c.start(ctx, "recv", o, func(e *Engine) { e.probes = append(e.probes, p) }); err != nil {
 		return nil, err
 	}
-	out := make([]byte, o.n)
+	out := comm.Buffer(o.n) // recycled: the caller may comm.Release it
 	if o.n > 0 {
 		copy(out, o.msg.b[:o.n])
 	}

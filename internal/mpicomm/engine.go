@@ -26,14 +26,11 @@ type Engine struct {
 	owners []*op           // the op each request completes
 	idx    []C.int
 	probes []*probe // receives waiting for a matching message, in order
-	pause  *time.Timer
 }
 
 // NewEngine returns an engine; nothing runs until Serve.
 func NewEngine() *Engine {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &Engine{ops: make(chan func(), 64), pause: t}
+	return &Engine{ops: make(chan func(), 64)}
 }
 
 // op is one MPI operation a goroutine waits for. Its C blocks (stage.go)
@@ -164,22 +161,16 @@ func (e *Engine) Serve(done <-chan struct{}) {
 		// Requests are outstanding but none completed: poll again at once
 		// for a while (a message is usually close), then back off a little
 		// so a waiting rank leaves the CPU to the ranks computing.
+		// The waits are C calls: a Go yield or timer on this locked thread
+		// hands its P over and back through futexes every time (most of a
+		// waiting rank's CPU in a profile). An operation submitted
+		// meanwhile waits at most one nap (100 µs).
 		idle++
 		if idle < 200 {
-			runtime.Gosched()
+			C.scrgo_yield()
 			continue
 		}
-		e.pause.Reset(min(time.Duration(idle-199)*time.Microsecond, 100*time.Microsecond))
-		select {
-		case f := <-e.ops:
-			f()
-			idle = 0
-		case <-done:
-			e.pause.Stop()
-			return
-		case <-e.pause.C:
-		}
-		e.pause.Stop()
+		C.scrgo_nap(C.int(min(idle-199, 100)))
 	}
 }
 

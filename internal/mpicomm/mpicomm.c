@@ -1,6 +1,8 @@
 //go:build scrmpi
 
 #include <pthread.h>
+#include <sched.h>
+#include <time.h>
 #include "mpicomm.h"
 
 // The thread the engine serves on, and how many MPI calls the helpers saw
@@ -116,3 +118,14 @@ int scrgo_mpi_iallreduce_i64(int64_t* in, int64_t* out, int n, int op, MPI_Comm 
 
 int scrgo_mpi_any_source(void) { return MPI_ANY_SOURCE; }
 int scrgo_mpi_any_tag(void) { return MPI_ANY_TAG; }
+
+/* The serving thread's waits between polls, in C: a Go-level yield or
+ * timer on a thread locked to its goroutine hands the P to another thread
+ * and back through futexes each time, which cost more CPU than the MPI
+ * work on ranks sharing cores. */
+void scrgo_yield(void) { sched_yield(); }
+void scrgo_nap(int us)
+{
+	struct timespec ts = { 0, (long) us * 1000L };
+	nanosleep(&ts, NULL);
+}

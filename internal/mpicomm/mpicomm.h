@@ -25,6 +25,8 @@ int scrgo_mpi_isend(void* b, int n, int dst, int tag, MPI_Comm c, MPI_Request* r
 int scrgo_mpi_improbe(int src, int tag, MPI_Comm c, int* flag, MPI_Message* m, int* count);
 int scrgo_mpi_imrecv(void* b, int n, MPI_Message* m, MPI_Request* r);
 int scrgo_mpi_testsome(int n, MPI_Request* rs, int* done, int* idx);
+void scrgo_yield(void);
+void scrgo_nap(int us);
 int scrgo_mpi_ibarrier(MPI_Comm c, MPI_Request* r);
 int scrgo_mpi_ibcast(void* b, int n, int root, MPI_Comm c, MPI_Request* r);
 int scrgo_mpi_iallgather_i64(int64_t* mine, int n, int64_t* all, MPI_Comm c, MPI_Request* r);
