@@ -291,7 +291,7 @@ func (e *Engine) drain(hs []C.MPI_Comm, deadline time.Time) {
 			return // the barrier completed too
 		}
 		if !moved {
-			runtime.Gosched()
+			C.scrgo_yield() // not runtime.Gosched: see Serve
 		}
 	}
 }
