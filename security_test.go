@@ -6,7 +6,6 @@ package scr
 // leak, destroy or silently misuse data.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,24 +25,6 @@ import (
 )
 
 var two = []string{"n1", "n2"}
-
-// syncBuffer is an io.Writer several ranks may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Defect 1: another user prepares the cache directory in a shared 1777
 // base (mode 0777, with a planted checkpoint in it, or a link to a
@@ -95,7 +75,7 @@ func TestCacheDirectoryPreparedByAnotherUserIsRefused(t *testing.T) {
 // loudly, instead.
 func TestCacheIndexPathsNeverReachRemoveAll(t *testing.T) {
 	j := newJob(t, nil)
-	log := &syncBuffer{}
+	log := &lockedBuffer{}
 	j.stderr = log
 	victim := filepath.Join(j.base, "victim")
 	os.MkdirAll(filepath.Join(victim, "keep"), 0o700)
@@ -237,7 +217,7 @@ func flushTwo(t *testing.T, j *job, size int) {
 // run goes straight to ckpt.1 (it never blocks the job).
 func restartFromPrefix(t *testing.T, j *job, size int, why string) {
 	t.Helper()
-	log := &syncBuffer{}
+	log := &lockedBuffer{}
 	j.stderr = log
 	sameName(t, restartAll(t, j, two, nil, size), "ckpt.1")
 	evs := j.events("bad_dataset")
@@ -302,7 +282,7 @@ func TestFetchChecksTheCRC32COfFlushedFiles(t *testing.T) {
 // dropped and the restart goes to the older cached one, loudly.
 func TestCachedFallbackIsNeverSilent(t *testing.T) {
 	j := newJob(t, map[string]string{"SCR_CACHE_SIZE": "2", "SCR_CRC_ON_COPY": "1"})
-	log := &syncBuffer{}
+	log := &lockedBuffer{}
 	j.stderr = log
 	mustAll(t, j.run(two, nil, func(ctx context.Context, h *Handle) error {
 		for step := 1; step <= 2; step++ {

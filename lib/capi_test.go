@@ -143,12 +143,19 @@ func must(t *testing.T, dir string, env []string, argv ...string) {
 // twoNodes is the launch of argv as 2 ranks on this machine, as nodes a
 // and b with their own cache directories under nodes.
 func (f flavor) twoNodes(nodes string, argv ...string) []string {
+	return f.simNodes(nodes, []string{"a", "b"}, argv...)
+}
+
+// simNodes is the launch of argv as one rank per name on this machine
+// (MPMD), each a simulated node of that name with its cache and control
+// directories in base/name.
+func (f flavor) simNodes(base string, names []string, argv ...string) []string {
 	cmd := append([]string{f.launcher}, f.launcherArgs...)
-	for i, n := range []string{"a", "b"} {
+	for i, n := range names {
 		if i > 0 {
 			cmd = append(cmd, ":")
 		}
-		vars := [][2]string{{"SCR_NODE_NAME", n}, {"SCR_CACHE_BASE", filepath.Join(nodes, n)}, {"SCR_CNTL_BASE", filepath.Join(nodes, n)}}
+		vars := [][2]string{{"SCR_NODE_NAME", n}, {"SCR_CACHE_BASE", filepath.Join(base, n)}, {"SCR_CNTL_BASE", filepath.Join(base, n)}}
 		if f.name == "mpich" {
 			cmd = append(cmd, "-n", "1")
 			for _, v := range vars {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scr-go/scr/internal/launch"
 	"github.com/scr-go/scr/internal/prefix"
 	"github.com/scr-go/scr/internal/scenario"
 	"github.com/scr-go/scr/internal/vcluster"
@@ -96,9 +97,10 @@ func TestExamplesOnCluster(t *testing.T) {
 				// One cache per program: they share the allocation.
 				env := []string{"SCR_PREFIX=" + dir, "SCR_FLUSH=0", "SCR_COPY_TYPE=XOR", fmt.Sprintf("SCR_JOB_ID=%s.%s.%d", alloc, f.name, i),
 					"SCR_PY_LIBSCR=" + filepath.Join(prefixDir, "lib", "libscr.so"), "PYTHONPATH=" + filepath.Join(prefixDir, "lib", "python")}
-				launch := func(nodes string) []string {
+				stepName := fmt.Sprintf("example-%s-%d", f.name, i)
+				launchOn := func(nodes string) []string {
 					if f.name == "mpich" {
-						return append([]string{"srun", "--jobid=" + alloc, "--mpi=pmi2", "-w", nodes, "-N2", "-n2"}, p.argv(exe)...)
+						return append([]string{"srun", "--jobid=" + alloc, "--job-name=" + stepName, "--mpi=pmi2", "-w", nodes, "-N2", "-n2"}, p.argv(exe)...)
 					}
 					argv := []string{"env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "mpirun.openmpi", "--hostfile", hosts,
 						"--host", nodes, "-np", "2", "--mca", "btl_tcp_if_include", "eth0", "--mca", "oob_tcp_if_include", "eth0"}
@@ -111,7 +113,7 @@ func TestExamplesOnCluster(t *testing.T) {
 					before := finalized(t, dir)
 					lctx, lcancel := context.WithTimeout(ctx, 2*time.Minute)
 					defer lcancel()
-					cmd := c.CommandDir(lctx, "node1", dir, launch(nodes), env)
+					cmd := c.CommandDir(lctx, "node1", dir, launchOn(nodes), env)
 					if cmd.Err != nil {
 						t.Fatal(cmd.Err)
 					}
@@ -123,8 +125,13 @@ func TestExamplesOnCluster(t *testing.T) {
 						// MPICH 4.0.2's MPI_Finalize (doc/capi.md), which
 						// scr_run ends by SCR_FINALIZE_TIMEOUT. This test
 						// runs srun itself, so it does the same.
+						// The next srun in the allocation waits for the
+						// cancelled step's nodes.
 						t.Logf("%s on %s: the step hung in MPI_Finalize after every rank finished SCR_Finalize (MPICH 4.0.2, doc/capi.md); its step is cancelled and the run taken as finished", p.name, nodes)
-						cancelSteps(t, c, alloc)
+						onNode1 := func(ctx context.Context, argv []string) ([]byte, error) { return c.Exec(ctx, "node1", argv, nil) }
+						if err := (launch.Srun{}).Cancel(context.WithoutCancel(ctx), onNode1, alloc, launch.Command{StepName: stepName}, ""); err != nil {
+							t.Fatal(err)
+						}
 						return string(out)
 					}
 					if err != nil {
@@ -197,36 +204,4 @@ func finalized(t *testing.T, dir string) int {
 		}
 	}
 	return n
-}
-
-// cancelSteps cancels the job steps left running in allocation alloc (its
-// nodes are needed by the next step) and waits until they are gone.
-func cancelSteps(t *testing.T, c *vcluster.Cluster, alloc string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	steps := func() []string {
-		out, err := c.Exec(ctx, "node1", []string{"squeue", "-h", "-s", "-j", alloc, "-o", "%i"}, nil)
-		if err != nil {
-			t.Fatalf("squeue -s -j %s: %v\n%s", alloc, err, out)
-		}
-		var ids []string
-		for _, step := range strings.Fields(string(out)) {
-			if _, id, ok := strings.Cut(step, "."); ok && id != "extern" && id != "batch" && id != "interactive" {
-				ids = append(ids, step)
-			}
-		}
-		return ids
-	}
-	for _, step := range steps() {
-		if out, err := c.Exec(ctx, "node1", []string{"scancel", "--signal=KILL", step}, nil); err != nil {
-			t.Fatalf("scancel %s: %v\n%s", step, err, out)
-		}
-	}
-	for left := steps(); len(left) > 0; left = steps() {
-		if ctx.Err() != nil {
-			t.Fatalf("steps %v of %s still running after scancel", left, alloc)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }

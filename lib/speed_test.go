@@ -50,27 +50,7 @@ func TestSpeedMPI(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 			defer cancel()
 			launch := func(env []string, args ...string) string {
-				cmd := append([]string{f.launcher}, f.launcherArgs...)
-				for i, n := range nodes {
-					if i > 0 {
-						cmd = append(cmd, ":")
-					}
-					base := filepath.Join(shm, n)
-					vars := [][2]string{{"SCR_NODE_NAME", n}, {"SCR_CACHE_BASE", base}, {"SCR_CNTL_BASE", base}}
-					if f.name == "mpich" {
-						cmd = append(cmd, "-n", "1")
-						for _, v := range vars {
-							cmd = append(cmd, "-env", v[0], v[1])
-						}
-					} else {
-						cmd = append(cmd, "-np", "1")
-						for _, v := range vars {
-							cmd = append(cmd, "-x", v[0]+"="+v[1])
-						}
-					}
-					cmd = append(cmd, exe)
-					cmd = append(cmd, args...)
-				}
+				cmd := f.simNodes(shm, nodes, append([]string{exe}, args...)...)
 				pfx := filepath.Join(shm, "prefix")
 				os.MkdirAll(pfx, 0o755)
 				out, errs, code := run(t, ctx, pfx, append(append([]string{"SCR_PREFIX=" + pfx, "SCR_FLUSH=0", "SCR_JOB_ID=bench"}, f.env...), env...), cmd...)
