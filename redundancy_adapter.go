@@ -156,3 +156,17 @@ func (c redCodec) Rebuild(ctx context.Context, world comm.Comm, spec codecSpec, 
 // redundancyIntact says whether the redundancy data of a rank directory
 // finished encoding.
 func redundancyIntact(dir string) bool { return redundancy.State(dir) == "encoded" }
+
+// reservePieces maps the buffers the configured redundancy schemes keep in
+// flight, here rather than in the first checkpoint, which would otherwise
+// pay for their first touch (doc/performance.md).
+func (h *Handle) reservePieces() {
+	if h.size < 2 {
+		return
+	}
+	for _, d := range h.cfg.Redundancy {
+		if t, err := redundancy.ParseType(d.Type); err == nil && d.Enabled {
+			redundancy.Reserve(redundancy.Scheme{Type: t, Failures: d.SetFailures, BufSize: h.cfg.bufSize})
+		}
+	}
+}

@@ -256,6 +256,7 @@ func Init(ctx context.Context, opts Options) (_ *Handle, initErr error) {
 			return nil, fmt.Errorf("scr: Init: SCR_CURRENT=%s: %w", cfg.Current, err)
 		}
 	}
+	h.reservePieces()
 	h.lastCkptEnd = time.Now()
 	if err := h.world.Barrier(ctx); err != nil {
 		return nil, h.commErr("Init", err)

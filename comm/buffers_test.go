@@ -73,3 +73,70 @@ func TestSendOwnedOverTCPRecycles(t *testing.T) {
 	}
 	Release(got)
 }
+
+// TestBufferTakesNextClass: with its own class empty, a request is served
+// by a kept buffer of the class above (a chunk's short last piece reuses a
+// full piece) and that buffer goes back to its own class.
+func TestBufferTakesNextClass(t *testing.T) {
+	drainAll()
+	c512, c1m := 19-minPooledShift, 20-minPooledShift
+	big := Buffer(1 << 20)
+	Release(big)
+	small := Buffer(300 << 10) // class 512 KiB: empty
+	if unsafe.SliceData(small) != unsafe.SliceData(big) || len(small) != 300<<10 || cap(small) != 1<<20 {
+		t.Fatalf("a 300 KiB request did not take the kept 1 MiB buffer (len %d cap %d)", len(small), cap(small))
+	}
+	Release(small)
+	bufs.mu.Lock()
+	n512, n1m := len(bufs.free[c512]), len(bufs.free[c1m])
+	bufs.mu.Unlock()
+	if n512 != 0 || n1m != 1 {
+		t.Fatalf("after release: %d kept of 512 KiB, %d of 1 MiB; want 0 and 1", n512, n1m)
+	}
+	// Two classes up is too wasteful: a fresh buffer.
+	drainAll()
+	Release(Buffer(1 << 20))
+	if b := Buffer(200 << 10); cap(b) == 1<<20 {
+		t.Fatal("a 200 KiB request took a 1 MiB buffer")
+	}
+}
+
+// TestReserve: Reserve maps buffers into the class's free list up to the
+// count asked, counts them in the kept bytes, stops at keptMax, and later
+// requests get them without allocating.
+func TestReserve(t *testing.T) {
+	drainAll()
+	if got := Reserve(1<<20+1, 3); got != 3 {
+		t.Fatalf("Reserve made %d buffers, want 3", got)
+	}
+	if got := Reserve(2<<20, 3); got != 0 {
+		t.Fatalf("a second Reserve of the same class made %d buffers, want 0", got)
+	}
+	if got := Reserve(100, 3) + Reserve(32<<20, 1) + Reserve(1<<20, 0); got != 0 {
+		t.Fatalf("Reserve of sizes not pooled or no count made %d buffers", got)
+	}
+	allocs := testing.AllocsPerRun(1, func() {
+		b := Buffer(2 << 20)
+		Release(b)
+	})
+	if allocs != 0 {
+		t.Fatalf("Buffer after Reserve allocated (%v allocations)", allocs)
+	}
+	got := Reserve(2<<20, 1000)
+	bufs.mu.Lock()
+	kept := bufs.kept
+	bufs.mu.Unlock()
+	if kept > keptMax || got >= 1000 {
+		t.Fatalf("Reserve of 1000 x 2 MiB made %d; %d bytes kept, limit %d", got, kept, keptMax)
+	}
+}
+
+// drainAll empties the free lists (tests that count what is kept).
+func drainAll() {
+	bufs.mu.Lock()
+	defer bufs.mu.Unlock()
+	for c := range bufs.free {
+		bufs.free[c] = nil
+	}
+	bufs.kept = 0
+}

@@ -27,3 +27,25 @@ func putPiece(b []byte) { comm.Release(b) }
 func sendOwned(ctx context.Context, c comm.Comm, dst, tag int, b []byte) error {
 	return comm.SendOwned(ctx, c, dst, tag, b)
 }
+
+// Reserve maps and touches, ahead of the first encode, the piece buffers
+// an encode of s keeps in flight, so the first checkpoint of a run does not
+// pay for fresh memory on its critical path (on the virtual machines
+// measured, the first access of a page costs as much as copying several;
+// see comm.Reserve and doc/performance.md). The counts are what the first encode of a 4-member
+// set takes from comm.Buffer (counted per class): the pipeline's pieces in
+// this member's hands, its outbox and the neighbour's receive queue
+// (3*pipeDepth+2 of k pieces), plus the read buffer and short last pieces.
+// Memory kept this way is bounded by comm's free lists (32 MiB).
+func Reserve(s Scheme) {
+	buf := s.buf()
+	switch s.Type {
+	case XOR:
+		comm.Reserve(buf, 3*pipeDepth+6)
+	case RS:
+		comm.Reserve(s.k()*buf, 3*pipeDepth+2)
+		comm.Reserve(buf, 3)
+	case Partner:
+		comm.Reserve(buf, 4)
+	}
+}
