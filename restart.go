@@ -509,7 +509,9 @@ func sendDir(ctx context.Context, c comm.Comm, dst int, dir string, piece int) e
 	if err := c.Send(ctx, dst, tagMigrate, append([]byte{0}, m...)); err != nil {
 		return err
 	}
-	buf := make([]byte, piece)
+	// A message is a flag byte and up to piece-1 bytes of file, read into a
+	// recycled buffer the send gives up (the receiver releases it).
+	payload := int64(max(piece-1, 4096))
 	for _, f := range files {
 		fh, err := os.Open(filepath.Join(dir, f.Rel))
 		if err != nil {
@@ -517,15 +519,16 @@ func sendDir(ctx context.Context, c comm.Comm, dst int, dir string, piece int) e
 			return err
 		}
 		for left := f.Size; left > 0; {
-			n := min(int64(len(buf)), left)
-			if _, err := io.ReadFull(fh, buf[:n]); err != nil {
+			n := min(payload, left)
+			msg := comm.Buffer(int(1 + n))
+			msg[0] = 0
+			if _, err := io.ReadFull(fh, msg[1:]); err != nil {
+				comm.Release(msg)
 				fh.Close()
 				c.Send(ctx, dst, tagMigrate, append([]byte{1}, err.Error()...))
 				return err
 			}
-			msg := make([]byte, 1+n)
-			copy(msg[1:], buf[:n])
-			if err := c.Send(ctx, dst, tagMigrate, msg); err != nil {
+			if err := comm.SendOwned(ctx, c, dst, tagMigrate, msg); err != nil {
 				fh.Close()
 				return err
 			}
@@ -536,23 +539,25 @@ func sendDir(ctx context.Context, c comm.Comm, dst int, dir string, piece int) e
 	return nil
 }
 
-func recvMsg(ctx context.Context, c comm.Comm, src int) ([]byte, error) {
+// recvMsg receives a migration message: its content, and the buffer it
+// arrived in, which the caller may give back with comm.Release.
+func recvMsg(ctx context.Context, c comm.Comm, src int) (content, buf []byte, err error) {
 	b, err := c.Recv(ctx, src, tagMigrate)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(b) == 0 {
-		return nil, errors.New("empty migration message")
+		return nil, nil, errors.New("empty migration message")
 	}
 	if b[0] == 1 {
-		return nil, fmt.Errorf("sender failed: %s", b[1:])
+		return nil, nil, fmt.Errorf("sender failed: %s", b[1:])
 	}
-	return b[1:], nil
+	return b[1:], b, nil
 }
 
 // recvDir receives what sendDir sends into dir.
 func recvDir(ctx context.Context, c comm.Comm, src int, dir string) error {
-	m, err := recvMsg(ctx, c, src)
+	m, _, err := recvMsg(ctx, c, src)
 	if err != nil {
 		return err
 	}
@@ -570,7 +575,7 @@ func recvDir(ctx context.Context, c comm.Comm, src int, dir string) error {
 			}
 		}
 		for got := int64(0); got < f.Size; {
-			b, err := recvMsg(ctx, c, src)
+			b, whole, err := recvMsg(ctx, c, src)
 			if err != nil {
 				if fh != nil {
 					fh.Close()
@@ -581,6 +586,7 @@ func recvDir(ctx context.Context, c comm.Comm, src int, dir string) error {
 				_, ferr = fh.Write(b)
 			}
 			got += int64(len(b))
+			comm.Release(whole)
 		}
 		if fh != nil {
 			if err := fh.Close(); ferr == nil {

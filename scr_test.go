@@ -146,6 +146,23 @@ func TestRanksOnOtherNodesMigrate(t *testing.T) {
 	}
 }
 
+// TestMigrateInPieces: files larger than a message move in several
+// pieces (the last one short) and arrive whole.
+func TestMigrateInPieces(t *testing.T) {
+	j := newJob(t, map[string]string{"SCR_MPI_BUF_SIZE": "64KB"})
+	const size = 5*(64<<10) + 777
+	mustAll(t, j.run(four, nil, func(ctx context.Context, h *Handle) error {
+		if err := checkpoint(ctx, h, 1, size, 0); err != nil {
+			return err
+		}
+		return h.Finalize(ctx)
+	}))
+	sameName(t, restartAll(t, j, []string{"n2", "n3", "n4", "n1"}, nil, size), "ckpt.1")
+	if evs := j.events("restart"); evs[len(evs)-1].Fields["from"] != "cache" {
+		t.Fatalf("restart %+v", evs)
+	}
+}
+
 func TestSpareNodeWithSingleFallsBackToPrefix(t *testing.T) {
 	j := newJob(t, map[string]string{"SCR_FLUSH": "1"})
 	const size = 2048

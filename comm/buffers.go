@@ -3,6 +3,7 @@ package comm
 import (
 	"math/bits"
 	"sync"
+	"unsafe"
 )
 
 // Message buffers of 64 KiB to 16 MiB are recycled, one free list per
@@ -27,6 +28,65 @@ var bufs struct {
 	kept int // bytes in free
 	free [maxPooledShift - minPooledShift + 1][][]byte
 	pool [maxPooledShift - minPooledShift + 1]sync.Pool // of *[]byte
+	// The arena: memory for buffers of arenaMinShift and up, mapped
+	// outside the Go heap in transparent huge pages, up to keptMax bytes.
+	// First touch costs per page, and where a hypervisor shadows the
+	// guest's page tables each 4 KiB page's first access exits to it
+	// (mapping 64 MiB and touching it: 98 ms of CPU in 4 KiB pages, 3.4
+	// ms in huge pages, on the VM of doc/performance.md). Its buffers are
+	// never garbage: Release keeps them whatever keptMax says.
+	arena      [][2]uintptr // [start, end) of each mapping
+	arenaBytes int
+}
+
+// arenaMinShift: smaller classes come from the heap (a 2 MiB mapping
+// carved into 64 KiB buffers would mostly sit unused).
+const arenaMinShift = 19 // 512 KiB
+
+// fresh makes new buffers of class c: from a new arena mapping (as many
+// as fill it: the caller keeps the rest), else one from the heap, mapped
+// in one call. Called without bufs.mu.
+func fresh(c int) [][]byte {
+	size := 1 << (c + minPooledShift)
+	if c+minPooledShift >= arenaMinShift {
+		chunk := max(size, hugePage)
+		bufs.mu.Lock()
+		ok := bufs.arenaBytes+chunk <= keptMax
+		if ok {
+			bufs.arenaBytes += chunk // claimed; given back if the mapping fails
+		}
+		bufs.mu.Unlock()
+		if ok {
+			if m := mapHuge(chunk); m != nil {
+				start := uintptr(unsafe.Pointer(unsafe.SliceData(m)))
+				bufs.mu.Lock()
+				bufs.arena = append(bufs.arena, [2]uintptr{start, start + uintptr(chunk)})
+				bufs.mu.Unlock()
+				out := make([][]byte, 0, chunk/size)
+				for o := 0; o < chunk; o += size {
+					out = append(out, m[o:o+size:o+size])
+				}
+				return out
+			}
+			bufs.mu.Lock()
+			bufs.arenaBytes -= chunk
+			bufs.mu.Unlock()
+		}
+	}
+	b := make([]byte, size)
+	populate(b)
+	return [][]byte{b}
+}
+
+// inArena says whether b's memory belongs to the arena (bufs.mu held).
+func inArena(b []byte) bool {
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	for _, r := range bufs.arena {
+		if p >= r[0] && p < r[1] {
+			return true
+		}
+	}
+	return false
 }
 
 // Buffer returns a byte slice of length n, with undefined contents, for a
@@ -55,9 +115,16 @@ func Buffer(n int) []byte {
 	if p, ok := bufs.pool[c].Get().(*[]byte); ok {
 		return (*p)[:n]
 	}
-	b := make([]byte, 1<<(c+minPooledShift))
-	populate(b)
-	return b[:n]
+	made := fresh(c)
+	if len(made) > 1 {
+		bufs.mu.Lock()
+		for _, b := range made[1:] {
+			bufs.free[c] = append(bufs.free[c], b)
+			bufs.kept += cap(b)
+		}
+		bufs.mu.Unlock()
+	}
+	return made[0][:n]
 }
 
 // Release gives b back for reuse by later messages (Buffer, and the TCP
@@ -74,7 +141,7 @@ func Release(b []byte) {
 	b = b[: 1<<s : 1<<s]
 	c := s - minPooledShift
 	bufs.mu.Lock()
-	if bufs.kept+cap(b) <= keptMax {
+	if bufs.kept+cap(b) <= keptMax || inArena(b) {
 		bufs.free[c] = append(bufs.free[c], b)
 		bufs.kept += cap(b)
 		bufs.mu.Unlock()
@@ -113,13 +180,15 @@ func Reserve(n, count int) int {
 		}
 		bufs.kept += size // claimed before the allocation, outside the lock
 		bufs.mu.Unlock()
-		b := make([]byte, size)
-		populate(b)
-		touch(b)
+		bs := fresh(c)
+		for _, b := range bs {
+			touch(b)
+		}
 		bufs.mu.Lock()
-		bufs.free[c] = append(bufs.free[c], b)
+		bufs.free[c] = append(bufs.free[c], bs...)
+		bufs.kept += (len(bs) - 1) * size
 		bufs.mu.Unlock()
-		made++
+		made += len(bs)
 	}
 }
 

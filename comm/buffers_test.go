@@ -2,6 +2,7 @@ package comm
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 	"unsafe"
@@ -80,24 +81,68 @@ func TestSendOwnedOverTCPRecycles(t *testing.T) {
 func TestBufferTakesNextClass(t *testing.T) {
 	drainAll()
 	c512, c1m := 19-minPooledShift, 20-minPooledShift
-	big := Buffer(1 << 20)
-	Release(big)
+	kept := func(c int) int {
+		bufs.mu.Lock()
+		defer bufs.mu.Unlock()
+		return len(bufs.free[c])
+	}
+	Release(Buffer(1 << 20))
+	n1m := kept(c1m)
 	small := Buffer(300 << 10) // class 512 KiB: empty
-	if unsafe.SliceData(small) != unsafe.SliceData(big) || len(small) != 300<<10 || cap(small) != 1<<20 {
-		t.Fatalf("a 300 KiB request did not take the kept 1 MiB buffer (len %d cap %d)", len(small), cap(small))
+	if len(small) != 300<<10 || cap(small) != 1<<20 || kept(c1m) != n1m-1 {
+		t.Fatalf("a 300 KiB request did not take a kept 1 MiB buffer (len %d cap %d)", len(small), cap(small))
 	}
 	Release(small)
-	bufs.mu.Lock()
-	n512, n1m := len(bufs.free[c512]), len(bufs.free[c1m])
-	bufs.mu.Unlock()
-	if n512 != 0 || n1m != 1 {
-		t.Fatalf("after release: %d kept of 512 KiB, %d of 1 MiB; want 0 and 1", n512, n1m)
+	if kept(c512) != 0 || kept(c1m) != n1m {
+		t.Fatalf("after release: %d kept of 512 KiB, %d of 1 MiB; want 0 and %d", kept(c512), kept(c1m), n1m)
 	}
 	// Two classes up is too wasteful: a fresh buffer.
-	drainAll()
-	Release(Buffer(1 << 20))
 	if b := Buffer(200 << 10); cap(b) == 1<<20 {
 		t.Fatal("a 200 KiB request took a 1 MiB buffer")
+	}
+}
+
+// TestArena: on Linux, buffers of 512 KiB and up come from the arena,
+// mapped outside the heap; Release keeps them even past keptMax, and the
+// arena stops growing at keptMax (the heap serves beyond it).
+func TestArena(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the arena is Linux only")
+	}
+	drainAll()
+	b := Buffer(1 << 20)
+	bufs.mu.Lock()
+	in := inArena(b)
+	bufs.kept = keptMax // as if the free lists were full
+	bufs.mu.Unlock()
+	if !in {
+		t.Fatal("a 1 MiB buffer did not come from the arena")
+	}
+	for i := range b {
+		b[i] = byte(i) // the memory is writable
+	}
+	Release(b)
+	bufs.mu.Lock()
+	l := len(bufs.free[20-minPooledShift])
+	bufs.mu.Unlock()
+	if l == 0 {
+		t.Fatal("an arena buffer released past keptMax was not kept")
+	}
+	var held [][]byte
+	for range 2 * keptMax / (4 << 20) {
+		held = append(held, Buffer(4<<20))
+	}
+	bufs.mu.Lock()
+	ab := bufs.arenaBytes
+	bufs.mu.Unlock()
+	if ab > keptMax {
+		t.Fatalf("the arena grew to %d bytes, past %d", ab, keptMax)
+	}
+	for _, h := range held {
+		if len(h) != 4<<20 {
+			t.Fatalf("len %d", len(h))
+		}
+		h[len(h)-1] = 1
 	}
 }
 

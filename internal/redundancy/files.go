@@ -58,7 +58,9 @@ func fileCRC(p string) (uint32, error) {
 	}
 	defer f.Close()
 	h := crc32.New(castagnoli)
-	if _, err := io.CopyBuffer(h, f, make([]byte, 256<<10)); err != nil {
+	buf := getPiece(256 << 10)
+	defer putPiece(buf)
+	if _, err := io.CopyBuffer(h, f, buf); err != nil {
 		return 0, fmt.Errorf("redundancy: read %s: %w", p, err)
 	}
 	return h.Sum32(), nil
