@@ -21,25 +21,33 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scr-go/scr/internal/bench"
 )
 
-// flavor is one MPI implementation.
+// flavor is one MPI implementation: how scr_bench launches it
+// (bench.MPI: compiler, launcher, environment) and what else the tests
+// need of it.
 type flavor struct {
-	name             string
-	cc, cxx, fc      string
-	launcher         string
-	launcherArgs     []string // for runs on this machine
-	env              []string
+	bench.MPI        // name, C compiler, launcher and its arguments and environment on this machine
+	cxx, fc          string
 	pythonWithMPI4Py bool   // Debian's python3-mpi4py is built on Open MPI
 	srunMPI          string // srun --mpi= plugin that starts it
 }
 
 var flavors = []flavor{
-	{name: "mpich", cc: "mpicc.mpich", cxx: "mpicxx.mpich", fc: "mpif90.mpich", launcher: "mpiexec.mpich", srunMPI: "pmi2"},
-	{name: "openmpi", cc: "mpicc.openmpi", cxx: "mpicxx.openmpi", fc: "mpif90.openmpi", launcher: "mpirun.openmpi",
-		launcherArgs:     []string{"--oversubscribe"},
-		env:              []string{"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMPI_MCA_btl_vader_single_copy_mechanism=none"},
-		pythonWithMPI4Py: true, srunMPI: "pmix"},
+	mpiFlavor("mpich", flavor{cxx: "mpicxx.mpich", fc: "mpif90.mpich", srunMPI: "pmi2"}),
+	mpiFlavor("openmpi", flavor{cxx: "mpicxx.openmpi", fc: "mpif90.openmpi", pythonWithMPI4Py: true, srunMPI: "pmix"}),
+}
+
+// mpiFlavor completes f with what bench knows of the MPI of that name.
+func mpiFlavor(name string, f flavor) flavor {
+	m, err := bench.LookupMPI(name)
+	if err != nil {
+		panic(err)
+	}
+	f.MPI = m
+	return f
 }
 
 var (
@@ -65,7 +73,7 @@ func need(t *testing.T, f flavor) {
 	if os.Getenv("SCR_E2E") != "1" {
 		t.Skip("C API test: builds libscr with each MPI and runs MPI programs; set SCR_E2E=1 (make test does)")
 	}
-	for _, p := range []string{f.cc, f.cxx, f.fc, f.launcher, "pkg-config", "make"} {
+	for _, p := range []string{f.CC, f.cxx, f.fc, f.Launcher, "pkg-config", "make"} {
 		if _, err := exec.LookPath(p); err != nil {
 			t.Fatalf("%s not found: run `make deps` (it installs MPICH, Open MPI, gfortran, pkg-config)", p)
 		}
@@ -91,19 +99,19 @@ type install struct {
 // binary, and returns the installation prefix.
 func installed(t *testing.T, f flavor) string {
 	t.Helper()
-	v, _ := installs.LoadOrStore(f.name, &install{})
+	v, _ := installs.LoadOrStore(f.Name, &install{})
 	in := v.(*install)
 	in.once.Do(func() {
-		in.prefix = filepath.Join(work, f.name, "prefix")
+		in.prefix = filepath.Join(work, f.Name, "prefix")
 		start := time.Now()
-		cmd := exec.Command("make", "-s", "install", "PREFIX="+in.prefix, "MPICC="+f.cc,
-			"LIBBUILD="+filepath.Join(work, f.name, "build"), "BIN="+bin())
+		cmd := exec.Command("make", "-s", "install", "PREFIX="+in.prefix, "MPICC="+f.CC,
+			"LIBBUILD="+filepath.Join(work, f.Name, "build"), "BIN="+bin())
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			in.err = fmt.Errorf("make install with %s: %v\n%s", f.cc, err, out)
+			in.err = fmt.Errorf("make install with %s: %v\n%s", f.CC, err, out)
 			return
 		}
-		t.Logf("make install with %s: %v", f.cc, time.Since(start).Round(time.Second))
+		t.Logf("make install with %s: %v", f.CC, time.Since(start).Round(time.Second))
 	})
 	if in.err != nil {
 		t.Fatal(in.err)
@@ -150,26 +158,7 @@ func (f flavor) twoNodes(nodes string, argv ...string) []string {
 // (MPMD), each a simulated node of that name with its cache and control
 // directories in base/name.
 func (f flavor) simNodes(base string, names []string, argv ...string) []string {
-	cmd := append([]string{f.launcher}, f.launcherArgs...)
-	for i, n := range names {
-		if i > 0 {
-			cmd = append(cmd, ":")
-		}
-		vars := [][2]string{{"SCR_NODE_NAME", n}, {"SCR_CACHE_BASE", filepath.Join(base, n)}, {"SCR_CNTL_BASE", filepath.Join(base, n)}}
-		if f.name == "mpich" {
-			cmd = append(cmd, "-n", "1")
-			for _, v := range vars {
-				cmd = append(cmd, "-env", v[0], v[1])
-			}
-		} else {
-			cmd = append(cmd, "-np", "1")
-			for _, v := range vars {
-				cmd = append(cmd, "-x", v[0]+"="+v[1])
-			}
-		}
-		cmd = append(cmd, argv...)
-	}
-	return cmd
+	return f.SimNodes(names, func(n string) string { return filepath.Join(base, n) }, argv)
 }
 
 func pkgConfig(t *testing.T, prefix string, pkgs ...string) []string {
@@ -188,29 +177,29 @@ func pkgConfig(t *testing.T, prefix string, pkgs ...string) []string {
 // in an MPI collective: the heartbeat ring must end them (exit 75).
 func TestMPIComm(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
+		t.Run(f.Name, func(t *testing.T) {
 			need(t, f)
-			exe := filepath.Join(work, f.name, "mpicomm.test")
+			exe := filepath.Join(work, f.Name, "mpicomm.test")
 			cmd := exec.Command("go", "test", "-c", "-tags", "scrmpi", "-o", exe, "./internal/mpicomm")
-			cmd.Dir, cmd.Env = root, append(os.Environ(), "CC="+f.cc)
+			cmd.Dir, cmd.Env = root, append(os.Environ(), "CC="+f.CC)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("build the MPI test: %v\n%s", err, out)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			launch := append(append([]string{f.launcher}, f.launcherArgs...), "-n", "4", exe, "-test.v")
-			env := append([]string{"SCRGO_MPI_TEST=1", "SCRGO_MPI_SIZE=4", "SCRGO_MPI_LEVEL=1"}, f.env...)
+			launch := append(append([]string{f.Launcher}, f.Args...), "-n", "4", exe, "-test.v")
+			env := append([]string{"SCRGO_MPI_TEST=1", "SCRGO_MPI_SIZE=4", "SCRGO_MPI_LEVEL=1"}, f.Env...)
 			out, errs, code := run(t, ctx, work, env, launch...)
 			if code != 0 || strings.Count(out, "PASS\n") != 4 {
-				t.Fatalf("conformance over %s: exit %d\n%s%s", f.name, code, out, errs)
+				t.Fatalf("conformance over %s: exit %d\n%s%s", f.Name, code, out, errs)
 			}
-			t.Logf("conformance over %s: %d tests passed on each of 4 ranks", f.name, strings.Count(out, "--- PASS")/4)
+			t.Logf("conformance over %s: %d tests passed on each of 4 ranks", f.Name, strings.Count(out, "--- PASS")/4)
 			if strings.Contains(errs, "was not matched") {
 				t.Errorf("messages left unreceived at MPI_Finalize (Close must drain them):\n%s", errs)
 			}
 
-			launch = append(append([]string{f.launcher}, f.launcherArgs...), "-n", "3", exe)
-			env = append([]string{"SCRGO_MPI_TEST=1", "SCRGO_MPI_MODE=loss", "SCRGO_MPI_LEVEL=1", "SCR_COMM_TIMEOUT=2"}, f.env...)
+			launch = append(append([]string{f.Launcher}, f.Args...), "-n", "3", exe)
+			env = append([]string{"SCRGO_MPI_TEST=1", "SCRGO_MPI_MODE=loss", "SCRGO_MPI_LEVEL=1", "SCR_COMM_TIMEOUT=2"}, f.Env...)
 			_, errs, code = run(t, ctx, work, env, launch...)
 			end := time.Now()
 			m := regexp.MustCompile(`rank 1 freezes at (\d+)`).FindStringSubmatch(errs)
@@ -218,11 +207,11 @@ func TestMPIComm(t *testing.T) {
 			// frozen rank's SIGKILL (9) when it ends it after the others.
 			if code == 0 || m == nil || !strings.Contains(errs, "scr: lost rank 1") ||
 				!strings.Contains(errs, "rank 0 exits 75") || !strings.Contains(errs, "rank 2 exits 75") {
-				t.Fatalf("a frozen rank under %s: launcher exit %d; want ranks 0 and 2 to exit 75 with a lost-rank line\n%s", f.name, code, errs)
+				t.Fatalf("a frozen rank under %s: launcher exit %d; want ranks 0 and 2 to exit 75 with a lost-rank line\n%s", f.Name, code, errs)
 			}
 			ms, _ := strconv.ParseInt(m[1], 10, 64)
 			took := end.Sub(time.UnixMilli(ms))
-			t.Logf("%s: ranks blocked in MPI_Ibarrier ended %v after their peer froze (SCR_COMM_TIMEOUT=2)", f.name, took.Round(10*time.Millisecond))
+			t.Logf("%s: ranks blocked in MPI_Ibarrier ended %v after their peer froze (SCR_COMM_TIMEOUT=2)", f.Name, took.Round(10*time.Millisecond))
 			if took > 30*time.Second {
 				t.Errorf("the survivors took %v to end", took)
 			}
@@ -234,17 +223,17 @@ func TestMPIComm(t *testing.T) {
 // the one-line errors on stderr.
 func TestSemantics(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
+		t.Run(f.Name, func(t *testing.T) {
 			need(t, f)
 			prefix := installed(t, f)
-			dir := filepath.Join(work, f.name, "semantics")
+			dir := filepath.Join(work, f.Name, "semantics")
 			pfx := filepath.Join(dir, "prefix")
 			os.MkdirAll(pfx, 0o755)
 			exe := filepath.Join(dir, "semantics")
-			must(t, dir, nil, append([]string{f.cc, "-o", exe, filepath.Join(root, "lib", "testdata", "semantics.c")}, pkgConfig(t, prefix, "scr")...)...)
+			must(t, dir, nil, append([]string{f.CC, "-o", exe, filepath.Join(root, "lib", "testdata", "semantics.c")}, pkgConfig(t, prefix, "scr")...)...)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			env := append([]string{"SCR_PREFIX=" + pfx, "SCR_JOB_ID=1", "SCR_FLUSH=0", "SCR_COPY_TYPE=XOR"}, f.env...)
+			env := append([]string{"SCR_PREFIX=" + pfx, "SCR_JOB_ID=1", "SCR_FLUSH=0", "SCR_COPY_TYPE=XOR"}, f.Env...)
 			out, errs, code := run(t, ctx, pfx, env, f.twoNodes(filepath.Join(dir, "nodes"), exe)...)
 			if code != 0 || !strings.Contains(out, "semantics ok") {
 				t.Fatalf("exit %d\n%s%s", code, out, errs)
@@ -272,19 +261,19 @@ func TestSemantics(t *testing.T) {
 // once the halt condition holds, after a checkpoint and at the next Init.
 func TestDisabledAndHaltExit(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
+		t.Run(f.Name, func(t *testing.T) {
 			need(t, f)
 			prefix := installed(t, f)
-			dir := filepath.Join(work, f.name, "halt")
+			dir := filepath.Join(work, f.Name, "halt")
 			os.MkdirAll(dir, 0o755)
 			exe := filepath.Join(dir, "test_api")
-			must(t, dir, nil, append([]string{f.cc, "-o", exe, filepath.Join(prefix, "share", "scr", "examples", "test_api.c")}, pkgConfig(t, prefix, "scr")...)...)
+			must(t, dir, nil, append([]string{f.CC, "-o", exe, filepath.Join(prefix, "share", "scr", "examples", "test_api.c")}, pkgConfig(t, prefix, "scr")...)...)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 
 			off := filepath.Join(dir, "disabled")
 			os.MkdirAll(off, 0o755)
-			env := append([]string{"SCR_PREFIX=" + off, "SCR_ENABLE=0"}, f.env...)
+			env := append([]string{"SCR_PREFIX=" + off, "SCR_ENABLE=0"}, f.Env...)
 			out, errs, code := run(t, ctx, off, env, f.twoNodes(filepath.Join(dir, "nodes"), exe, "--size", "4k", "--times", "1")...)
 			if code != 0 || strings.Count(out, "Completed checkpoint") != 2 || strings.Contains(errs, "SCR_") {
 				t.Fatalf("SCR_ENABLE=0: exit %d\n%s%s", code, out, errs)
@@ -298,7 +287,7 @@ func TestDisabledAndHaltExit(t *testing.T) {
 
 			on := filepath.Join(dir, "halt")
 			os.MkdirAll(on, 0o755)
-			env = append([]string{"SCR_PREFIX=" + on, "SCR_JOB_ID=7", "SCR_HALT_EXIT=1", "SCR_FLUSH=0"}, f.env...)
+			env = append([]string{"SCR_PREFIX=" + on, "SCR_JOB_ID=7", "SCR_HALT_EXIT=1", "SCR_FLUSH=0"}, f.Env...)
 			must(t, on, env, filepath.Join(bin(), "scr_halt"), "--checkpoints", "1")
 			out, errs, code = run(t, ctx, on, env, f.twoNodes(filepath.Join(dir, "nodes"), exe, "--size", "4k", "--times", "3")...)
 			if code != 0 || !strings.Contains(out, "Init:") || strings.Contains(out, "Completed checkpoint") || !strings.Contains(errs, "SCR_Complete_output: job exiting") {
@@ -322,15 +311,15 @@ func TestCMakePackage(t *testing.T) {
 		t.Fatal("cmake not found: run `make deps`")
 	}
 	prefix := installed(t, f)
-	dir := filepath.Join(work, f.name, "cmake")
+	dir := filepath.Join(work, f.Name, "cmake")
 	must(t, work, nil, "cmake", "-S", examplesDir(prefix), "-B", dir, "-DCMAKE_PREFIX_PATH="+prefix,
-		"-DMPI_C_COMPILER="+f.cc, "-DMPI_CXX_COMPILER="+f.cxx)
+		"-DMPI_C_COMPILER="+f.CC, "-DMPI_CXX_COMPILER="+f.cxx)
 	must(t, work, nil, "cmake", "--build", dir)
 	pfx := filepath.Join(dir, "run")
 	os.MkdirAll(pfx, 0o755)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	env := append([]string{"SCR_PREFIX=" + pfx, "SCR_JOB_ID=cm", "SCR_FLUSH=0"}, f.env...)
+	env := append([]string{"SCR_PREFIX=" + pfx, "SCR_JOB_ID=cm", "SCR_FLUSH=0"}, f.Env...)
 	out, errs, code := run(t, ctx, pfx, env, f.twoNodes(filepath.Join(dir, "nodes"), filepath.Join(dir, "test_api_static"), "--size", "64k", "--times", "1")...)
 	if code != 0 || strings.Count(out, "Completed checkpoint") != 2 {
 		t.Fatalf("test_api built by CMake against libscr.a: exit %d\n%s%s", code, out, errs)

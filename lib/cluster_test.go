@@ -31,12 +31,12 @@ func examplesDir(prefix string) string { return filepath.Join(prefix, "share", "
 var programs = []program{
 	{name: "test_api (C)", restart: "Restarting from checkpoint named ckpt.2",
 		build: func(t *testing.T, f flavor, prefix, exe string) {
-			must(t, filepath.Dir(exe), nil, append([]string{f.cc, "-o", exe, filepath.Join(examplesDir(prefix), "test_api.c")}, pkgConfig(t, prefix, "scr")...)...)
+			must(t, filepath.Dir(exe), nil, append([]string{f.CC, "-o", exe, filepath.Join(examplesDir(prefix), "test_api.c")}, pkgConfig(t, prefix, "scr")...)...)
 		},
 		argv: func(exe string) []string { return []string{exe, "--size", "256k", "--times", "1"} }},
 	{name: "test_api (C, static libscr.a)", restart: "Restarting from checkpoint named ckpt.2",
 		build: func(t *testing.T, f flavor, prefix, exe string) {
-			must(t, filepath.Dir(exe), nil, f.cc, "-o", exe, filepath.Join(examplesDir(prefix), "test_api.c"), "-I"+filepath.Join(prefix, "include"),
+			must(t, filepath.Dir(exe), nil, f.CC, "-o", exe, filepath.Join(examplesDir(prefix), "test_api.c"), "-I"+filepath.Join(prefix, "include"),
 				filepath.Join(prefix, "lib", "libscr.a"), "-lpthread", "-lm")
 		},
 		argv: func(exe string) []string { return []string{exe, "--size", "256k", "--times", "1"} }},
@@ -85,8 +85,8 @@ func TestExamplesOnCluster(t *testing.T) {
 			if p.python && !f.pythonWithMPI4Py {
 				continue
 			}
-			t.Run(f.name+"/"+p.name, func(t *testing.T) {
-				dir := filepath.Join(c.SharedDir(), fmt.Sprintf("%s-%d", f.name, i))
+			t.Run(f.Name+"/"+p.name, func(t *testing.T) {
+				dir := filepath.Join(c.SharedDir(), fmt.Sprintf("%s-%d", f.Name, i))
 				os.MkdirAll(dir, 0o755)
 				exe := filepath.Join(dir, "app")
 				if p.build != nil {
@@ -95,11 +95,11 @@ func TestExamplesOnCluster(t *testing.T) {
 					must(t, dir, nil, "cp", filepath.Join(examplesDir(prefixDir), "scr_example.py"), dir)
 				}
 				// One cache per program: they share the allocation.
-				env := []string{"SCR_PREFIX=" + dir, "SCR_FLUSH=0", "SCR_COPY_TYPE=XOR", fmt.Sprintf("SCR_JOB_ID=%s.%s.%d", alloc, f.name, i),
+				env := []string{"SCR_PREFIX=" + dir, "SCR_FLUSH=0", "SCR_COPY_TYPE=XOR", fmt.Sprintf("SCR_JOB_ID=%s.%s.%d", alloc, f.Name, i),
 					"SCR_PY_LIBSCR=" + filepath.Join(prefixDir, "lib", "libscr.so"), "PYTHONPATH=" + filepath.Join(prefixDir, "lib", "python")}
-				stepName := fmt.Sprintf("example-%s-%d", f.name, i)
+				stepName := fmt.Sprintf("example-%s-%d", f.Name, i)
 				launchOn := func(nodes string) []string {
-					if f.name == "mpich" {
+					if f.Name == "mpich" {
 						return append([]string{"srun", "--jobid=" + alloc, "--job-name=" + stepName, "--mpi=pmi2", "-w", nodes, "-N2", "-n2"}, p.argv(exe)...)
 					}
 					argv := []string{"env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "mpirun.openmpi", "--hostfile", hosts,
@@ -119,7 +119,7 @@ func TestExamplesOnCluster(t *testing.T) {
 					}
 					cmd.WaitDelay = 10 * time.Second
 					out, err := cmd.CombinedOutput()
-					if err != nil && lctx.Err() != nil && f.name == "mpich" && finalized(t, dir) > before {
+					if err != nil && lctx.Err() != nil && f.Name == "mpich" && finalized(t, dir) > before {
 						// Every rank got through SCR_Finalize (the event
 						// comes after its last barrier): the step hung in
 						// MPICH 4.0.2's MPI_Finalize (doc/capi.md), which
@@ -166,18 +166,18 @@ func TestExamplesOnCluster(t *testing.T) {
 // newest checkpoint, every byte verified.
 func TestReferenceScenarioMPI(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
+		t.Run(f.Name, func(t *testing.T) {
 			need(t, f)
 			vcluster.Require(t)
 			prefixDir := installed(t, f)
-			dir := filepath.Join(work, f.name, "scenario")
+			dir := filepath.Join(work, f.Name, "scenario")
 			os.MkdirAll(dir, 0o755)
 			exe := filepath.Join(dir, "test_api")
-			must(t, dir, nil, append([]string{f.cc, "-o", exe, filepath.Join(examplesDir(prefixDir), "test_api.c")}, pkgConfig(t, prefixDir, "scr")...)...)
+			must(t, dir, nil, append([]string{f.CC, "-o", exe, filepath.Join(examplesDir(prefixDir), "test_api.c")}, pkgConfig(t, prefixDir, "scr")...)...)
 			ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 			defer cancel()
-			res, err := scenario.Run(ctx, scenario.Options{Name: "mpi-" + f.name, App: exe, SrunArgs: []string{"--mpi=" + f.srunMPI},
-				BinDir: bin(), StateDir: filepath.Join(work, f.name, "vc"), Logf: t.Logf})
+			res, err := scenario.Run(ctx, scenario.Options{Name: "mpi-" + f.Name, App: exe, SrunArgs: []string{"--mpi=" + f.srunMPI},
+				BinDir: bin(), StateDir: filepath.Join(work, f.Name, "vc"), Logf: t.Logf})
 			if res != nil {
 				t.Log("\n" + res.Table())
 			}
@@ -185,7 +185,7 @@ func TestReferenceScenarioMPI(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("C test_api over %s: step exit %.2f s, started %.2f s, rebuilt %.2f s, first new checkpoint %.2f s after the power-off",
-				f.name, res.StepExit, res.Started, res.Rebuilt, res.FirstCheckpoint)
+				f.Name, res.StepExit, res.Started, res.Rebuilt, res.FirstCheckpoint)
 		})
 	}
 }

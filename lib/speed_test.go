@@ -34,13 +34,13 @@ func TestSpeedMPI(t *testing.T) {
 	}
 	times := 4
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
+		t.Run(f.Name, func(t *testing.T) {
 			need(t, f)
 			prefixDir := installed(t, f)
-			dir := filepath.Join(work, f.name, "speed")
+			dir := filepath.Join(work, f.Name, "speed")
 			os.MkdirAll(dir, 0o755)
 			exe := filepath.Join(dir, "test_api")
-			must(t, dir, nil, append([]string{f.cc, "-O2", "-o", exe, filepath.Join(examplesDir(prefixDir), "test_api.c")}, pkgConfig(t, prefixDir, "scr")...)...)
+			must(t, dir, nil, append([]string{f.CC, "-O2", "-o", exe, filepath.Join(examplesDir(prefixDir), "test_api.c")}, pkgConfig(t, prefixDir, "scr")...)...)
 			shm, err := os.MkdirTemp("/dev/shm", "scrbench")
 			if err != nil {
 				t.Fatal(err)
@@ -53,7 +53,7 @@ func TestSpeedMPI(t *testing.T) {
 				cmd := f.simNodes(shm, nodes, append([]string{exe}, args...)...)
 				pfx := filepath.Join(shm, "prefix")
 				os.MkdirAll(pfx, 0o755)
-				out, errs, code := run(t, ctx, pfx, append(append([]string{"SCR_PREFIX=" + pfx, "SCR_FLUSH=0", "SCR_JOB_ID=bench"}, f.env...), env...), cmd...)
+				out, errs, code := run(t, ctx, pfx, append(append([]string{"SCR_PREFIX=" + pfx, "SCR_FLUSH=0", "SCR_JOB_ID=bench"}, f.Env...), env...), cmd...)
 				if code != 0 {
 					t.Fatalf("%v: exit %d\n%s%s", env, code, out, errs)
 				}
@@ -108,7 +108,7 @@ func TestSpeedMPI(t *testing.T) {
 			}
 			worst, _ := stats(plain)
 			t.Logf("%s, 4 ranks x %s on 4 simulated nodes, /dev/shm; plain parallel write + fsync: median %.3f s, worst %.3f s (%v)\n%s",
-				f.name, size, plainMed, worst, plain, strings.Join(lines, "\n"))
+				f.Name, size, plainMed, worst, plain, strings.Join(lines, "\n"))
 		})
 	}
 }

@@ -1,8 +1,8 @@
 // Command scr_bench measures what scr-go's checkpoints cost on this
 // machine, as ratios to a plain write of the same bytes measured in the
 // same run: by default with real processes (ranks launched through
-// scr_launch, talking TCP), every checkpoint of a run counted, the first
-// included.
+// scr_launch, talking TCP), or with --mpi a C program over MPI and libscr,
+// every checkpoint of a run counted, the first included.
 package main
 
 import (
@@ -57,6 +57,20 @@ timed sections.
   --rank-cmd CMD    the rank program, split into words ({self}: this
                     executable; default "{self} rank"); see doc/performance.md
                     for its arguments and report format
+  --mpi MPI         the ranks are the C rank program (scr_bench_rank.c of the
+                    examples) over libscr and MPI: mpich or openmpi. Each job
+                    is one MPMD launch of that MPI's mpiexec, a rank per
+                    simulated node (its SCR_NODE_NAME, its SCR_CACHE_BASE);
+                    the program is compiled against --scr-prefix
+  --scr-prefix DIR  with --mpi: an scr-go installation built for that MPI
+                    (make install PREFIX=DIR MPICC=mpicc.mpich or
+                    mpicc.openmpi). Default: the installation this scr_bench
+                    belongs to, else the source tree it was built in, whose
+                    libscr is then built for the MPI into --dir (~20 s)
+  --timeout D       time limit of each launch (default 2m + 2m per GiB a
+                    rank writes); a launcher that runs on 10 s after every
+                    rank wrote its report (MPI_Finalize hang) is killed, and
+                    a note says so
   --dir DIR         scratch directory (default /dev/shm/scr_bench.<pid>)
   --nofsync         do not fsync written files
   --json            print the result as JSON
@@ -101,6 +115,7 @@ func (f sizeFlag) Set(s string) error {
 
 type options struct {
 	procs     bench.Options
+	mpi       string
 	in        bench.InProcessOptions
 	inprocess bool
 	asJSON    bool
@@ -176,7 +191,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		in: bench.InProcessOptions{Reps: 3},
 	}
 	var nofsync, verbose bool
-	var schemes, launcher, rankCmd string
+	var schemes, launcher, rankCmd, mpi string
 	fs := flag.NewFlagSet("scr_bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.IntVar(&o.procs.Nodes, "nodes", o.procs.Nodes, "")
@@ -186,6 +201,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&schemes, "schemes", "", "")
 	fs.StringVar(&launcher, "launcher", "", "")
 	fs.StringVar(&rankCmd, "rank-cmd", "", "")
+	fs.StringVar(&mpi, "mpi", "", "")
+	fs.StringVar(&o.procs.SCRPrefix, "scr-prefix", "", "")
+	fs.DurationVar(&o.procs.LaunchTimeout, "timeout", 0, "")
 	fs.IntVar(&o.in.Reps, "reps", o.in.Reps, "")
 	fs.StringVar(&o.procs.Dir, "dir", "", "")
 	fs.BoolVar(&nofsync, "nofsync", false, "")
@@ -214,6 +232,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		}
 	}
 	p.Launcher, p.RankCmd = strings.Fields(launcher), strings.Fields(rankCmd)
+	if err := parseMPI(p, mpi, o.inprocess, o.profile != "", stderr); err != nil {
+		return o, err
+	}
 	p.Fsync = !nofsync
 	if o.profile != "" && !o.inprocess {
 		abs, err := filepath.Abs(o.profile)
@@ -227,6 +248,33 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	o.in.Nodes, o.in.Size, o.in.Fsync = p.Nodes, p.Size, p.Fsync
 	return o, nil
+}
+
+// parseMPI sets up --mpi and --scr-prefix.
+func parseMPI(p *bench.Options, name string, inprocess, profile bool, stderr io.Writer) error {
+	if name == "" {
+		if p.SCRPrefix != "" {
+			return fmt.Errorf("--scr-prefix goes with --mpi: %w", errUsage)
+		}
+		return nil
+	}
+	m, err := bench.LookupMPI(strings.ToLower(name))
+	switch {
+	case err != nil:
+		return fmt.Errorf("--mpi: %v: %w", err, errUsage)
+	case len(p.Launcher) > 0 || inprocess:
+		return fmt.Errorf("--mpi launches the ranks itself: no --launcher or --inprocess with it: %w", errUsage)
+	}
+	p.MPI = &m
+	if p.SCRPrefix != "" {
+		if p.SCRPrefix, err = filepath.Abs(p.SCRPrefix); err != nil {
+			return fmt.Errorf("--scr-prefix: %v: %w", err, errUsage)
+		}
+	}
+	if profile && len(p.RankCmd) == 0 {
+		fmt.Fprintln(stderr, "scr_bench: --cpuprofile: the C rank program writes no profiles (profile its ranks with perf record)")
+	}
+	return nil
 }
 
 // startProfile starts a CPU profile into path; the returned func stops it.
@@ -253,7 +301,12 @@ func report(w io.Writer, r bench.Result, asJSON bool) {
 	}
 	fmt.Fprintf(w, "%d processes (one per node) x %d bytes, fsync=%v, %d runs x %d checkpoints per scheme\n",
 		r.Nodes, r.BytesPerRank, r.Fsync, r.Runs, r.Times)
-	fmt.Fprintf(w, "launcher: %s; rank: %s\n", strings.Join(r.Launcher, " "), strings.Join(r.RankCmd, " "))
+	if r.MPI != "" {
+		fmt.Fprintf(w, "launcher: %s, MPMD, one rank per simulated node (SCR_NODE_NAME, SCR_CACHE_BASE); rank: %s (C, libscr over %s)\n",
+			strings.Join(r.Launcher, " "), strings.Join(r.RankCmd, " "), r.MPI)
+	} else {
+		fmt.Fprintf(w, "launcher: %s; rank: %s\n", strings.Join(r.Launcher, " "), strings.Join(r.RankCmd, " "))
+	}
 	fmt.Fprintf(w, "load average before: %s; after: %s\n", r.LoadBefore, r.LoadAfter)
 	fmt.Fprintf(w, "%-8s %5s %10s %10s %10s %10s %8s %8s %7s %-6s %8s %8s\n", "scheme", "count", "plain med", "first med", "median", "worst", "med/pl", "worst/pl", "target", "", "cpu med", "cpu wst")
 	for _, s := range r.Schemes {
@@ -274,6 +327,9 @@ func report(w io.Writer, r bench.Result, asJSON bool) {
 		}
 		fmt.Fprintf(w, "%-8s worst: run %d #%d, cpu %.3f s, %d faults, %d waits; rank 0 phases: %s; peak RSS MB by rank: %s\n",
 			s.Scheme, s.Worst1.Run, s.Worst1.I, s.Worst1.CPU, s.Worst1.Faults, s.Worst1.Waits, strings.Join(ph, ", "), strings.Join(rss, " "))
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
 	}
 }
 

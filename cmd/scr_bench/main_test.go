@@ -81,7 +81,9 @@ func TestUsage(t *testing.T) {
 	if code := run(context.Background(), []string{"--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "EXIT STATUS") {
 		t.Fatalf("--help: %d", code)
 	}
-	for _, args := range [][]string{{"--nodes", "1"}, {"--schemes", "XOR,FOO"}, {"--times", "0"}, {"extra"}} {
+	for _, args := range [][]string{{"--nodes", "1"}, {"--schemes", "XOR,FOO"}, {"--times", "0"}, {"extra"},
+		{"--mpi", "lam"}, {"--mpi", "mpich", "--launcher", "mpiexec -n {n}"}, {"--mpi", "openmpi", "--inprocess"},
+		{"--scr-prefix", "/usr/local"}, {"--timeout", "soon"}} {
 		if code := run(context.Background(), args, &out, &errb); code != 2 {
 			t.Fatalf("%v: exit %d", args, code)
 		}

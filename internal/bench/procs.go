@@ -1,13 +1,12 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -46,6 +45,21 @@ type Options struct {
 	// arguments ({self}: this executable); the rank arguments follow.
 	Launcher []string
 	RankCmd  []string
+
+	// MPI, when set, runs the C rank program over that MPI and libscr
+	// instead (Launcher must be empty): one MPMD launch of its mpiexec
+	// per job, each rank a simulated node with its own SCR_NODE_NAME and
+	// storage under {root}. Without RankCmd the program is compiled
+	// against the installation SCRPrefix (MPI.RankProgram).
+	MPI       *MPI
+	SCRPrefix string
+
+	// LaunchTimeout bounds each launch (0: 2 minutes + 2 per GiB a rank
+	// writes). FinalizeGrace is how long the launcher may run on once
+	// every rank has written its report (0: 10 s); then it is killed and
+	// the run goes on, with a note in the result.
+	LaunchTimeout time.Duration
+	FinalizeGrace time.Duration
 
 	CPUProfile string    // ranks write <CPUProfile>.<scheme>.<run>[.<mode>].rank<r>.pprof
 	Log        io.Writer // launch output and progress (nil: discarded)
@@ -122,7 +136,8 @@ func (s SchemeResult) Met() bool { return s.Target <= 0 || s.WorstRatio <= s.Tar
 
 // Result is a whole benchmark.
 type Result struct {
-	Mode         string         `json:"mode"` // processes or in-process
+	Mode         string         `json:"mode"`          // processes or in-process
+	MPI          string         `json:"mpi,omitempty"` // the MPI of the C rank program
 	Launcher     []string       `json:"launcher,omitempty"`
 	RankCmd      []string       `json:"rank_cmd,omitempty"`
 	Nodes        int            `json:"nodes"`
@@ -133,6 +148,7 @@ type Result struct {
 	LoadBefore   string         `json:"load_before"` // /proc/loadavg
 	LoadAfter    string         `json:"load_after"`
 	Schemes      []SchemeResult `json:"schemes"`
+	Notes        []string       `json:"notes,omitempty"` // launches that needed a hand (killed after the reports)
 }
 
 // Met says whether every scheme is within its target.
@@ -159,20 +175,39 @@ func RunProcesses(ctx context.Context, o Options) (Result, error) {
 	if o.Nodes < 2 || o.Size < 1 || o.Runs < 1 || o.Times < 1 {
 		return Result{}, fmt.Errorf("want nodes >= 2, size >= 1, runs >= 1, times >= 1")
 	}
-	if len(o.Launcher) == 0 {
-		o.Launcher = DefaultLauncher()
-	}
-	if len(o.RankCmd) == 0 {
-		o.RankCmd = DefaultRankCmd()
-	}
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return Result{}, err
 	}
-	res := Result{Mode: "processes", Launcher: o.Launcher, RankCmd: o.RankCmd, Nodes: o.Nodes,
-		BytesPerRank: o.Size, Runs: o.Runs, Times: o.Times, Fsync: o.Fsync, LoadBefore: loadavg()}
+	if o.LaunchTimeout <= 0 {
+		gib := float64(o.Size) * float64(o.Times+1) / (1 << 30)
+		o.LaunchTimeout = 2*time.Minute + time.Duration(gib*float64(2*time.Minute))
+	}
+	if o.FinalizeGrace <= 0 {
+		o.FinalizeGrace = 10 * time.Second
+	}
+	res := Result{Mode: "processes", Nodes: o.Nodes, BytesPerRank: o.Size, Runs: o.Runs, Times: o.Times, Fsync: o.Fsync}
+	switch {
+	case o.MPI != nil && len(o.Launcher) > 0:
+		return res, errors.New("an MPI launch builds its own launcher: give no launcher with it")
+	case o.MPI != nil:
+		res.MPI, o.Launcher = o.MPI.Name, append([]string{o.MPI.Launcher}, o.MPI.Args...)
+		if len(o.RankCmd) == 0 {
+			rank, err := o.MPI.RankProgram(ctx, o.SCRPrefix, filepath.Join(o.Dir, "mpi."+o.MPI.Name), o.Log)
+			if err != nil {
+				return res, err
+			}
+			o.RankCmd = []string{rank}
+		}
+	case len(o.Launcher) == 0:
+		o.Launcher = DefaultLauncher()
+	}
+	if len(o.RankCmd) == 0 {
+		o.RankCmd = DefaultRankCmd()
+	}
+	res.Launcher, res.RankCmd, res.LoadBefore = o.Launcher, o.RankCmd, loadavg()
 	all := map[string]*collected{}
 	for _, s := range o.Schemes {
 		all[s] = &collected{}
@@ -187,6 +222,7 @@ func RunProcesses(ctx context.Context, o Options) (Result, error) {
 	}
 	for _, s := range o.Schemes {
 		res.Schemes = append(res.Schemes, all[s].summary(s))
+		res.Notes = append(res.Notes, all[s].notes...)
 	}
 	res.LoadAfter = loadavg()
 	return res, nil
@@ -194,8 +230,9 @@ func RunProcesses(ctx context.Context, o Options) (Result, error) {
 
 // collected holds one scheme's sections over its runs.
 type collected struct {
-	secs []Section
-	peak []int64 // by rank
+	secs  []Section
+	peak  []int64 // by rank
+	notes []string
 }
 
 func (c *collected) summary(scheme string) SchemeResult {
@@ -262,7 +299,7 @@ func (o Options) measure(ctx context.Context, scheme string, run int, c *collect
 		return nil
 	}
 	if scheme != Rebuild {
-		reps, err := o.launch(ctx, base, env, scheme, run, ModeCkpt, "--times", strconv.Itoa(o.Times))
+		reps, err := o.launch(ctx, c, base, env, scheme, run, ModeCkpt, "--times", strconv.Itoa(o.Times))
 		if err != nil {
 			return err
 		}
@@ -276,10 +313,10 @@ func (o Options) measure(ctx context.Context, scheme string, run int, c *collect
 	}
 	// Rebuild: one job writes an XOR checkpoint; the next one, on the same
 	// nodes, loses the last node's cache and rebuilds it in Init.
-	if _, err := o.launch(ctx, base, env, scheme, run, ModePrepare); err != nil {
+	if _, err := o.launch(ctx, c, base, env, scheme, run, ModePrepare); err != nil {
 		return err
 	}
-	reps, err := o.launch(ctx, base, env, scheme, run, ModeRebuild, "--lose", nodeName(o.Nodes-1))
+	reps, err := o.launch(ctx, c, base, env, scheme, run, ModeRebuild, "--lose", nodeName(o.Nodes-1))
 	if err != nil {
 		return err
 	}
@@ -310,9 +347,10 @@ func (c *collected) peaks(reps []RankReport, what string) {
 func nodeName(i int) string { return "node" + strconv.Itoa(i+1) }
 
 // launch starts one job of the rank program and returns every rank's
-// report. The job's prefix is <dir>/prefix, its nodes' storage
-// <dir>/nodes (kept between a rebuild's two jobs).
-func (o Options) launch(ctx context.Context, dir string, env map[string]string, scheme string, run int, mode string, extra ...string) ([]RankReport, error) {
+// report; a note on the launch goes to c. The job's prefix is
+// <dir>/prefix, its nodes' storage <dir>/nodes (kept between a rebuild's
+// two jobs).
+func (o Options) launch(ctx context.Context, c *collected, dir string, env map[string]string, scheme string, run int, mode string, extra ...string) ([]RankReport, error) {
 	pfx, root, out := filepath.Join(dir, "prefix"), filepath.Join(dir, "nodes"), filepath.Join(dir, "out."+mode)
 	for _, d := range []string{pfx, root, out} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -328,31 +366,50 @@ func (o Options) launch(ctx context.Context, dir string, env map[string]string, 
 		return nil, err
 	}
 	subst := strings.NewReplacer("{n}", strconv.Itoa(o.Nodes), "{nodes}", strings.Join(nodes, ","), "{root}", root, "{self}", self)
-	var argv []string
-	for _, w := range append(append([]string{}, o.Launcher...), o.RankCmd...) {
-		argv = append(argv, subst.Replace(w))
+	var rank []string
+	for _, w := range o.RankCmd {
+		rank = append(rank, subst.Replace(w))
 	}
-	argv = append(argv, "--mode", mode, "--size", strconv.FormatInt(o.Size, 10), "--out", out)
-	argv = append(argv, extra...)
+	rank = append(rank, "--mode", mode, "--size", strconv.FormatInt(o.Size, 10), "--out", out)
+	rank = append(rank, extra...)
 	if !o.Fsync {
-		argv = append(argv, "--nofsync")
+		rank = append(rank, "--nofsync")
 	}
 	if o.CPUProfile != "" {
-		argv = append(argv, "--cpuprofile", fmt.Sprintf("%s.%s.%d.%s", o.CPUProfile, strings.ToLower(scheme), run, mode))
+		rank = append(rank, "--cpuprofile", fmt.Sprintf("%s.%s.%d.%s", o.CPUProfile, strings.ToLower(scheme), run, mode))
 	}
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = os.Environ()
+	l := launchRun{env: os.Environ(), out: out, n: o.Nodes, timeout: o.LaunchTimeout, grace: o.FinalizeGrace}
 	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		l.env = append(l.env, k+"="+v)
 	}
-	cmd.Env = append(cmd.Env, "SCR_PREFIX="+pfx, "SCR_LOCAL_ROOT="+root)
-	var outb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &outb, &outb
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, outb.String())
+	l.env = append(l.env, "SCR_PREFIX="+pfx, "SCR_LOCAL_ROOT="+root)
+	if o.MPI != nil {
+		// The storage scr_launch gives its simulated nodes; the heartbeat
+		// ring beside MPI on loopback.
+		storage := func(node string) string { return filepath.Join(root, node, "shm") }
+		for _, n := range nodes {
+			if err := os.MkdirAll(storage(n), 0o700); err != nil {
+				return nil, err
+			}
+		}
+		l.argv = o.MPI.SimNodes(nodes, storage, rank)
+		l.env = append(append(l.env, o.MPI.Env...), "SCR_COMM_ADDR=127.0.0.1")
+	} else {
+		for _, w := range o.Launcher {
+			l.argv = append(l.argv, subst.Replace(w))
+		}
+		l.argv = append(l.argv, rank...)
 	}
-	o.Log.Write(outb.Bytes())
+	outb, note, err := l.run(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w\n%s", strings.Join(l.argv, " "), err, outb)
+	}
+	o.Log.Write(outb)
+	if note != "" {
+		note = fmt.Sprintf("%s run %d, %s job: %s", scheme, run, mode, note)
+		c.notes = append(c.notes, note)
+		fmt.Fprintln(o.Log, note)
+	}
 	reps := make([]RankReport, o.Nodes)
 	for r := range reps {
 		b, err := os.ReadFile(filepath.Join(out, "rank."+strconv.Itoa(r)+".json"))
