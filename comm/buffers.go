@@ -78,6 +78,20 @@ func fresh(c int) [][]byte {
 	return [][]byte{b}
 }
 
+// Unmanaged says whether b's memory is outside the Go heap and stays
+// mapped, unmoved by the Go runtime, for the life of the process: a buffer
+// from Buffer that came from the arena. Such memory can be handed to a
+// library that keeps its address beyond the call (an MPI request, an RDMA
+// registration) without staging a copy in C memory.
+func Unmanaged(b []byte) bool {
+	if cap(b) == 0 {
+		return false
+	}
+	bufs.mu.Lock()
+	defer bufs.mu.Unlock()
+	return inArena(b[:1])
+}
+
 // inArena says whether b's memory belongs to the arena (bufs.mu held).
 func inArena(b []byte) bool {
 	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))

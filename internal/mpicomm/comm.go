@@ -212,18 +212,36 @@ func posted(e *Engine, o *op, call string, rc C.int, r C.MPI_Request) {
 // algorithm deadlocks on two ranks sending large messages to each other
 // first, as over TCP.
 func (c *Comm) Send(ctx context.Context, dst, tag int, data []byte) error {
+	return c.send(ctx, dst, tag, data, false)
+}
+
+// send posts data to dst: staged in C memory, or, when owned (see
+// SendOwned), as it is, given back to comm's pool once sent.
+func (c *Comm) send(ctx context.Context, dst, tag int, data []byte, owned bool) error {
 	if err := c.check("send", dst); err != nil {
+		if owned {
+			comm.Release(data)
+		}
 		return err
 	}
 	if err := c.checkTag("send", tag); err != nil {
+		if owned {
+			comm.Release(data)
+		}
 		return err
 	}
 	n, err := count(len(data))
 	if err != nil {
+		if owned {
+			comm.Release(data)
+		}
 		return c.errorf("send", err)
 	}
 	o := newOp() // completes when MPI completes the send
-	if n > 0 {
+	switch {
+	case owned:
+		o.sent = data
+	case n > 0:
 		o.free = []*cbuf{staged(data)}
 	}
 	p := newOp() // completes when the send is posted
@@ -243,21 +261,28 @@ func (c *Comm) Send(ctx context.Context, dst, tag int, data []byte) error {
 	return c.wait(ctx, "send", p)
 }
 
-// msgPtr is the address of a send's staged data.
+// msgPtr is the address of a send's data: staged, or the owned buffer.
 func (o *op) msgPtr() unsafe.Pointer {
+	if o.sent != nil {
+		return unsafe.Pointer(unsafe.SliceData(o.sent))
+	}
 	if len(o.free) == 0 {
 		return nil
 	}
 	return o.free[0].ptr()
 }
 
-// SendOwned is Send for a caller that gives data up: once it is staged in
-// C memory the buffer goes back to comm's pool (comm.Release) for the next
-// message, instead of costing fresh pages.
+// SendOwned is Send for a caller that gives data up. A buffer from comm's
+// arena (comm.Unmanaged: outside the Go heap, never unmapped) goes to MPI
+// as it is and back to comm's pool when the send completes; any other is
+// staged in C memory as by Send and goes back to the pool at once.
 func (c *Comm) SendOwned(ctx context.Context, dst, tag int, data []byte) error {
-	err := c.Send(ctx, dst, tag, data)
-	comm.Release(data)
-	return err
+	if len(data) == 0 || !comm.Unmanaged(data) {
+		err := c.Send(ctx, dst, tag, data)
+		comm.Release(data)
+		return err
+	}
+	return c.send(ctx, dst, tag, data, true)
 }
 
 // Recv receives the next message from src with tag, of any size.
@@ -272,6 +297,11 @@ func (c *Comm) Recv(ctx context.Context, src, tag int) ([]byte, error) {
 	p := &probe{src: C.int(src), tag: C.int(tag), comm: c.h, o: o}
 	if err := c.start(ctx, "recv", o, func(e *Engine) { e.probes = append(e.probes, p) }); err != nil {
 		return nil, err
+	}
+	if b := o.got; b != nil { // received in place
+		o.got = nil
+		o.release()
+		return b, nil
 	}
 	out := comm.Buffer(o.n) // recycled: the caller may comm.Release it
 	if o.n > 0 {

@@ -10,6 +10,9 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+	"unsafe"
+
+	"github.com/scr-go/scr/comm"
 )
 
 // Engine runs MPI operations on one thread. Goroutines submit them; the
@@ -45,7 +48,11 @@ type op struct {
 	n     int   // its length
 	keep  []*cbuf
 	free  []*cbuf
-	state atomic.Int32 // opPending, opFinished, opAbandoned
+	// A comm buffer MPI works on directly (comm.Unmanaged: no staging):
+	// a SendOwned's data, given back when the send completes, or a
+	// receive's message, which the waiter takes.
+	sent, got []byte
+	state     atomic.Int32 // opPending, opFinished, opAbandoned
 }
 
 const (
@@ -63,6 +70,10 @@ func (o *op) finish(err error) {
 		putStage(c)
 	}
 	o.free = nil
+	if o.sent != nil {
+		comm.Release(o.sent)
+		o.sent = nil
+	}
 	if !o.state.CompareAndSwap(opPending, opFinished) {
 		o.release() // the waiter gave up
 	}
@@ -75,7 +86,10 @@ func (o *op) release() {
 	for _, c := range o.keep {
 		putStage(c)
 	}
-	o.msg, o.keep = nil, nil
+	if o.got != nil {
+		comm.Release(o.got)
+	}
+	o.msg, o.keep, o.got = nil, nil, nil
 }
 
 // abandon: the waiter gives up. A receive not yet matched is then
@@ -95,6 +109,10 @@ func (o *op) unposted() {
 		putStage(c)
 	}
 	o.free = nil
+	if o.sent != nil {
+		comm.Release(o.sent)
+		o.sent = nil
+	}
 	o.release()
 }
 
@@ -212,11 +230,20 @@ func (e *Engine) progress() bool {
 		}
 		moved = true
 		p.o.n = int(n)
+		var at unsafe.Pointer
 		if n > 0 {
-			p.o.msg = getStage(int(n))
+			// Large messages land in a comm buffer MPI may use directly
+			// (the caller gets it without a copy); others are staged.
+			if b := comm.Buffer(int(n)); comm.Unmanaged(b) {
+				p.o.got, at = b, unsafe.Pointer(unsafe.SliceData(b))
+			} else {
+				comm.Release(b)
+				p.o.msg = getStage(int(n))
+				at = p.o.msg.ptr()
+			}
 		}
 		var r C.MPI_Request
-		if rc := C.scrgo_mpi_imrecv(p.o.msg.ptr(), n, &msg, &r); rc != C.MPI_SUCCESS {
+		if rc := C.scrgo_mpi_imrecv(at, n, &msg, &r); rc != C.MPI_SUCCESS {
 			p.o.finish(mpiError("MPI_Imrecv", rc))
 			continue
 		}
