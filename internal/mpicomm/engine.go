@@ -42,12 +42,12 @@ func NewEngine() *Engine {
 // result), by the waiter once it read them, or by the engine at completion
 // if the waiter gave up first.
 type op struct {
-	done  chan struct{}
-	err   error
-	msg   *cbuf // a receive's message
-	n     int   // its length
-	keep  []*cbuf
-	free  []*cbuf
+	done chan struct{}
+	err  error
+	msg  *cbuf // a receive's message
+	n    int   // its length
+	keep []*cbuf
+	free []*cbuf
 	// A comm buffer MPI works on directly (comm.Unmanaged: no staging):
 	// a SendOwned's data, given back when the send completes, or a
 	// receive's message, which the waiter takes.
