@@ -11,8 +11,10 @@ import (
 	"unsafe"
 )
 
-// Every buffer MPI sees lives in C memory (malloc), never in the Go heap.
-// On an RDMA network MPI registers the buffers of large messages with the
+// No buffer MPI sees lives in the Go heap: redundancy pieces come from
+// comm's arena (comm.Unmanaged: mapped outside the heap, never unmapped)
+// and go to MPI as they are; every other message is staged in C memory
+// (malloc) here. On an RDMA network MPI registers the buffers of large messages with the
 // network card and caches the registration, relying on hooks in libc to
 // learn when memory is unmapped or given back. The Go runtime gives memory
 // back with its own system calls (madvise), unseen by those hooks: a
