@@ -100,11 +100,16 @@ type SchemeResult struct {
 	// CPU time of all ranks over the plain write's (medians; the worst
 	// checkpoint's own): what the ratios tend to when the machine is
 	// loaded, robust against other users' load.
-	CPUMedianRatio float64   `json:"cpu_median_ratio"`
-	CPUWorstRatio  float64   `json:"cpu_worst_ratio"`
-	Worst1         Section   `json:"worst_checkpoint"`    // the worst, with its phases
-	Sections       []Section `json:"sections"`            // every checkpoint (rebuild), run by run
-	PeakRSSKB      []int64   `json:"peak_rss_kb_by_rank"` // per rank, max over the timed sections
+	CPUMedianRatio float64 `json:"cpu_median_ratio"`
+	CPUWorstRatio  float64 `json:"cpu_worst_ratio"`
+	// CPUFloor is a lower bound of what the data movements alone cost,
+	// in plain writes (Movements.Floor, writes valued at the ranks' own
+	// plain write): the CPU ratios cannot go below it, nor the wall ratios
+	// where the ranks share the cores.
+	CPUFloor  float64   `json:"cpu_floor,omitempty"`
+	Worst1    Section   `json:"worst_checkpoint"`    // the worst, with its phases
+	Sections  []Section `json:"sections"`            // every checkpoint (rebuild), run by run
+	PeakRSSKB []int64   `json:"peak_rss_kb_by_rank"` // per rank, max over the timed sections
 }
 
 // Section is one timed checkpoint (or rebuild) and what it cost: wall
@@ -131,6 +136,24 @@ type Phase struct {
 	Secs float64 `json:"secs"`
 }
 
+// plainCPUPerRank is the CPU of one rank's plain write in the runs, in
+// milliseconds per 64 MiB (the median section; REBUILD's is one node's
+// rank alone, the others' every rank's).
+func (s SchemeResult) plainCPUPerRank(size int64, nodes int) float64 {
+	var cpu []float64
+	for _, sec := range s.Sections {
+		cpu = append(cpu, sec.PlainCPU)
+	}
+	if len(cpu) == 0 || size <= 0 {
+		return 0
+	}
+	ranks := float64(nodes)
+	if s.Scheme == Rebuild {
+		ranks = 1
+	}
+	return median(cpu) / ranks * 1e3 * float64(64<<20) / float64(size)
+}
+
 // Met says whether the worst checkpoint is within the target.
 func (s SchemeResult) Met() bool { return s.Target <= 0 || s.WorstRatio <= s.Target }
 
@@ -147,6 +170,7 @@ type Result struct {
 	Fsync        bool           `json:"fsync"`
 	LoadBefore   string         `json:"load_before"` // /proc/loadavg
 	LoadAfter    string         `json:"load_after"`
+	Movements    *Movements     `json:"movements,omitempty"` // measured before the runs, by scr_bench itself
 	Schemes      []SchemeResult `json:"schemes"`
 	Notes        []string       `json:"notes,omitempty"` // launches that needed a hand (killed after the reports)
 }
@@ -208,6 +232,13 @@ func RunProcesses(ctx context.Context, o Options) (Result, error) {
 		o.RankCmd = DefaultRankCmd()
 	}
 	res.Launcher, res.RankCmd, res.LoadBefore = o.Launcher, o.RankCmd, loadavg()
+	// The floor of each scheme on this machine, from the movements a
+	// checkpoint is made of (best of 3 rounds of up to 64 MiB).
+	if m, err := MeasureMovements(o.Dir, o.Size, 3); err != nil {
+		fmt.Fprintf(o.Log, "movements not measured: %v\n", err)
+	} else {
+		res.Movements = &m
+	}
 	all := map[string]*collected{}
 	for _, s := range o.Schemes {
 		all[s] = &collected{}
@@ -221,7 +252,11 @@ func RunProcesses(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	for _, s := range o.Schemes {
-		res.Schemes = append(res.Schemes, all[s].summary(s))
+		sr := all[s].summary(s)
+		if res.Movements != nil {
+			sr.CPUFloor, _ = res.Movements.Floor(s, o.Nodes, 2, sr.plainCPUPerRank(o.Size, o.Nodes)) // RS: SCR_SET_FAILURES=2
+		}
+		res.Schemes = append(res.Schemes, sr)
 		res.Notes = append(res.Notes, all[s].notes...)
 	}
 	res.LoadAfter = loadavg()
