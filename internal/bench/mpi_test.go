@@ -73,9 +73,12 @@ func TestLaunchHangAfterReports(t *testing.T) {
 	out := t.TempDir()
 	pidFile := filepath.Join(out, "rank.pid")
 	// The "rank" hangs in a session of its own, as MPI launchers start
-	// ranks; the launcher waits for it.
-	hang := "setsid sh -c 'echo $$ > " + pidFile + "; exec tail -f /dev/null' & wait\n"
-	l := launchRun{argv: fakeLauncher(out, 3, true, hang), env: os.Environ(), out: out, n: 3, timeout: time.Minute, grace: 200 * time.Millisecond}
+	// ranks, and is running before the reports are written, as a rank
+	// writes its own; the launcher waits for it.
+	script := "setsid sh -c 'echo $$ > " + pidFile + ".new && mv " + pidFile + ".new " + pidFile + "; exec tail -f /dev/null' &\n" +
+		"while [ ! -s " + pidFile + " ]; do sleep 0.01; done\n"
+	reports := fakeLauncher(out, 3, true, "wait\n")
+	l := launchRun{argv: []string{"sh", "-c", script + reports[2]}, env: os.Environ(), out: out, n: 3, timeout: time.Minute, grace: 200 * time.Millisecond}
 	start := time.Now()
 	_, note, err := l.run(context.Background())
 	if err != nil || !strings.Contains(note, "every rank had written its report") {
@@ -89,9 +92,14 @@ func TestLaunchHangAfterReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if alive(pid) {
-		syscall.Kill(pid, syscall.SIGKILL)
-		t.Fatalf("the hung rank %d was left running", pid)
+	// A SIGKILL takes effect asynchronously: allow the killed rank a
+	// moment to go (a loaded machine may take a while).
+	for deadline := time.Now().Add(10 * time.Second); alive(pid); {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the hung rank %d was left running", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
