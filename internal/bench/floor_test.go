@@ -85,4 +85,3 @@ func BenchmarkFloor(b *testing.B) {
 		cpuLoop(b, func() { must(b, loopback(buf, total)) })
 	})
 }
-
