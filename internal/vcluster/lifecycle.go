@@ -212,8 +212,15 @@ func (c *Cluster) PowerOffNodes(ctx context.Context, nodes []string) (time.Time,
 		}
 		netIDs = append(netIDs, netID)
 		if h, err := c.holderPID(node); err == nil {
-			if m, err := nsOf(fmt.Sprintf("/proc/%d/ns/mnt", h)); err == nil {
-				mntIDs = append(mntIDs, m)
+			// Held open until the kill is over: a namespace that dies
+			// (with the holder, in the net kill below) frees its inode
+			// number for the next one made anywhere on the machine (another
+			// cluster's holder, say), which the mnt kill would then hit.
+			if f, err := os.Open(fmt.Sprintf("/proc/%d/ns/mnt", h)); err == nil {
+				defer f.Close()
+				if m, err := nsOfFile(f); err == nil {
+					mntIDs = append(mntIDs, m)
+				}
 			}
 		}
 	}

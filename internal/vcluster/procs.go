@@ -32,6 +32,20 @@ func nsOf(path string) (nsID, error) {
 	return nsID{dev: uint64(st.Dev), ino: st.Ino}, nil
 }
 
+// nsOfFile is the namespace of an open /proc/<pid>/ns/<kind> file, which
+// keeps that namespace (and so its identity) alive while open.
+func nsOfFile(f *os.File) (nsID, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nsID{}, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nsID{}, fmt.Errorf("stat %s: no inode", f.Name())
+	}
+	return nsID{dev: uint64(st.Dev), ino: st.Ino}, nil
+}
+
 // pidsIn lists the processes whose namespace of the given kind ("net",
 // "mnt", "pid", ...) is one of ids. Processes that exit during the scan are
 // skipped; zombies have no namespaces and are never listed.
