@@ -145,7 +145,8 @@ func Buffer(n int) []byte {
 // transport's receives): a buffer returned by Recv, or one from Buffer,
 // that the caller is done with. The caller must neither read nor write b
 // (nor any slice sharing its memory) afterwards. Releasing is optional:
-// a buffer that is not released is collected as garbage.
+// a buffer that is not released is collected as garbage, or, from the
+// arena, is lost to it (the arena is bounded; the heap serves beyond).
 func Release(b []byte) {
 	s := bits.Len(uint(cap(b))) - 1 // largest class with 1<<s <= cap(b)
 	if s < minPooledShift {
