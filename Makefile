@@ -130,9 +130,11 @@ test-unit:
 	$(GO) test ./...
 
 # make demo RM=flux: the same scenario on a Flux system instance (make deps-flux).
-RM ?= slurm
+# RM has make's built-in default ("rm -f"), which ?= does not replace:
+# only an RM given on the command line or in the environment counts.
+DEMO_RM := $(if $(filter default undefined,$(origin RM)),slurm,$(RM))
 demo: deps build
-	SCR_BIN=$(BIN) $(FLUX_ENV) $(BIN)/scr_demo --rm $(RM)
+	SCR_BIN=$(BIN) $(FLUX_ENV) $(BIN)/scr_demo --rm $(DEMO_RM)
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
