@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/testio"
 )
 
 // These tests check that parameters SCR users set are acted on (or named
@@ -20,29 +20,11 @@ import (
 // SCR_JOB_NAME / SCR_CLUSTER_NAME, SCR_FETCH_BYPASS, SCR_COPY_METADATA,
 // SCR_CRC_ON_DELETE.
 
-// lockedBuffer collects the messages of ranks running as goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // An SCR config file with what scr-go does not have loads: Init goes on and
 // rank 0 prints one warning per item, with the file and line.
 func TestSCRConfigFileLoadsWithWarnings(t *testing.T) {
 	j := confJob(t)
-	var msgs lockedBuffer
+	var msgs testio.LockedBuffer
 	j.stderr = &msgs
 	writeConf(t, filepath.Join(j.prefix, ".scrconf"),
 		"SCR_FLUHS=1",
@@ -77,7 +59,7 @@ func TestSCRConfigFileLoadsWithWarnings(t *testing.T) {
 func TestDebugMessagesByLevel(t *testing.T) {
 	for _, level := range []string{"0", "1", "2"} {
 		j := newJob(t, map[string]string{"SCR_DEBUG": level, "SCR_FLUSH": "1"})
-		var msgs lockedBuffer
+		var msgs testio.LockedBuffer
 		j.stderr = &msgs
 		mustAll(t, j.run(four, nil, func(ctx context.Context, h *Handle) error {
 			if err := checkpoint(ctx, h, 1, 100, 0); err != nil {
@@ -254,7 +236,7 @@ func TestCopyMetadata(t *testing.T) {
 // reported (SCR's "bad drive?").
 func TestCRCOnDelete(t *testing.T) {
 	j := newJob(t, map[string]string{"SCR_CRC_ON_COPY": "1", "SCR_CRC_ON_DELETE": "1"})
-	var msgs lockedBuffer
+	var msgs testio.LockedBuffer
 	j.stderr = &msgs
 	mustAll(t, j.run(four, nil, func(ctx context.Context, h *Handle) error {
 		if err := checkpoint(ctx, h, 1, 64, 0); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/scr-go/scr/internal/prefix"
 	"github.com/scr-go/scr/internal/safefs"
 	"github.com/scr-go/scr/internal/safefs/safefstest"
+	"github.com/scr-go/scr/internal/testio"
 )
 
 var two = []string{"n1", "n2"}
@@ -75,7 +76,7 @@ func TestCacheDirectoryPreparedByAnotherUserIsRefused(t *testing.T) {
 // loudly, instead.
 func TestCacheIndexPathsNeverReachRemoveAll(t *testing.T) {
 	j := newJob(t, nil)
-	log := &lockedBuffer{}
+	log := &testio.LockedBuffer{}
 	j.stderr = log
 	victim := filepath.Join(j.base, "victim")
 	os.MkdirAll(filepath.Join(victim, "keep"), 0o700)
@@ -217,7 +218,7 @@ func flushTwo(t *testing.T, j *job, size int) {
 // run goes straight to ckpt.1 (it never blocks the job).
 func restartFromPrefix(t *testing.T, j *job, size int, why string) {
 	t.Helper()
-	log := &lockedBuffer{}
+	log := &testio.LockedBuffer{}
 	j.stderr = log
 	sameName(t, restartAll(t, j, two, nil, size), "ckpt.1")
 	evs := j.events("bad_dataset")
@@ -282,7 +283,7 @@ func TestFetchChecksTheCRC32COfFlushedFiles(t *testing.T) {
 // dropped and the restart goes to the older cached one, loudly.
 func TestCachedFallbackIsNeverSilent(t *testing.T) {
 	j := newJob(t, map[string]string{"SCR_CACHE_SIZE": "2", "SCR_CRC_ON_COPY": "1"})
-	log := &lockedBuffer{}
+	log := &testio.LockedBuffer{}
 	j.stderr = log
 	mustAll(t, j.run(two, nil, func(ctx context.Context, h *Handle) error {
 		for step := 1; step <= 2; step++ {

@@ -1,7 +1,6 @@
 package comm_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/scr-go/scr/comm"
 	"github.com/scr-go/scr/internal/locallaunch"
 	"github.com/scr-go/scr/internal/prefix"
+	"github.com/scr-go/scr/internal/testio"
 )
 
 // TestMain doubles as the rank program of the process tests (the os/exec
@@ -62,23 +62,6 @@ func helper() int {
 	}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // lossScenario launches n helper ranks, waits until all are up, hurts the
 // victim with sig and checks every other rank ends with ExitPeerLost. It
 // returns the slowest survivor's exit latency.
@@ -94,7 +77,7 @@ func lossScenario(t *testing.T, n, perNode int, victims []int, sig syscall.Signa
 		survived = 0
 		allDone  = make(chan struct{})
 	)
-	stderr := &syncBuf{}
+	stderr := &testio.LockedBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	resc := make(chan *locallaunch.Result, 1)
@@ -311,13 +294,13 @@ func TestProcessCloseRightAfterCollective(t *testing.T) {
 		dir := t.TempDir()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		cmds := make([]*exec.Cmd, p)
-		outs := make([]*syncBuf, p)
+		outs := make([]*testio.LockedBuffer, p)
 		for r := range p {
 			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^$")
 			cmd.Env = append(os.Environ(), "SCR_COMM_HELPER=closerace",
 				"OMPI_COMM_WORLD_RANK="+strconv.Itoa(r), "OMPI_COMM_WORLD_SIZE="+strconv.Itoa(p),
 				"SCR_RENDEZVOUS_DIR="+dir, "SCR_COMM_ADDR=127.0.0.1", fmt.Sprintf("SCR_NODE_NAME=node%d", r))
-			outs[r] = &syncBuf{}
+			outs[r] = &testio.LockedBuffer{}
 			cmd.Stdout, cmd.Stderr = outs[r], outs[r]
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)

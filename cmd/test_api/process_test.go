@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/scr-go/scr/internal/locallaunch"
+	"github.com/scr-go/scr/internal/testio"
 )
 
 // TestProcessesOverTCP runs test_api as four real processes on four
@@ -96,7 +97,7 @@ func TestInitCauseSurvivesKillOnFirstFailure(t *testing.T) {
 	os.MkdirAll(filepath.Join(pfx, ".scr"), 0o700)
 	os.WriteFile(filepath.Join(pfx, ".scr", "flush.json"), []byte(`{"format":"scr-flush","version":1,"datasets":{"1":`), 0o600)
 	for i := range 3 {
-		out := &lockedBuffer{} // the ranks' output arrives from several goroutines
+		out := &testio.LockedBuffer{} // the ranks' output arrives from several goroutines
 		res, err := locallaunch.Run(context.Background(), locallaunch.Options{
 			N: 3, Argv: []string{bin, "--size", "1k", "--times", "0"}, CacheRoot: filepath.Join(base, fmt.Sprint("root", i)),
 			Env:    append(os.Environ(), "SCR_PREFIX="+pfx, "SCR_JOB_ID=kill", "SCR_USER_NAME=u", "SCR_COPY_TYPE=SINGLE"),
@@ -109,22 +110,4 @@ func TestInitCauseSurvivesKillOnFirstFailure(t *testing.T) {
 			t.Fatalf("launch %d: exit %d, the cause is not printed:\n%s", i, res.ExitCode(), out.String())
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer several goroutines may write.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -218,24 +218,12 @@ func (c *Comm) Send(ctx context.Context, dst, tag int, data []byte) error {
 // send posts data to dst: staged in C memory, or, when owned (see
 // SendOwned), as it is, given back to comm's pool once sent.
 func (c *Comm) send(ctx context.Context, dst, tag int, data []byte, owned bool) error {
-	if err := c.check("send", dst); err != nil {
-		if owned {
-			comm.Release(data)
-		}
-		return err
-	}
-	if err := c.checkTag("send", tag); err != nil {
-		if owned {
-			comm.Release(data)
-		}
-		return err
-	}
-	n, err := count(len(data))
+	n, err := c.sendable(dst, tag, len(data))
 	if err != nil {
 		if owned {
 			comm.Release(data)
 		}
-		return c.errorf("send", err)
+		return err
 	}
 	o := newOp() // completes when MPI completes the send
 	switch {
@@ -259,6 +247,22 @@ func (c *Comm) send(ctx context.Context, dst, tag int, data []byte, owned bool) 
 		return c.errorf("send", err)
 	}
 	return c.wait(ctx, "send", p)
+}
+
+// sendable checks a send to dst with tag of size bytes and returns its
+// MPI count.
+func (c *Comm) sendable(dst, tag, size int) (C.int, error) {
+	if err := c.check("send", dst); err != nil {
+		return 0, err
+	}
+	if err := c.checkTag("send", tag); err != nil {
+		return 0, err
+	}
+	n, err := count(size)
+	if err != nil {
+		return 0, c.errorf("send", err)
+	}
+	return n, nil
 }
 
 // msgPtr is the address of a send's data: staged, or the owned buffer.
