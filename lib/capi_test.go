@@ -205,9 +205,16 @@ func TestMPIComm(t *testing.T) {
 			m := regexp.MustCompile(`rank 1 freezes at (\d+)`).FindStringSubmatch(errs)
 			// The launcher's code is not the ranks' own: Hydra reports the
 			// frozen rank's SIGKILL (9) when it ends it after the others.
-			if code == 0 || m == nil || !strings.Contains(errs, "scr: lost rank 1") ||
-				!strings.Contains(errs, "rank 0 exits 75") || !strings.Contains(errs, "rank 2 exits 75") {
-				t.Fatalf("a frozen rank under %s: launcher exit %d; want ranks 0 and 2 to exit 75 with a lost-rank line\n%s", f.Name, code, errs)
+			// Each survivor logs its own exit, but once the first exits
+			// with an error the launcher may kill the other before it
+			// logs: every exit logged must be 75, and there must be one.
+			exits := regexp.MustCompile(`rank ([02]) exits (\d+)`).FindAllStringSubmatch(errs, -1)
+			bad := len(exits) == 0
+			for _, e := range exits {
+				bad = bad || e[2] != "75"
+			}
+			if code == 0 || m == nil || !strings.Contains(errs, "scr: lost rank 1") || bad {
+				t.Fatalf("a frozen rank under %s: launcher exit %d; want the survivors (ranks 0 and 2) to exit 75, at least one logging it, with a lost-rank line\n%s", f.Name, code, errs)
 			}
 			ms, _ := strconv.ParseInt(m[1], 10, 64)
 			took := end.Sub(time.UnixMilli(ms))
